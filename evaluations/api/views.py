@@ -1,0 +1,41 @@
+"""Read API for runs (the CLI and CI use `evaluate --json`; this serves dashboards and scripts)."""
+
+from __future__ import annotations
+
+from rest_framework import generics, serializers
+
+from evaluations import selectors
+from evaluations.models import Run
+
+
+class RunSerializer(serializers.ModelSerializer):
+    suite = serializers.CharField(source="suite_version.suite.name")
+    suite_version = serializers.IntegerField(source="suite_version.number")
+    progress = serializers.SerializerMethodField()
+    arms = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "suite", "suite_version", "status", "trigger", "repeats", "created_at", "started_at",
+            "finished_at", "progress", "arms",
+        ]  # fmt: skip
+
+    def get_progress(self, run: Run) -> dict:
+        return selectors.run_progress(run)
+
+    def get_arms(self, run: Run) -> list[dict]:
+        return [
+            {"endpoint": arm.endpoint.name, "strategy": str(arm.strategy), **summary}
+            for arm, summary in selectors.run_arms_with_summaries(run)
+        ]
+
+
+class RunList(generics.ListAPIView):
+    queryset = Run.objects.select_related("suite_version__suite").order_by("-created_at", "-id")
+    serializer_class = RunSerializer
+
+
+class RunDetail(generics.RetrieveAPIView):
+    queryset = Run.objects.select_related("suite_version__suite")
+    serializer_class = RunSerializer

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+
+from evaluations.models import Endpoint, EndpointKind, Provider, Strategy, Suite, SuiteVersion, TaskType
+
+
+class SuiteUploadForm(forms.Form):
+    name = forms.CharField(max_length=200, help_text="An existing suite's name adds a new version to it.")
+    task_type = forms.ChoiceField(choices=TaskType.choices, initial=TaskType.GENERATION)
+    file = forms.FileField(
+        help_text="CSV or JSONL with columns input, expected (or ideal), and optional split, tags, id."
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.FTVP_MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(
+                f"{upload.name} is {upload.size:,} bytes; the limit is {settings.FTVP_MAX_UPLOAD_BYTES:,}"
+            )
+        return upload
+
+
+class EndpointForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    provider = forms.ChoiceField(choices=Provider.choices)
+    model = forms.CharField(max_length=300, help_text="For local: smollm2-135m-instruct or a model folder.")
+    base_url = forms.URLField(required=False, max_length=500, assume_scheme="https")
+    api_key_env = forms.CharField(
+        required=False, max_length=100, help_text="The NAME of the environment variable holding the key."
+    )
+    kind = forms.ChoiceField(choices=EndpointKind.choices, initial=EndpointKind.BASE)
+    base_endpoint = forms.ModelChoiceField(
+        queryset=Endpoint.objects.filter(kind=EndpointKind.BASE), required=False
+    )
+    price_in = forms.DecimalField(
+        min_value=0, initial=0, decimal_places=6, help_text="USD per 1M input tokens"
+    )
+    price_out = forms.DecimalField(
+        min_value=0, initial=0, decimal_places=6, help_text="USD per 1M output tokens"
+    )
+    price_hour = forms.DecimalField(
+        min_value=0, initial=0, decimal_places=6, help_text="USD per compute hour"
+    )
+    training_cost = forms.DecimalField(min_value=0, initial=0, decimal_places=4, help_text="one-time USD")
+    max_concurrency = forms.IntegerField(min_value=1, max_value=256, initial=4)
+
+
+class RunForm(forms.Form):
+    suite_version = forms.ModelChoiceField(queryset=SuiteVersion.objects.select_related("suite"))
+    arms = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple, help_text="Each arm is one endpoint with one strategy."
+    )
+    repeats = forms.IntegerField(min_value=1, max_value=20, initial=1, help_text="Samples per case and arm.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["suite_version"].queryset = SuiteVersion.objects.select_related("suite").order_by(
+            "suite__name", "-number"
+        )
+        endpoints = list(Endpoint.objects.order_by("name"))
+        strategies = list(Strategy.objects.order_by("name", "-version"))
+        self.fields["arms"].choices = [
+            (f"{e.pk}:{s.pk}", f"{e.name} · {s}") for e in endpoints for s in strategies
+        ]
+
+    def clean_arms(self):
+        pairs = []
+        for value in self.cleaned_data["arms"]:
+            endpoint_id, strategy_id = (int(x) for x in value.split(":"))
+            pairs.append((endpoint_id, strategy_id))
+        endpoints = Endpoint.objects.in_bulk([e for e, _ in pairs])
+        strategies = Strategy.objects.in_bulk([s for _, s in pairs])
+        return [(endpoints[e], strategies[s]) for e, s in pairs]
+
+
+class SuiteSettingsForm(forms.ModelForm):
+    class Meta:
+        model = Suite
+        fields = ["description", "quality_target", "pass_threshold", "monthly_volume"]

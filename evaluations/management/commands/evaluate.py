@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from evaluations import selectors
+from evaluations.models import Endpoint, Run, RunStatus, Strategy, Suite, Trigger
+from evaluations.services.runs import RunError, run_create
+
+ARM_FIELDS = (
+    "cases", "mean_score", "score_ci", "pass_rate", "accuracy", "macro_f1", "errors", "cost_total",
+    "cost_per_request", "monthly_cost", "prompt_tokens_mean", "completion_tokens_mean", "latency_p50_ms",
+    "latency_p95_ms",
+)  # fmt: skip
+
+
+def fail(message: str) -> CommandError:
+    return CommandError(message, returncode=2)
+
+
+def parse_arm(spec: str) -> tuple[Endpoint, Strategy]:
+    endpoint_name, sep, strategy_name = spec.rpartition(":")
+    if not sep or not endpoint_name or not strategy_name:
+        raise fail(f"--arm {spec!r}: write ENDPOINT:STRATEGY, e.g. local:few-shot")
+    endpoint = Endpoint.objects.filter(name=endpoint_name).first()
+    if endpoint is None:
+        known = (
+            ", ".join(Endpoint.objects.values_list("name", flat=True)) or "none; add one with add_endpoint"
+        )
+        raise fail(f"--arm {spec!r}: no endpoint named {endpoint_name!r} (known: {known})")
+    name, _, version = strategy_name.partition("@v")
+    strategies = Strategy.objects.filter(name=name)
+    strategy = strategies.filter(version=int(version)).first() if version.isdigit() else strategies.first()
+    if strategy is None:
+        known = ", ".join(sorted(set(Strategy.objects.values_list("name", flat=True))))
+        raise fail(f"--arm {spec!r}: no strategy named {strategy_name!r} (known: {known})")
+    return endpoint, strategy
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a suite against one or more arms (ENDPOINT:STRATEGY). With --wait, block until the run ends; "
+        "on embedded defaults a worker process is started for the duration if none is running."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--suite", required=True, help="suite name")
+        parser.add_argument("--suite-version", type=int, default=None, help="suite version (default: latest)")
+        parser.add_argument(
+            "--arm", action="append", required=True, help="ENDPOINT:STRATEGY; repeat for more"
+        )
+        parser.add_argument("--repeats", type=int, default=1, help="samples per case and arm")
+        parser.add_argument("--trigger", choices=Trigger.values, default=Trigger.MANUAL)
+        parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
+        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait with --wait")
+
+    def handle(self, *args, **opts):
+        suite = Suite.objects.filter(name=opts["suite"]).first()
+        if suite is None:
+            raise fail(f"--suite {opts['suite']!r}: no such suite (import one with import_suite)")
+        versions = suite.versions.all()
+        version = (
+            versions.filter(number=opts["suite_version"]).first()
+            if opts["suite_version"]
+            else versions.first()
+        )
+        if version is None:
+            raise fail(f"suite {suite.name!r} has no version {opts['version'] or ''}".strip())
+        arms = [parse_arm(spec) for spec in opts["arm"]]
+        try:
+            run = run_create(
+                suite_version=version, arms=arms, repeats=opts["repeats"], trigger=opts["trigger"]
+            )
+        except RunError as exc:
+            raise fail(str(exc)) from None
+        self.stderr.write(
+            f"run #{run.pk} queued: {version}, {len(arms)} arm(s), {run.expected_results} results"
+        )
+        if opts["wait"]:
+            run = self._wait(run, timeout=opts["timeout"])
+        self._report(run, as_json=opts["json"])
+        if opts["wait"] and run.status != RunStatus.SUCCEEDED:
+            raise fail(f"run #{run.pk} ended {run.status}{': ' + run.error if run.error else ''}")
+
+    def _wait(self, run: Run, *, timeout: float) -> Run:
+        from workers import embedded
+
+        worker = None
+        if embedded.live_worker_count() == 0:
+            if settings.EMBEDDED:
+                log_path = settings.DATA_DIR / "logs" / "evaluate-worker.log"
+                self.stderr.write(f"no worker running: starting one for this command (log: {log_path})")
+                worker = embedded.start_worker(name=f"evaluate-{run.pk}", log_path=log_path)
+                if not embedded.wait_until_ready(worker):
+                    embedded.stop_worker(worker)
+                    raise fail(f"the worker did not start; see {log_path}")
+            else:
+                self.stderr.write(
+                    "no worker has reported in yet; waiting for one "
+                    "(start one with: celery -A workers worker -Q llm,scoring)"
+                )
+        try:
+            return self._poll(run, timeout=timeout)
+        except KeyboardInterrupt:
+            raise fail(
+                f"interrupted; run #{run.pk} goes on with the workers (cancel it on its page)"
+            ) from None
+        finally:
+            if worker is not None:
+                embedded.stop_worker(worker)
+
+    def _poll(self, run: Run, *, timeout: float) -> Run:
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            run.refresh_from_db()
+            progress = selectors.run_progress(run)
+            line = (
+                f"run #{run.pk} {run.status}: {progress['results_done']}/{progress['results_total']} results"
+            )
+            if progress["errors"]:
+                line += f", {progress['errors']} errors"
+            if (line != last and sys.stderr.isatty()) or (line != last and run.is_finished):
+                self.stderr.write(line)
+            last = line
+            if run.is_finished:
+                return run
+            if time.monotonic() > deadline:
+                raise fail(f"run #{run.pk} did not finish within {timeout:.0f}s; it goes on with the workers")
+            time.sleep(1.0)
+
+    def _report(self, run: Run, *, as_json: bool) -> None:
+        arms = [
+            {
+                "endpoint": arm.endpoint.name,
+                "strategy": str(arm.strategy),
+                **{k: s.get(k) for k in ARM_FIELDS},
+            }
+            for arm, s in selectors.run_arms_with_summaries(run)
+        ]
+        if as_json:
+            payload = {"run_id": run.pk, "status": run.status, "suite": run.suite_version.suite.name,
+                       "suite_version": run.suite_version.number, "arms": arms}  # fmt: skip
+            self.stdout.write(json.dumps(payload))
+            return
+        self.stdout.write(f"run #{run.pk} {run.status}")
+        for a in arms:
+            mean = "—" if a["mean_score"] is None else f"{a['mean_score']:.3f}"
+            ci = a["score_ci"] or [None, None]
+            ci_text = "" if ci[0] is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+            passed = "—" if a["pass_rate"] is None else f"{a['pass_rate']:.1%}"
+            self.stdout.write(
+                f"  {a['endpoint']}:{a['strategy']}  score {mean}{ci_text}  pass {passed}  "
+                f"errors {a['errors']}  cost ${a['cost_total'] or 0:.6f}"
+            )

@@ -1,0 +1,358 @@
+"""ftvp's data and its invariants. Writes live in services/, reads in selectors.py."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class TaskType(models.TextChoices):
+    GENERATION = "generation", "Generation"
+    CLASSIFICATION = "classification", "Classification"
+    JSON = "json", "JSON"
+
+
+class Suite(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    task_type = models.CharField(max_length=20, choices=TaskType.choices, default=TaskType.GENERATION)
+    quality_target = models.FloatField(
+        default=0.8, help_text="The mean score an arm must reach to be good enough (0..1)."
+    )
+    pass_threshold = models.FloatField(
+        default=0.8, help_text="A result passes when its score reaches this (0..1)."
+    )
+    monthly_volume = models.PositiveIntegerField(
+        default=10_000, help_text="Expected production requests per month."
+    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quality_target__gte=0) & Q(quality_target__lte=1), name="suite_target_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(pass_threshold__gte=0) & Q(pass_threshold__lte=1), name="suite_threshold_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def latest_version(self) -> SuiteVersion | None:
+        return self.versions.order_by("-number").first()
+
+
+class SuiteVersion(models.Model):
+    """Immutable once created: editing or re-uploading a suite makes a new version."""
+
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    source_name = models.CharField(max_length=255, blank=True)
+    source_format = models.CharField(max_length=40, blank=True)
+    labels = models.JSONField(default=list, blank=True, help_text="Label set of a classification suite.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["suite", "-number"]
+        constraints = [models.UniqueConstraint(fields=["suite", "number"], name="suiteversion_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.suite.name} v{self.number}"
+
+
+class Split(models.TextChoices):
+    TEST = "test", "Test"
+    TRAIN = "train", "Train"
+
+
+class Case(models.Model):
+    version = models.ForeignKey(SuiteVersion, on_delete=models.CASCADE, related_name="cases")
+    key = models.CharField(max_length=200)
+    position = models.PositiveIntegerField()
+    input = models.JSONField(help_text="A string, or a list of chat messages {role, content}.")
+    expected = models.JSONField(null=True, blank=True, help_text="A string, or a list of acceptable outputs.")
+    assertions = models.JSONField(default=list, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    split = models.CharField(max_length=5, choices=Split.choices, default=Split.TEST)
+
+    class Meta:
+        ordering = ["version", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "key"], name="case_unique_key"),
+            models.UniqueConstraint(fields=["version", "position"], name="case_unique_position"),
+        ]
+        indexes = [models.Index(fields=["version", "split", "position"])]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def expected_list(self) -> list[str]:
+        if self.expected is None:
+            return []
+        if isinstance(self.expected, list):
+            return [str(x) for x in self.expected]
+        return [str(self.expected)]
+
+
+class Provider(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible"
+    LOCAL = "local", "Local (transformers)"
+
+
+class EndpointKind(models.TextChoices):
+    BASE = "base", "Base model"
+    FINE_TUNED = "fine_tuned", "Fine-tuned model"
+
+
+class Endpoint(models.Model):
+    """A model to call. The API key itself is never stored: only the name of its env variable."""
+
+    name = models.CharField(max_length=100, unique=True)
+    provider = models.CharField(max_length=10, choices=Provider.choices)
+    model = models.CharField(max_length=300)
+    base_url = models.URLField(max_length=500, blank=True)
+    api_key_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable that holds the API key."
+    )
+    params = models.JSONField(default=dict, blank=True, help_text="Generation parameters, e.g. temperature.")
+    price_in = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, help_text="USD per 1M input tokens."
+    )
+    price_out = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, help_text="USD per 1M output tokens."
+    )
+    price_hour = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, help_text="USD per compute hour (local models)."
+    )
+    kind = models.CharField(max_length=12, choices=EndpointKind.choices, default=EndpointKind.BASE)
+    base_endpoint = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="fine_tunes"
+    )
+    training_cost = models.DecimalField(max_digits=12, decimal_places=4, default=0, help_text="One-time USD.")
+    max_concurrency = models.PositiveIntegerField(default=4)
+    timeout_seconds = models.PositiveIntegerField(default=60)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="fine_tuned") | Q(base_endpoint__isnull=True),
+                name="endpoint_base_only_for_fine_tuned",
+            ),
+            models.CheckConstraint(condition=Q(max_concurrency__gte=1), name="endpoint_concurrency_positive"),
+            models.CheckConstraint(
+                condition=Q(price_in__gte=0)
+                & Q(price_out__gte=0)
+                & Q(price_hour__gte=0)
+                & Q(training_cost__gte=0),
+                name="endpoint_prices_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StrategyKind(models.TextChoices):
+    ZERO_SHOT = "zero-shot", "Zero-shot"
+    FEW_SHOT = "few-shot", "Few-shot"
+    SYSTEM = "system", "System prompt"
+    COT = "cot", "Chain-of-thought"
+    STRUCTURED = "structured", "Structured JSON"
+    PLAIN = "plain", "Plain (fine-tuned models)"
+
+
+class Strategy(models.Model):
+    """How a case becomes a prompt. Versioned like suites: a change makes a new version."""
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField(default=1)
+    kind = models.CharField(max_length=20, choices=StrategyKind.choices)
+    params = models.JSONField(default=dict, blank=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        verbose_name_plural = "strategies"
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="strategy_unique_version")]
+
+    def __str__(self) -> str:
+        return self.name if self.version == 1 else f"{self.name}@v{self.version}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Trigger(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    SCHEDULE = "schedule", "Schedule"
+    API = "api", "API"
+    CI = "ci", "CI"
+
+
+class Run(models.Model):
+    FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+    suite_version = models.ForeignKey(SuiteVersion, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    repeats = models.PositiveIntegerField(default=1)
+    expected_results = models.PositiveIntegerField(default=0)
+    batches_total = models.PositiveIntegerField(default=0)
+    batches_scored = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(repeats__gte=1), name="run_repeats_positive"),
+            models.CheckConstraint(
+                condition=Q(batches_scored__lte=models.F("batches_total")), name="run_batches_le_total"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} of {self.suite_version}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class Arm(models.Model):
+    """One endpoint x strategy of a run; `summary` holds its aggregates once the run is finalized."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="arms")
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="arms")
+    strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="arms")
+    position = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "endpoint", "strategy"], name="arm_unique_per_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint.name}:{self.strategy}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.endpoint.name} · {self.strategy}"
+
+
+class Batch(models.Model):
+    """A slice of an arm's cases: generated on the `llm` queue, then scored on `scoring`.
+
+    The conditional updates of `generated_at` and `scored_at` make each step count once even when
+    a task runs twice (redelivery after a killed worker); `heartbeat_at` tells a live batch from a
+    stalled one.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="batches")
+    arm = models.ForeignKey(Arm, on_delete=models.CASCADE, related_name="batches")
+    index = models.PositiveIntegerField()
+    case_ids = models.JSONField()
+    attempts = models.PositiveIntegerField(default=0)
+    # The lease of whichever step (generate, then score) holds the batch now; None when nobody does.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    generated_at = models.DateTimeField(null=True, blank=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "arm", "index"]
+        constraints = [models.UniqueConstraint(fields=["arm", "index"], name="batch_unique_index")]
+
+    def __str__(self) -> str:
+        return f"batch {self.index} of {self.arm}"
+
+
+class Result(models.Model):
+    arm = models.ForeignKey(Arm, on_delete=models.CASCADE, related_name="results")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="results")
+    sample = models.PositiveIntegerField(default=0)
+    prompt = models.JSONField(default=list, blank=True)
+    output = models.TextField(blank=True)
+    answer = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    cost = models.FloatField(default=0)
+    error = models.TextField(blank=True)
+    cached = models.BooleanField(default=False)
+    scores = models.JSONField(default=dict, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    passed = models.BooleanField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["arm", "case__position", "sample"]
+        constraints = [
+            models.UniqueConstraint(fields=["arm", "case", "sample"], name="result_unique_arm_case_sample"),
+        ]
+        indexes = [models.Index(fields=["arm", "passed"])]
+
+    def __str__(self) -> str:
+        return f"{self.arm} / {self.case.key} #{self.sample}"
+
+
+class EmbeddingCache(models.Model):
+    """Embeddings by (model, sha256 of text); expected outputs are embedded once per text."""
+
+    model = models.CharField(max_length=100)
+    text_hash = models.CharField(max_length=64)
+    vector = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "text_hash"], name="embedding_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model}:{self.text_hash[:12]}"
+
+
+class CompletionCache(models.Model):
+    """Completions at temperature 0 by content hash of (endpoint model, params, messages)."""
+
+    key = models.CharField(max_length=64, unique=True)
+    output = models.TextField()
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True, help_text="Compute cost when the provider measured it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.key[:12]
+
+
+class WorkerBeat(models.Model):
+    """A worker process's heartbeat, so `evaluate --wait` knows whether one is running."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    queues = models.CharField(max_length=200, blank=True)
+    last_seen = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.hostname

@@ -1,0 +1,119 @@
+"""All reads that feed pages, charts, the CLI and the API."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+
+from evaluations.analysis.summary import Row, summarise
+from evaluations.models import Arm, Batch, Result, Run, Suite, SuiteVersion
+
+
+def arm_summaries(run: Run) -> dict[int, dict]:
+    """Aggregates for each arm of the run, computed from its results (live while it runs)."""
+    version = run.suite_version
+    suite = version.suite
+    rows: dict[int, list[Row]] = {arm_id: [] for arm_id in run.arms.values_list("id", flat=True)}
+    fields = (
+        "arm_id", "case_id", "score", "passed", "error", "cost", "prompt_tokens", "completion_tokens",
+        "latency_ms", "scores", "case__expected", "scored_at",
+    )  # fmt: skip
+    for r in Result.objects.filter(arm__run=run).values_list(*fields).iterator(chunk_size=2000):
+        (arm_id, case_id, score, passed, error, cost, pt, ct, lat, scores, expected, scored_at) = r
+        expected_label = None
+        if expected is not None:
+            expected_label = str(expected[0] if isinstance(expected, list) and expected else expected).strip()
+        rows[arm_id].append(
+            Row(
+                case_id=case_id,
+                score=score,
+                passed=passed,
+                error=bool(error),
+                cost=cost or 0.0,
+                prompt_tokens=pt,
+                completion_tokens=ct,
+                latency_ms=lat,
+                expected_label=expected_label,
+                predicted_label=(scores or {}).get("predicted"),
+                scored=scored_at is not None,
+            )
+        )
+    return {
+        arm_id: summarise(
+            arm_rows,
+            task_type=suite.task_type,
+            labels=list(version.labels),
+            monthly_volume=suite.monthly_volume,
+        )
+        for arm_id, arm_rows in rows.items()
+    }
+
+
+def run_arms_with_summaries(run: Run) -> list[tuple[Arm, dict]]:
+    arms = list(run.arms.select_related("endpoint", "strategy").order_by("position"))
+    if run.is_finished and all(a.summary for a in arms):
+        return [(a, a.summary) for a in arms]
+    live = arm_summaries(run)
+    return [(a, live.get(a.pk, {})) for a in arms]
+
+
+def run_progress(run: Run) -> dict:
+    done = Result.objects.filter(arm__run=run).count()
+    errors = Result.objects.filter(arm__run=run).exclude(error="").count()
+    batches = Batch.objects.filter(run=run).aggregate(
+        generated=Count("id", filter=Q(generated_at__isnull=False)),
+        scored=Count("id", filter=Q(scored_at__isnull=False)),
+    )
+    total = run.expected_results or 1
+    return {
+        "status": run.status,
+        "results_done": done,
+        "results_total": run.expected_results,
+        "errors": errors,
+        "batches_total": run.batches_total,
+        "batches_generated": batches["generated"],
+        "batches_scored": batches["scored"],
+        "percent": round(100.0 * min(done, total) / total, 1),
+        "finished": run.is_finished,
+    }
+
+
+def results_for_run(
+    run: Run, *, arm_id: int | None = None, outcome: str = "", query: str = ""
+) -> QuerySet[Result]:
+    qs = Result.objects.filter(arm__run=run).select_related("case", "arm__endpoint", "arm__strategy")
+    if arm_id:
+        qs = qs.filter(arm_id=arm_id)
+    if outcome == "pass":
+        qs = qs.filter(passed=True)
+    elif outcome == "fail":
+        qs = qs.filter(passed=False, error="")
+    elif outcome == "error":
+        qs = qs.exclude(error="")
+    elif outcome == "pending":
+        qs = qs.filter(scored_at__isnull=True)
+    if query:
+        qs = qs.filter(
+            Q(output__icontains=query) | Q(case__key__icontains=query) | Q(answer__icontains=query)
+        )
+    return qs.order_by("case__position", "arm__position", "sample")
+
+
+def suites_with_counts() -> QuerySet[Suite]:
+    return Suite.objects.annotate(version_count=Count("versions", distinct=True)).order_by("name")
+
+
+def version_cases(version: SuiteVersion, *, split: str = "", query: str = ""):
+    qs = version.cases.all()
+    if split:
+        qs = qs.filter(split=split)
+    if query:
+        qs = qs.filter(Q(key__icontains=query) | Q(input__icontains=query))
+    return qs.order_by("position")
+
+
+def recent_runs(limit: int = 50) -> QuerySet[Run]:
+    return (
+        Run.objects.select_related("suite_version__suite")
+        .annotate(arm_count=Count("arms", distinct=True))
+        .order_by("-created_at", "-id")[:limit]
+    )

@@ -1,0 +1,117 @@
+"""Endpoint writes, and turning an Endpoint row into a Provider (the API key read from env here only)."""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from evaluations.models import Endpoint, EndpointKind, Provider
+from evaluations.providers.base import ProviderError
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _decimal(value: object, field: str) -> Decimal:
+    try:
+        result = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValidationError({field: f"{value!r} is not a number"}) from None
+    if result < 0:
+        raise ValidationError({field: "must not be negative"})
+    return result
+
+
+@transaction.atomic
+def endpoint_create(
+    *,
+    name: str,
+    provider: str,
+    model: str,
+    base_url: str = "",
+    api_key_env: str = "",
+    kind: str = EndpointKind.BASE,
+    base_endpoint: Endpoint | None = None,
+    price_in: object = 0,
+    price_out: object = 0,
+    price_hour: object = 0,
+    training_cost: object = 0,
+    max_concurrency: int = 4,
+    timeout_seconds: int = 60,
+    params: dict | None = None,
+) -> Endpoint:
+    if api_key_env and not ENV_NAME.match(api_key_env):
+        raise ValidationError(
+            {
+                "api_key_env": "give the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                "never the key itself"
+            }
+        )
+    if provider == Provider.OPENAI and not model:
+        raise ValidationError({"model": "an OpenAI-compatible endpoint needs a model name"})
+    if kind == EndpointKind.BASE and base_endpoint is not None:
+        raise ValidationError({"base_endpoint": "only a fine-tuned endpoint has a base endpoint"})
+    endpoint = Endpoint(
+        name=name.strip(),
+        provider=provider,
+        model=model.strip(),
+        base_url=base_url.strip(),
+        api_key_env=api_key_env.strip(),
+        kind=kind,
+        base_endpoint=base_endpoint,
+        price_in=_decimal(price_in, "price_in"),
+        price_out=_decimal(price_out, "price_out"),
+        price_hour=_decimal(price_hour, "price_hour"),
+        training_cost=_decimal(training_cost, "training_cost"),
+        max_concurrency=max_concurrency,
+        timeout_seconds=timeout_seconds,
+        params=params or {},
+    )
+    endpoint.full_clean()
+    endpoint.save()
+    return endpoint
+
+
+def endpoint_api_key(endpoint: Endpoint) -> str | None:
+    if not endpoint.api_key_env:
+        return None
+    key = os.environ.get(endpoint.api_key_env)
+    if not key:
+        raise ProviderError(
+            f"endpoint {endpoint.name!r}: environment variable {endpoint.api_key_env} "
+            "is not set in the worker"
+        )
+    return key
+
+
+def endpoint_provider(endpoint: Endpoint):
+    """The Provider that calls this endpoint."""
+    if endpoint.provider == Provider.LOCAL:
+        from evaluations.providers.local import LocalProvider
+
+        return LocalProvider(
+            model=endpoint.model,
+            price_hour=float(endpoint.price_hour),
+            batch_size=settings.FTVP_LOCAL_BATCH,
+            max_new_tokens=settings.FTVP_LOCAL_MAX_NEW_TOKENS,
+        )
+    from evaluations.providers.limits import get_limiter
+    from evaluations.providers.openai_compat import OpenAICompatProvider
+
+    prefix = (
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "") if settings.REDIS_URL else ""
+    )
+    return OpenAICompatProvider(
+        model=endpoint.model,
+        base_url=endpoint.base_url or None,
+        api_key=endpoint_api_key(endpoint),
+        timeout=float(endpoint.timeout_seconds),
+        max_retries=settings.FTVP_HTTP_RETRIES,
+        max_concurrency=endpoint.max_concurrency,
+        limiter=get_limiter(settings.REDIS_URL or None, prefix=prefix),
+        limiter_key=f"endpoint:{endpoint.pk}",
+    )

@@ -1,0 +1,425 @@
+"""Run writes: create, start, generate a batch, score a batch, finalize, cancel, recover.
+
+Every step is idempotent and safe to run twice (a redelivered message after a killed worker):
+results are upserted on (arm, case, sample), and the steps that count (a batch generated, a batch
+scored, a run finalized) are conditional UPDATEs that succeed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from evaluations import selectors, strategies
+from evaluations.analysis.costs import token_cost
+from evaluations.models import (
+    Arm,
+    Batch,
+    Case,
+    CompletionCache,
+    Endpoint,
+    Result,
+    Run,
+    RunStatus,
+    Split,
+    Strategy,
+    SuiteVersion,
+    Trigger,
+)
+from evaluations.providers.base import Completion, GenerationParams, ProviderError
+from evaluations.services.endpoints import endpoint_provider
+from evaluations.services.queue import enqueue
+from evaluations.services.scoring import score_results
+
+log = logging.getLogger(__name__)
+
+MAX_REPEATS = 20
+
+
+class RunError(ValueError):
+    """A run cannot be created as asked; the message says why and what to do."""
+
+
+def run_create(
+    *,
+    suite_version: SuiteVersion,
+    arms: Sequence[tuple[Endpoint, Strategy]],
+    repeats: int = 1,
+    trigger: str = Trigger.MANUAL,
+    user=None,
+) -> Run:
+    """Create a run, its arms and their batches in one transaction; start it once committed."""
+    if not arms:
+        raise RunError("a run needs at least one arm (endpoint x strategy)")
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise RunError(f"repeats must be between 1 and {MAX_REPEATS}")
+    seen = set()
+    for endpoint, strategy in arms:
+        if (endpoint.pk, strategy.pk) in seen:
+            raise RunError(f"arm {endpoint.name}:{strategy} is listed twice")
+        seen.add((endpoint.pk, strategy.pk))
+    case_ids = list(
+        suite_version.cases.filter(split=Split.TEST).order_by("position").values_list("id", flat=True)
+    )
+    if not case_ids:
+        raise RunError(f"{suite_version} has no test cases")
+    size = settings.FTVP_BATCH_SIZE
+    chunks = [case_ids[i : i + size] for i in range(0, len(case_ids), size)]
+    with transaction.atomic():
+        run = Run.objects.create(
+            suite_version=suite_version,
+            trigger=trigger,
+            repeats=repeats,
+            created_by=user,
+            expected_results=len(case_ids) * len(arms) * repeats,
+            batches_total=len(chunks) * len(arms),
+        )
+        arm_rows = Arm.objects.bulk_create(
+            [Arm(run=run, endpoint=e, strategy=s, position=i) for i, (e, s) in enumerate(arms)]
+        )
+        Batch.objects.bulk_create(
+            [
+                Batch(run=run, arm=arm, index=index, case_ids=chunk)
+                for arm in arm_rows
+                for index, chunk in enumerate(chunks)
+            ]
+        )
+        enqueue("start_run", run.pk)
+    return run
+
+
+def run_start(*, run_id: int) -> bool:
+    """Claim a queued run (queued -> running) and enqueue its batches, arms interleaved."""
+    with transaction.atomic():
+        claimed = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=timezone.now()
+        )
+        if not claimed:
+            return False
+        for batch_id in (
+            Batch.objects.filter(run_id=run_id)
+            .order_by("index", "arm__position")
+            .values_list("id", flat=True)
+        ):
+            enqueue("run_batch", batch_id)
+    return True
+
+
+def run_cancel(*, run_id: int) -> bool:
+    """Cancel a queued or running run; batches in flight stop at their next chunk."""
+    return bool(
+        Run.objects.filter(pk=run_id, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+            status=RunStatus.CANCELLED, finished_at=timezone.now()
+        )
+    )
+
+
+# --- leases ---------------------------------------------------------------------------------------
+
+
+def _stale_before():
+    return timezone.now() - timedelta(seconds=settings.FTVP_STALL_SECONDS)
+
+
+def _claim(batch_id: int, phase: str) -> bool:
+    """Take the batch's lease for `phase` unless a live worker holds it or the phase is done."""
+    done_field = "generated_at" if phase == "generate" else "scored_at"
+    qs = Batch.objects.filter(pk=batch_id, **{f"{done_field}__isnull": True}).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before())
+    )
+    if phase == "score":
+        qs = qs.filter(generated_at__isnull=False)
+    return bool(qs.update(heartbeat_at=timezone.now(), attempts=F("attempts") + 1))
+
+
+@contextmanager
+def _heartbeat(batch_id: int) -> Iterator[None]:
+    """Keep the lease alive from a side thread while slow work (model calls) runs."""
+    stop = threading.Event()
+    interval = max(1.0, settings.FTVP_STALL_SECONDS / 4)
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{batch_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+# --- generation -----------------------------------------------------------------------------------
+
+
+def _cache_key(endpoint: Endpoint, params: dict, messages: list[dict]) -> str:
+    payload = json.dumps(
+        {"p": endpoint.provider, "m": endpoint.model, "u": endpoint.base_url, "g": params, "x": messages},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _examples(arm: Arm, version: SuiteVersion) -> list[strategies.Example]:
+    if arm.strategy.kind != "few-shot":
+        return []
+    rows = version.cases.filter(split=Split.TRAIN).order_by("position").values_list("input", "expected")
+    pool = []
+    for case_input, expected in rows:
+        if expected is None:
+            continue
+        output = expected[0] if isinstance(expected, list) and expected else expected
+        if isinstance(output, str | int | float):
+            pool.append(strategies.Example(input=case_input, output=str(output)))
+    return pool
+
+
+def _render(arm: Arm, version: SuiteVersion, case: Case, pool: list[strategies.Example]) -> list[dict]:
+    params = arm.strategy.params or {}
+    examples = strategies.pick_examples(
+        pool, int(params.get("k", 3)), seed=f"{version.pk}:{case.key}", exclude_input=case.input
+    )
+    ctx = strategies.RenderContext(
+        task_type=version.suite.task_type, labels=tuple(version.labels), examples=examples, params=params
+    )
+    return strategies.render(arm.strategy.kind, case.input, ctx)
+
+
+def batch_generate(*, batch_id: int) -> None:
+    """Call the arm's endpoint for every (case, sample) of the batch that has no result yet."""
+    batch = Batch.objects.select_related("run", "arm__endpoint", "arm__strategy").filter(pk=batch_id).first()
+    if batch is None or batch.run.status != RunStatus.RUNNING:
+        return
+    if batch.generated_at is not None:
+        if batch.scored_at is None:
+            enqueue("score_batch", batch.pk)
+        return
+    if not _claim(batch_id, "generate"):
+        log.info("batch %s is held by a live worker; skipping", batch_id)
+        return
+    run, arm = batch.run, batch.arm
+    version = SuiteVersion.objects.select_related("suite").get(pk=run.suite_version_id)
+    cases = {c.pk: c for c in Case.objects.filter(pk__in=batch.case_ids)}
+    done = set(Result.objects.filter(arm=arm, case_id__in=batch.case_ids).values_list("case_id", "sample"))
+    todo = [
+        (cases[cid], sample)
+        for cid in batch.case_ids
+        if cid in cases
+        for sample in range(run.repeats)
+        if (cid, sample) not in done
+    ]
+    with _heartbeat(batch_id):
+        if todo:
+            _generate(run=run, arm=arm, version=version, todo=todo)
+    with transaction.atomic():
+        marked = Batch.objects.filter(pk=batch_id, generated_at__isnull=True).update(
+            generated_at=timezone.now(), heartbeat_at=None
+        )
+        if marked:
+            enqueue("score_batch", batch_id)
+
+
+def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Case, int]]) -> None:
+    endpoint = arm.endpoint
+    params = dict(endpoint.params or {})
+    gen_params = GenerationParams.from_dict(params)
+    cacheable = not gen_params.temperature
+    pool = _examples(arm, version)
+    prompts = [_render(arm, version, case, pool) for case, _ in todo]
+    keys = [_cache_key(endpoint, params, p) for p in prompts] if cacheable else [None] * len(prompts)
+    cached = {c.key: c for c in CompletionCache.objects.filter(key__in=[k for k in keys if k])}
+
+    completions: list[Completion | None] = [None] * len(todo)
+    from_cache = [False] * len(todo)
+    for i, key in enumerate(keys):
+        if key and key in cached:
+            c = cached[key]
+            completions[i] = Completion(
+                text=c.output,
+                prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens,
+                latency_ms=c.latency_ms,
+                cost=c.cost,
+            )
+            from_cache[i] = True
+    missing = [i for i, c in enumerate(completions) if c is None]
+    try:
+        provider = endpoint_provider(endpoint) if missing else None
+    except ProviderError as exc:
+        provider = None
+        for i in missing:
+            completions[i] = Completion(error=str(exc))
+        missing = []
+    ready = [i for i in range(len(todo)) if completions[i] is not None]
+    _save(arm, todo, prompts, completions, from_cache, keys, ready)
+    # Call in chunks so a cancel is noticed and results land progressively.
+    step = max(settings.FTVP_LOCAL_BATCH, endpoint.max_concurrency * 2)
+    try:
+        for start in range(0, len(missing), step):
+            if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists():
+                return
+            chunk = missing[start : start + step]
+            got = provider.complete_many([prompts[i] for i in chunk], gen_params)
+            for i, completion in zip(chunk, got, strict=True):
+                completions[i] = completion
+            _save(arm, todo, prompts, completions, from_cache, keys, chunk)
+    finally:
+        close = getattr(provider, "close", None)
+        if close is not None:
+            close()
+
+
+def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
+    if not indices:
+        return
+    endpoint, strategy = arm.endpoint, arm.strategy
+    price_in, price_out = float(endpoint.price_in), float(endpoint.price_out)
+    rows, cache_rows = [], []
+    for i in indices:
+        case, sample = todo[i]
+        c = completions[i]
+        cost = (
+            c.cost
+            if c.cost is not None
+            else token_cost(c.prompt_tokens, c.completion_tokens, price_in, price_out)
+        )
+        rows.append(
+            Result(
+                arm=arm,
+                case=case,
+                sample=sample,
+                prompt=prompts[i],
+                output=c.text,
+                answer=strategies.extract(strategy.kind, c.text, strategy.params) if c.ok else "",
+                prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens,
+                latency_ms=c.latency_ms,
+                cost=cost if c.ok else 0.0,
+                error=c.error[:2000],
+                cached=from_cache[i],
+            )
+        )
+        if keys[i] and c.ok and not from_cache[i]:
+            cache_rows.append(
+                CompletionCache(
+                    key=keys[i],
+                    output=c.text,
+                    prompt_tokens=c.prompt_tokens,
+                    completion_tokens=c.completion_tokens,
+                    latency_ms=c.latency_ms,
+                    cost=c.cost,
+                )
+            )
+    with transaction.atomic():
+        Result.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["arm", "case", "sample"],
+            update_fields=[
+                "prompt", "output", "answer", "prompt_tokens", "completion_tokens",
+                "latency_ms", "cost", "error", "cached",
+            ],
+        )  # fmt: skip
+        if cache_rows:
+            CompletionCache.objects.bulk_create(cache_rows, ignore_conflicts=True)
+
+
+# --- scoring and finalize ------------------------------------------------------------------------
+
+
+def batch_score(*, batch_id: int) -> None:
+    """Score the batch's results; the last batch scored enqueues finalize_run."""
+    batch = Batch.objects.select_related("run__suite_version__suite").filter(pk=batch_id).first()
+    if batch is None or batch.scored_at is not None or batch.run.status != RunStatus.RUNNING:
+        return
+    if not _claim(batch_id, "score"):
+        return
+    suite = batch.run.suite_version.suite
+    results = list(
+        Result.objects.filter(arm_id=batch.arm_id, case_id__in=batch.case_ids).select_related("case")
+    )
+    with _heartbeat(batch_id):
+        score_results(
+            results,
+            task_type=suite.task_type,
+            labels=list(batch.run.suite_version.labels),
+            pass_threshold=suite.pass_threshold,
+        )
+    now = timezone.now()
+    for r in results:
+        r.scored_at = now
+    with transaction.atomic():
+        Result.objects.bulk_update(results, ["scores", "score", "passed", "scored_at"], batch_size=500)
+        marked = Batch.objects.filter(pk=batch_id, scored_at__isnull=True).update(
+            scored_at=now, heartbeat_at=None
+        )
+        if marked:
+            Run.objects.filter(pk=batch.run_id).update(batches_scored=F("batches_scored") + 1)
+    if marked:
+        run = Run.objects.only("batches_scored", "batches_total").get(pk=batch.run_id)
+        if run.batches_scored >= run.batches_total:
+            enqueue("finalize_run", run.pk)
+
+
+def run_finalize(*, run_id: int) -> bool:
+    """Aggregate each arm (means with CIs, costs, latency) and mark the run succeeded, once."""
+    run = Run.objects.select_related("suite_version__suite").filter(pk=run_id).first()
+    if run is None or run.status != RunStatus.RUNNING:
+        return False
+    if Batch.objects.filter(run_id=run_id, scored_at__isnull=True).exists():
+        return False
+    summaries = selectors.arm_summaries(run)
+    with transaction.atomic():
+        finished = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.SUCCEEDED, finished_at=timezone.now()
+        )
+        if finished:
+            for arm in run.arms.all():
+                arm.summary = summaries[arm.pk]
+                arm.save(update_fields=["summary"])
+    return bool(finished)
+
+
+def runs_recover(*, startup: bool = False) -> dict[str, int]:
+    """Re-enqueue work whose worker died: stale leases always; on a worker's start also batches
+    never started (their message may have been lost with a killed worker's prefetch) and queued runs.
+    Duplicates are harmless: each step checks its lease and its done-mark first.
+    """
+    counts = {"runs": 0, "generate": 0, "score": 0, "finalize": 0}
+    if startup:
+        for run_id in Run.objects.filter(status=RunStatus.QUEUED).values_list("id", flat=True):
+            enqueue("start_run", run_id)
+            counts["runs"] += 1
+    lease_free = Q(heartbeat_at__lt=_stale_before())
+    if startup:
+        lease_free |= Q(heartbeat_at__isnull=True)
+    pending = Batch.objects.filter(run__status=RunStatus.RUNNING, scored_at__isnull=True).filter(lease_free)
+    for batch_id, generated_at in pending.values_list("id", "generated_at"):
+        if generated_at is None:
+            enqueue("run_batch", batch_id)
+            counts["generate"] += 1
+        else:
+            enqueue("score_batch", batch_id)
+            counts["score"] += 1
+    for run_id in Run.objects.filter(
+        status=RunStatus.RUNNING, batches_scored__gte=F("batches_total")
+    ).values_list("id", flat=True):
+        enqueue("finalize_run", run_id)
+        counts["finalize"] += 1
+    return counts

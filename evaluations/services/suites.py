@@ -1,0 +1,103 @@
+"""Suite writes: importing a file makes a new immutable SuiteVersion with all its cases, or nothing."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from django.db import transaction
+from django.db.models import Max
+
+from evaluations.importers import SuiteFormatError, read_suite
+from evaluations.models import Case, Split, Suite, SuiteVersion, TaskType
+
+
+def _labels(cases: list[dict]) -> list[str]:
+    seen: dict[str, None] = {}
+    for case in cases:
+        expected = case["expected"]
+        for value in expected if isinstance(expected, list) else [expected]:
+            if value is not None and str(value).strip():
+                seen.setdefault(str(value).strip(), None)
+    return sorted(seen)
+
+
+@transaction.atomic
+def suite_import(
+    *,
+    name: str,
+    fileobj: BinaryIO,
+    filename: str,
+    task_type: str | None = None,
+    description: str | None = None,
+    quality_target: float | None = None,
+    monthly_volume: int | None = None,
+    user=None,
+) -> SuiteVersion:
+    """Read a suite file and store it as the suite's next version (creating the suite if new).
+
+    Raises SuiteFormatError (naming file, line and field) before anything is written.
+    """
+    name = name.strip()
+    if not name:
+        raise SuiteFormatError(filename, None, "name", "the suite needs a name")
+    if task_type is not None and task_type not in TaskType.values:
+        raise SuiteFormatError(
+            filename, None, "task_type", f"{task_type!r} is not one of {', '.join(TaskType.values)}"
+        )
+    cases = read_suite(fileobj, filename)
+    if not any(c["split"] == Split.TEST for c in cases):
+        raise SuiteFormatError(
+            filename, None, "split", "no case is in the test split; nothing would be evaluated"
+        )
+
+    suite, created = Suite.objects.select_for_update().get_or_create(
+        name=name, defaults={"task_type": task_type or TaskType.GENERATION, "owner": user}
+    )
+    changed = []
+    if not created and task_type and suite.task_type != task_type:
+        suite.task_type, changed = task_type, [*changed, "task_type"]
+    if description is not None:
+        suite.description, changed = description, [*changed, "description"]
+    if quality_target is not None:
+        suite.quality_target, changed = quality_target, [*changed, "quality_target"]
+    if monthly_volume is not None:
+        suite.monthly_volume, changed = monthly_volume, [*changed, "monthly_volume"]
+    if changed:
+        suite.save(update_fields=changed)
+
+    if suite.task_type == TaskType.CLASSIFICATION:
+        labels = _labels(cases)
+        if len(labels) < 2:
+            raise SuiteFormatError(
+                filename, None, "expected", "a classification suite needs at least two distinct labels"
+            )
+    else:
+        labels = []
+
+    number = (suite.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    version = SuiteVersion.objects.create(
+        suite=suite,
+        number=number,
+        source_name=filename[:255],
+        source_format=filename.rsplit(".", 1)[-1].lower() if "." in filename else "",
+        labels=labels,
+        created_by=user,
+    )
+    Case.objects.bulk_create(
+        [
+            Case(
+                version=version,
+                key=c["key"],
+                position=i,
+                input=c["input"],
+                expected=c["expected"],
+                assertions=c["assertions"],
+                tags=c["tags"],
+                metadata=c["metadata"],
+                split=c["split"],
+            )
+            for i, c in enumerate(cases)
+        ],
+        batch_size=1000,
+    )
+    return version

@@ -1,0 +1,87 @@
+// The run page's chart: mean score per arm with its 95% CI, redrawn whenever htmx swaps in new data.
+(function () {
+  "use strict";
+  let chart = null;
+
+  function readData() {
+    const node = document.getElementById("chart-data");
+    return node ? JSON.parse(node.textContent) : null;
+  }
+
+  const errorBars = {
+    id: "errorBars",
+    afterDatasetsDraw(c) {
+      const data = c.$ftvp;
+      if (!data) return;
+      const meta = c.getDatasetMeta(0);
+      const y = c.scales.y;
+      const ctx = c.ctx;
+      ctx.save();
+      ctx.strokeStyle = "#1f2937";
+      ctx.lineWidth = 1.5;
+      meta.data.forEach((bar, i) => {
+        const low = data.low[i];
+        const high = data.high[i];
+        if (low === null || high === null || low === undefined || high === undefined) return;
+        const x = bar.x;
+        const top = y.getPixelForValue(high);
+        const bottom = y.getPixelForValue(low);
+        ctx.beginPath();
+        ctx.moveTo(x, top); ctx.lineTo(x, bottom);
+        ctx.moveTo(x - 6, top); ctx.lineTo(x + 6, top);
+        ctx.moveTo(x - 6, bottom); ctx.lineTo(x + 6, bottom);
+        ctx.stroke();
+      });
+      if (data.target !== null && data.target !== undefined) {
+        const ty = y.getPixelForValue(data.target);
+        ctx.setLineDash([6, 4]);
+        ctx.strokeStyle = "#b45309";
+        ctx.beginPath();
+        ctx.moveTo(c.chartArea.left, ty); ctx.lineTo(c.chartArea.right, ty);
+        ctx.stroke();
+        ctx.setLineDash([]);
+        ctx.fillStyle = "#b45309";
+        ctx.fillText("target " + data.target, c.chartArea.right - 70, ty - 4);
+      }
+      ctx.restore();
+    },
+  };
+
+  function draw() {
+    const canvas = document.getElementById("score-chart");
+    const data = readData();
+    if (!canvas || !data || typeof Chart === "undefined") return;
+    const values = data.mean.map((v) => (v === null ? 0 : v));
+    if (chart) {
+      chart.$ftvp = data;
+      chart.data.labels = data.labels;
+      chart.data.datasets[0].data = values;
+      chart.data.datasets[1].data = data.pass_rate.map((v) => (v === null ? 0 : v));
+      chart.update("none");
+      return;
+    }
+    chart = new Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: data.labels,
+        datasets: [
+          { label: "Mean score (95% CI)", data: values, backgroundColor: "#2563eb" },
+          { label: "Pass rate", data: data.pass_rate.map((v) => (v === null ? 0 : v)), backgroundColor: "#93c5fd" },
+        ],
+      },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        scales: { y: { min: 0, max: 1, title: { display: true, text: "score" } } },
+      },
+      plugins: [errorBars],
+    });
+    chart.$ftvp = data;
+    chart.update("none");
+  }
+
+  document.addEventListener("DOMContentLoaded", draw);
+  document.addEventListener("htmx:afterSwap", draw);
+  window.addEventListener("load", draw);
+})();

@@ -1,0 +1,146 @@
+"""Prompting strategies: render (strategy, case) -> chat messages, and extract the answer.
+
+Pure functions with no Django import, so they are cheap to test and to reuse outside a run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+
+Messages = list[dict[str, str]]
+
+DEFAULT_SYSTEM_PROMPT = "You are a precise, helpful assistant. Answer the request directly and concisely."
+COT_MARKER = "Answer:"
+
+
+@dataclass(frozen=True)
+class Example:
+    input: str | Messages
+    output: str
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    task_type: str = "generation"
+    labels: tuple[str, ...] = ()
+    examples: tuple[Example, ...] = ()
+    params: dict = field(default_factory=dict)
+
+
+def as_messages(value: str | Messages) -> Messages:
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+
+
+def input_text(value: str | Messages) -> str:
+    """The case input as one string (for few-shot examples and embedding)."""
+    if isinstance(value, str):
+        return value
+    return "\n".join(m["content"] for m in value if m.get("role") != "system")
+
+
+def _task_instruction(ctx: RenderContext) -> str:
+    if ctx.task_type == "classification" and ctx.labels:
+        return "Answer with exactly one of these labels: " + ", ".join(ctx.labels) + "."
+    if ctx.task_type == "json":
+        return "Answer with valid JSON only."
+    return ""
+
+
+def _with_instruction(messages: Messages, instruction: str) -> Messages:
+    """Append an instruction to the last user message (chat inputs keep their own turns)."""
+    if not instruction:
+        return messages
+    out = [dict(m) for m in messages]
+    for m in reversed(out):
+        if m["role"] == "user":
+            m["content"] = f"{m['content']}\n\n{instruction}"
+            return out
+    out.append({"role": "user", "content": instruction})
+    return out
+
+
+def render(kind: str, case_input: str | Messages, ctx: RenderContext) -> Messages:
+    """Turn a case input into the chat messages sent to the model for strategy `kind`."""
+    base = as_messages(case_input)
+    instruction = _task_instruction(ctx)
+    if kind == "plain":
+        return base
+    if kind == "zero-shot":
+        return _with_instruction(base, instruction)
+    if kind == "system":
+        system = str(ctx.params.get("system_prompt") or DEFAULT_SYSTEM_PROMPT)
+        if instruction:
+            system = f"{system} {instruction}"
+        return [{"role": "system", "content": system}, *[m for m in base if m["role"] != "system"]]
+    if kind == "few-shot":
+        messages: Messages = []
+        if instruction:
+            messages.append({"role": "system", "content": instruction})
+        for ex in ctx.examples:
+            messages.append({"role": "user", "content": input_text(ex.input)})
+            messages.append({"role": "assistant", "content": ex.output})
+        return messages + base
+    if kind == "cot":
+        marker = str(ctx.params.get("marker") or COT_MARKER)
+        steps = (
+            "Think step by step and show your reasoning briefly. Then write the final answer on its own "
+            f"last line, starting with '{marker}'."
+        )
+        return _with_instruction(base, f"{instruction} {steps}".strip())
+    if kind == "structured":
+        if ctx.task_type == "json":
+            shape = 'Respond with a single JSON object {"answer": <your JSON answer>} and nothing else.'
+        else:
+            shape = 'Respond with a single JSON object {"answer": "<your answer>"} and nothing else.'
+        return _with_instruction(base, f"{instruction} {shape}".strip())
+    raise ValueError(f"unknown strategy kind {kind!r}")
+
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def _first_json_object(text: str) -> object | None:
+    decoder = json.JSONDecoder()
+    for start in (m.start() for m in re.finditer(r"\{", text)):
+        try:
+            obj, _ = decoder.raw_decode(text[start:])
+        except json.JSONDecodeError:
+            continue
+        return obj
+    return None
+
+
+def extract(kind: str, output: str, params: dict | None = None) -> str:
+    """The answer part of a model output for strategy `kind`."""
+    params = params or {}
+    text = output.strip()
+    if kind == "cot":
+        marker = str(params.get("marker") or COT_MARKER)
+        idx = text.lower().rfind(marker.lower())
+        if idx >= 0:
+            return text[idx + len(marker) :].strip().strip("*").strip()
+        lines = [line for line in text.splitlines() if line.strip()]
+        return lines[-1].strip() if lines else ""
+    if kind == "structured":
+        obj = _first_json_object(text)
+        if isinstance(obj, dict) and "answer" in obj:
+            answer = obj["answer"]
+            return answer if isinstance(answer, str) else json.dumps(answer, sort_keys=True)
+        return text
+    return text
+
+
+def pick_examples(
+    pool: list[Example], k: int, *, seed: str, exclude_input: str | Messages | None = None
+) -> tuple[Example, ...]:
+    """k examples from the train pool, chosen reproducibly per case (seeded by the case key)."""
+    candidates = [ex for ex in pool if exclude_input is None or ex.input != exclude_input]
+    if k <= 0 or not candidates:
+        return ()
+    rng = random.Random(seed)
+    return tuple(rng.sample(candidates, min(k, len(candidates))))

@@ -1,0 +1,19 @@
+from django.urls import path
+
+from evaluations.views import pages
+
+app_name = "evaluations"
+
+urlpatterns = [
+    path("", pages.home, name="home"),
+    path("suites/", pages.suite_list, name="suite-list"),
+    path("suites/upload/", pages.suite_upload, name="suite-upload"),
+    path("suites/<int:pk>/", pages.suite_detail, name="suite-detail"),
+    path("endpoints/", pages.endpoint_list, name="endpoint-list"),
+    path("runs/", pages.run_list, name="run-list"),
+    path("runs/new/", pages.run_new, name="run-new"),
+    path("runs/<int:pk>/", pages.run_detail, name="run-detail"),
+    path("runs/<int:pk>/live/", pages.run_live, name="run-live"),
+    path("runs/<int:pk>/results/", pages.run_results, name="run-results"),
+    path("runs/<int:pk>/cancel/", pages.run_cancel_view, name="run-cancel"),
+]

@@ -1,0 +1,225 @@
+"""Server-rendered pages. Thin: parse the request, call a service or a selector, render."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from evaluations import selectors
+from evaluations.forms import EndpointForm, RunForm, SuiteUploadForm
+from evaluations.importers import SuiteFormatError, SuiteValidationError
+from evaluations.models import Endpoint, Run, Split, Strategy, Suite
+from evaluations.services.endpoints import endpoint_create
+from evaluations.services.runs import RunError, run_cancel, run_create
+from evaluations.services.suites import suite_import
+
+OUTCOMES = [
+    ("", "all"),
+    ("pass", "passed"),
+    ("fail", "failed"),
+    ("error", "errors"),
+    ("pending", "not scored yet"),
+]
+
+
+def _page(request: HttpRequest, qs, per_page: int = 50):
+    return Paginator(qs, per_page).get_page(request.GET.get("page"))
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "evaluations/home.html",
+        {
+            "runs": selectors.recent_runs(10),
+            "suites": selectors.suites_with_counts()[:10],
+            "endpoint_count": Endpoint.objects.count(),
+        },
+    )
+
+
+@login_required
+def suite_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "evaluations/suite_list.html", {"page": _page(request, selectors.suites_with_counts())}
+    )
+
+
+@login_required
+def suite_upload(request: HttpRequest) -> HttpResponse:
+    form = SuiteUploadForm(request.POST or None, request.FILES or None)
+    errors: list[str] = []
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            version = suite_import(
+                name=form.cleaned_data["name"],
+                fileobj=upload.file,
+                filename=upload.name,
+                task_type=form.cleaned_data["task_type"],
+                user=request.user,
+            )
+        except SuiteValidationError as exc:
+            errors = [str(e) for e in exc.errors]
+        except SuiteFormatError as exc:
+            errors = [str(exc)]
+        else:
+            messages.success(request, f"Imported {version.cases.count()} cases as {version}.")
+            return redirect("evaluations:suite-detail", pk=version.suite_id)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "evaluations/suite_upload.html", {"form": form, "errors": errors}, status=status)
+
+
+@login_required
+def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    suite = get_object_or_404(Suite, pk=pk)
+    versions = list(suite.versions.order_by("-number"))
+    version = versions[0] if versions else None
+    if request.GET.get("version"):
+        version = get_object_or_404(suite.versions, number=request.GET["version"])
+    split = request.GET.get("split", "")
+    query = request.GET.get("q", "").strip()
+    cases = _page(request, selectors.version_cases(version, split=split, query=query)) if version else None
+    return render(
+        request,
+        "evaluations/suite_detail.html",
+        {
+            "suite": suite,
+            "versions": versions,
+            "version": version,
+            "cases": cases,
+            "split": split,
+            "q": query,
+            "splits": Split.choices,
+            "runs": suite and Run.objects.filter(suite_version__suite=suite).order_by("-created_at")[:10],
+        },
+    )
+
+
+@login_required
+def endpoint_list(request: HttpRequest) -> HttpResponse:
+    form = EndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            endpoint = endpoint_create(**form.cleaned_data)
+        except ValidationError as exc:
+            for field, errs in exc.message_dict.items():
+                for err in errs:
+                    form.add_error(field if field in form.fields else None, err)
+        except IntegrityError:
+            form.add_error("name", "an endpoint with this name exists already")
+        else:
+            messages.success(request, f"Endpoint {endpoint.name} added.")
+            return redirect("evaluations:endpoint-list")
+    return render(
+        request,
+        "evaluations/endpoint_list.html",
+        {"endpoints": Endpoint.objects.select_related("base_endpoint").order_by("name"), "form": form},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    qs = Run.objects.select_related("suite_version__suite").order_by("-created_at", "-id")
+    return render(request, "evaluations/run_list.html", {"page": _page(request, qs)})
+
+
+@login_required
+def run_new(request: HttpRequest) -> HttpResponse:
+    initial = {}
+    if request.GET.get("suite_version"):
+        initial["suite_version"] = request.GET["suite_version"]
+    form = RunForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = run_create(
+                suite_version=form.cleaned_data["suite_version"],
+                arms=form.cleaned_data["arms"],
+                repeats=form.cleaned_data["repeats"],
+                user=request.user,
+            )
+        except RunError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("evaluations:run-detail", pk=run.pk)
+    return render(
+        request,
+        "evaluations/run_new.html",
+        {
+            "form": form,
+            "has_endpoints": Endpoint.objects.exists(),
+            "has_strategies": Strategy.objects.exists(),
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+def _run_context(run: Run) -> dict:
+    arms = selectors.run_arms_with_summaries(run)
+    chart = {
+        "labels": [arm.label for arm, _ in arms],
+        "mean": [s.get("mean_score") for _, s in arms],
+        "low": [(s.get("score_ci") or [None, None])[0] for _, s in arms],
+        "high": [(s.get("score_ci") or [None, None])[1] for _, s in arms],
+        "pass_rate": [s.get("pass_rate") for _, s in arms],
+        "target": run.suite_version.suite.quality_target,
+    }
+    return {"run": run, "progress": selectors.run_progress(run), "arms": arms, "chart": chart}
+
+
+@login_required
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
+    return render(request, "evaluations/run_detail.html", _run_context(run))
+
+
+@login_required
+def run_live(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live part of the run page (progress, summary, chart data), polled by htmx while running."""
+    run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
+    return render(request, "evaluations/_run_live.html", _run_context(run))
+
+
+@login_required
+def run_results(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
+    arm_id = request.GET.get("arm", "")
+    outcome = request.GET.get("outcome", "")
+    query = request.GET.get("q", "").strip()
+    qs = selectors.results_for_run(
+        run, arm_id=int(arm_id) if arm_id.isdigit() else None, outcome=outcome, query=query
+    )
+    context = {
+        "run": run,
+        "page": _page(request, qs, 25),
+        "arm_filter": arm_id,
+        "outcomes": OUTCOMES,
+        "outcome": outcome,
+        "q": query,
+        "arm_choices": run.arms.select_related("endpoint", "strategy").order_by("position"),
+    }
+    template = (
+        "evaluations/_results_table.html"
+        if request.headers.get("HX-Request")
+        else "evaluations/run_results.html"
+    )
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=pk)
+    if run_cancel(run_id=run.pk):
+        messages.info(request, f"Run #{run.pk} cancelled.")
+    else:
+        messages.warning(request, f"Run #{run.pk} had already finished.")
+    return redirect("evaluations:run-detail", pk=run.pk)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+
+from evaluations.models import Case, Endpoint, Strategy, Suite, SuiteVersion
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-1")
+
+
+class SuiteFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Suite
+
+    name = factory.Sequence(lambda n: f"suite-{n}")
+    task_type = "generation"
+
+
+class SuiteVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SuiteVersion
+
+    suite = factory.SubFactory(SuiteFactory)
+    number = factory.Sequence(lambda n: n + 1)
+
+
+class CaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Case
+
+    version = factory.SubFactory(SuiteVersionFactory)
+    key = factory.Sequence(lambda n: f"case-{n:04d}")
+    position = factory.Sequence(lambda n: n)
+    input = factory.Sequence(lambda n: f"question {n}")
+    expected = factory.Sequence(lambda n: f"answer {n}")
+    split = "test"
+
+
+class EndpointFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Endpoint
+
+    name = factory.Sequence(lambda n: f"endpoint-{n}")
+    provider = "openai"
+    model = "fake-model"
+    base_url = "http://127.0.0.1:9/v1"
+    price_in = 1
+    price_out = 2
+    max_concurrency = 4
+    timeout_seconds = 5
+    params = factory.LazyFunction(lambda: {"temperature": 0, "max_tokens": 64})
+
+
+def strategy(name: str) -> Strategy:
+    return Strategy.objects.get(name=name, version=1)

@@ -1,0 +1,67 @@
+"""Start a real Celery worker process for embedded mode (`make demo`, `evaluate --wait`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+QUEUES = "llm,scoring"
+
+
+def live_worker_count() -> int:
+    from evaluations.models import WorkerBeat
+
+    fresh = timezone.now() - timedelta(seconds=settings.FTVP_WORKER_BEAT_SECONDS * 3)
+    return WorkerBeat.objects.filter(last_seen__gte=fresh).count()
+
+
+def worker_command(*, name: str, concurrency: int = 4) -> list[str]:
+    # A thread pool: one copy of the local model and the embedder serves every task of the process.
+    return [
+        sys.executable, "-m", "celery", "-A", "workers", "worker",
+        "-Q", QUEUES, "--pool", "threads", "--concurrency", str(concurrency),
+        "--loglevel", "INFO", "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+def start_worker(*, name: str, log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - the child process owns it
+    return subprocess.Popen(
+        worker_command(name=name),
+        cwd=settings.BASE_DIR,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+
+
+def wait_until_ready(proc: subprocess.Popen, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if live_worker_count() > 0:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def stop_worker(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)  # warm shutdown: finish the task in hand
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)

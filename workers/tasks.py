@@ -1,0 +1,32 @@
+"""Thin tasks: take ids, call a service. Each is idempotent, acks late and never waits on another."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from evaluations.services import runs
+
+
+@shared_task(name="workers.tasks.start_run", acks_late=True)
+def start_run(run_id: int) -> None:
+    runs.run_start(run_id=run_id)
+
+
+@shared_task(name="workers.tasks.run_batch", acks_late=True)
+def run_batch(batch_id: int) -> None:
+    runs.batch_generate(batch_id=batch_id)
+
+
+@shared_task(name="workers.tasks.score_batch", acks_late=True)
+def score_batch(batch_id: int) -> None:
+    runs.batch_score(batch_id=batch_id)
+
+
+@shared_task(name="workers.tasks.finalize_run", acks_late=True)
+def finalize_run(run_id: int) -> None:
+    runs.run_finalize(run_id=run_id)
+
+
+@shared_task(name="workers.tasks.recover_stalled", acks_late=True)
+def recover_stalled() -> None:
+    runs.runs_recover()
