@@ -163,7 +163,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("FTVP_STATIC_ROOT") or DATA_DIR / "static")
 # Chart.js and htmx come from the npm registry at install time (package.json); never committed.
 NODE_MODULES = BASE_DIR / "node_modules"
 STATICFILES_DIRS = [
@@ -214,11 +214,14 @@ if REDIS_URL:
         "visibility_timeout": env_int("FTVP_VISIBILITY_TIMEOUT", 3600, minimum=10),
     }
     # Tests keep their messages apart from a real installation's on the same Redis.
-    prefix = os.environ.get("FTVP_BROKER_PREFIX", "ftvp-test:" if os.environ.get("PYTEST_VERSION") else "").strip()
+    prefix = os.environ.get(
+        "FTVP_BROKER_PREFIX", "ftvp-test:" if os.environ.get("PYTEST_VERSION") else ""
+    ).strip()
     if prefix:
         CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = prefix
 else:
     CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT = "workers.fs_transport:Transport"  # atomic writes; see the module
     for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -249,7 +252,9 @@ FTVP_STALL_SECONDS = env_int("FTVP_STALL_SECONDS", 120, minimum=5)
 FTVP_WORKER_BEAT_SECONDS = env_int("FTVP_WORKER_BEAT_SECONDS", 5, minimum=1)
 FTVP_EMBEDDER = os.environ.get("FTVP_EMBEDDER", "minilm").strip() or "minilm"
 if FTVP_EMBEDDER not in {"minilm", "hashing"}:
-    raise ImproperlyConfigured(f"FTVP_EMBEDDER={FTVP_EMBEDDER!r}: use minilm (the default) or hashing (tests only)")
+    raise ImproperlyConfigured(
+        f"FTVP_EMBEDDER={FTVP_EMBEDDER!r}: use minilm (the default) or hashing (tests only)"
+    )
 FTVP_LOCAL_MAX_NEW_TOKENS = env_int("FTVP_LOCAL_MAX_NEW_TOKENS", 96, minimum=1)
 FTVP_LOCAL_BATCH = env_int("FTVP_LOCAL_BATCH", 8, minimum=1)
 FTVP_HTTP_TIMEOUT = env_int("FTVP_HTTP_TIMEOUT", 60, minimum=1)

@@ -35,7 +35,8 @@ def wilson_ci(successes: int, n: int, confidence: float = 0.95):
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always contains p; min/max only keep rounding from pushing 0/n or n/n outside it.
+    return p, max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -34,8 +34,10 @@ class LimiterUnavailable(Exception):
 
 
 class Limiter(Protocol):
-    def slot(self, key: str, limit: int, timeout: float) -> Any:
-        """A context manager holding one of `limit` slots for `key`; TimeoutError after `timeout` s."""
+    def slot(self, key: str, limit: int, timeout: float, lease: float | None = None) -> Any:
+        """A context manager holding one of `limit` slots for `key`; TimeoutError after `timeout` s.
+
+        `lease` bounds how long a holder that died keeps its slot (shared limiters only)."""
         ...
 
 
@@ -61,7 +63,7 @@ class LocalLimiter:
             return current[1]
 
     @contextmanager
-    def slot(self, key: str, limit: int, timeout: float) -> Iterator[None]:
+    def slot(self, key: str, limit: int, timeout: float, lease: float | None = None) -> Iterator[None]:
         _check_limit(limit)
         semaphore = self._semaphore(key, limit)
         if not semaphore.acquire(timeout=max(0.0, timeout)):
@@ -127,22 +129,22 @@ class RedisLimiter:
     def redis_key(self, key: str) -> str:
         return f"{self.prefix}{NAMESPACE}{key}"
 
-    def try_acquire(self, key: str, limit: int) -> str | None:
+    def try_acquire(self, key: str, limit: int, lease: float | None = None) -> str | None:
         """One attempt: the lease token when a slot was free, else None."""
         _check_limit(limit)
         token = uuid.uuid4().hex
-        lease_ms = max(1, int(self.lease_seconds * 1000))
+        lease_ms = max(1, int((lease or self.lease_seconds) * 1000))
         try:
             acquired = self._acquire_script(keys=[self.redis_key(key)], args=[limit, lease_ms, token])
         except self._redis_error as exc:
             raise LimiterUnavailable(f"redis limiter unavailable: {exc}") from exc
         return token if acquired == 1 else None
 
-    def acquire(self, key: str, limit: int, timeout: float) -> str:
+    def acquire(self, key: str, limit: int, timeout: float, lease: float | None = None) -> str:
         """Wait up to `timeout` seconds for a slot; return its lease token or raise TimeoutError."""
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            token = self.try_acquire(key, limit)
+            token = self.try_acquire(key, limit, lease)
             if token is not None:
                 return token
             remaining = deadline - time.monotonic()
@@ -158,8 +160,8 @@ class RedisLimiter:
             logger.warning("could not release limiter slot for %r: %s", key, exc)
 
     @contextmanager
-    def slot(self, key: str, limit: int, timeout: float) -> Iterator[None]:
-        token = self.acquire(key, limit, timeout)
+    def slot(self, key: str, limit: int, timeout: float, lease: float | None = None) -> Iterator[None]:
+        token = self.acquire(key, limit, timeout, lease)
         try:
             yield
         finally:

@@ -205,7 +205,11 @@ class OpenAICompatProvider:
             if self.limiter is not None:
                 try:
                     stack.enter_context(
-                        self.limiter.slot(self.limiter_key, self.max_concurrency, self.timeout)
+                        # A slot guards one call: its lease outlasts the call's timeout, and no
+                        # more, so a killed worker's slots come back soon.
+                        self.limiter.slot(
+                            self.limiter_key, self.max_concurrency, self.timeout, lease=self.timeout + 5
+                        )
                     )
                 except (TimeoutError, LimiterUnavailable) as exc:
                     raise TransientError(f"no concurrency slot: {exc}") from exc

@@ -55,6 +55,17 @@ def extract_label(answer: str, labels: list[str]) -> str | None:
     return best[2] if best else None
 
 
+def _json_same(a: object, b: object) -> bool:
+    """JSON equality: like ==, but true/false are not the numbers 1/0 (Python's bool is an int)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 def json_equal(answer: str, expected: list[str]) -> float:
     """1.0 when the answer parses to the same JSON value as one of the expected outputs."""
     try:
@@ -63,7 +74,7 @@ def json_equal(answer: str, expected: list[str]) -> float:
         return 0.0
     for e in expected:
         try:
-            if json.loads(e) == got:
+            if _json_same(json.loads(e), got):
                 return 1.0
         except json.JSONDecodeError:
             continue

@@ -397,8 +397,11 @@ def run_finalize(*, run_id: int) -> bool:
 
 
 def runs_recover(*, startup: bool = False) -> dict[str, int]:
-    """Re-enqueue work whose worker died: stale leases always; on a worker's start also batches
-    never started (their message may have been lost with a killed worker's prefetch) and queued runs.
+    """Re-enqueue work whose worker died.
+
+    Always: batches whose lease went stale; the lease is released as they are re-enqueued, so a
+    batch still waiting in a long queue is not re-enqueued again. On a worker's start also batches
+    nobody holds (their message may have been lost with a killed worker's prefetch) and queued runs.
     Duplicates are harmless: each step checks its lease and its done-mark first.
     """
     counts = {"runs": 0, "generate": 0, "score": 0, "finalize": 0}
@@ -406,20 +409,24 @@ def runs_recover(*, startup: bool = False) -> dict[str, int]:
         for run_id in Run.objects.filter(status=RunStatus.QUEUED).values_list("id", flat=True):
             enqueue("start_run", run_id)
             counts["runs"] += 1
-    lease_free = Q(heartbeat_at__lt=_stale_before())
+    pending = Batch.objects.filter(run__status=RunStatus.RUNNING, scored_at__isnull=True)
+    stale = pending.filter(heartbeat_at__lt=_stale_before())
+    for batch_id in stale.values_list("id", flat=True):
+        with transaction.atomic():
+            if stale.filter(pk=batch_id).update(heartbeat_at=None):
+                _enqueue_next_step(batch_id, counts)
     if startup:
-        lease_free |= Q(heartbeat_at__isnull=True)
-    pending = Batch.objects.filter(run__status=RunStatus.RUNNING, scored_at__isnull=True).filter(lease_free)
-    for batch_id, generated_at in pending.values_list("id", "generated_at"):
-        if generated_at is None:
-            enqueue("run_batch", batch_id)
-            counts["generate"] += 1
-        else:
-            enqueue("score_batch", batch_id)
-            counts["score"] += 1
+        for batch_id in pending.filter(heartbeat_at__isnull=True).values_list("id", flat=True):
+            _enqueue_next_step(batch_id, counts)
     for run_id in Run.objects.filter(
         status=RunStatus.RUNNING, batches_scored__gte=F("batches_total")
     ).values_list("id", flat=True):
         enqueue("finalize_run", run_id)
         counts["finalize"] += 1
     return counts
+
+
+def _enqueue_next_step(batch_id: int, counts: dict[str, int]) -> None:
+    generated = Batch.objects.filter(pk=batch_id, generated_at__isnull=False).exists()
+    enqueue("score_batch" if generated else "run_batch", batch_id)
+    counts["score" if generated else "generate"] += 1

@@ -72,8 +72,8 @@ def score_results(results: list[Result], *, task_type: str, labels: list[str], p
         spans.append((start, len(texts)))
     vectors = embedder.embed(texts)
     for r, (start, end) in zip(to_embed, spans, strict=True):
-        similarity = scorers.cosine_best(vectors[start], vectors[start + 1 : end])
+        similarity = round(scorers.cosine_best(vectors[start], vectors[start + 1 : end]), 6)
         exact = scorers.exact(r.answer, r.case.expected_list)
-        r.scores = {"similarity": round(similarity, 6), "exact": exact}
+        r.scores = {"similarity": similarity, "exact": exact}
         r.score = max(similarity, exact)
         r.passed = r.score >= pass_threshold

@@ -118,6 +118,10 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Endpoint {endpoint.name} added.")
             return redirect("evaluations:endpoint-list")
+    if form.has_error("api_key_env"):
+        # What was typed there may be a pasted key: never echo it back into the page.
+        form.data = form.data.copy()
+        form.data[form.add_prefix("api_key_env")] = ""
     return render(
         request,
         "evaluations/endpoint_list.html",

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from evaluations.models import Batch, Result, Run, RunStatus
+from evaluations.services import runs
+from evaluations.services.runs import RunError, run_cancel, run_create
+from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
+from tests.fakeopenai import answers_responder
+
+
+def _suite(n: int, task_type: str = "generation", labels=None):
+    version = SuiteVersionFactory(suite__task_type=task_type, labels=labels or [])
+    for i in range(n):
+        CaseFactory(version=version, key=f"c{i:03d}", position=i, input=f"q{i}", expected=f"answer {i}")
+    return version
+
+
+@pytest.fixture
+def endpoint(fake_openai, db):
+    return EndpointFactory(name="fake", base_url=fake_openai.base_url)
+
+
+def test_it_creates_arms_and_batches_and_starts_on_commit(
+    endpoint, task_queue, django_capture_on_commit_callbacks
+):
+    version = _suite(10)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = run_create(
+            suite_version=version, arms=[(endpoint, strategy("zero-shot")), (endpoint, strategy("cot"))]
+        )
+    assert run.arms.count() == 2
+    assert run.batches_total == 2 * 3  # 10 cases in batches of 4
+    assert run.expected_results == 20
+    assert task_queue.sent == [("start_run", (run.pk,))]
+
+
+def test_it_refuses_a_run_without_arms_or_with_a_duplicate_arm(endpoint):
+    version = _suite(2)
+    with pytest.raises(RunError, match="at least one arm"):
+        run_create(suite_version=version, arms=[])
+    with pytest.raises(RunError, match="twice"):
+        run_create(suite_version=version, arms=[(endpoint, strategy("plain"))] * 2)
+    assert not Run.objects.exists()
+
+
+def test_a_run_goes_from_queued_to_succeeded_with_one_result_per_case_arm_and_sample(
+    endpoint, fake_openai, task_queue
+):
+    fake_openai.responder = answers_responder(
+        {f"q{i}": f"answer {i}" if i % 2 == 0 else "wrong" for i in range(6)}
+    )
+    version = _suite(6)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))], repeats=2)
+    task_queue.drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert Result.objects.filter(arm__run=run).count() == 12
+    summary = run.arms.get().summary
+    assert summary["cases"] == 6
+    assert summary["pass_rate"] == pytest.approx(0.5)
+    assert summary["errors"] == 0
+    # Usage tokens from the server x the endpoint's prices ($1 / $2 per 1M).
+    result = Result.objects.filter(arm__run=run).first()
+    assert result.cost == pytest.approx((result.prompt_tokens * 1 + result.completion_tokens * 2) / 1e6)
+
+
+def test_running_a_batch_twice_writes_no_duplicate_and_counts_it_once(endpoint, fake_openai, task_queue):
+    version = _suite(4)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain()
+    batch = Batch.objects.get(run=run)
+    calls = len(fake_openai.requests)
+    # A redelivered message after the run finished: nothing changes.
+    runs.batch_generate(batch_id=batch.pk)
+    runs.batch_score(batch_id=batch.pk)
+    run.refresh_from_db()
+    assert run.batches_scored == 1
+    assert Result.objects.filter(arm__run=run).count() == 4
+    assert len(fake_openai.requests) == calls
+
+
+def test_a_batch_killed_halfway_resumes_with_only_the_missing_cases(endpoint, fake_openai, task_queue):
+    version = _suite(4)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain(limit=1)  # start_run only
+    batch = Batch.objects.get(run=run)
+    first_case = version.cases.order_by("position").first()
+    Result.objects.create(arm=run.arms.get(), case=first_case, sample=0, output="answer 0")
+    # The dead worker's lease went stale.
+    Batch.objects.filter(pk=batch.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    runs.batch_generate(batch_id=batch.pk)
+    assert len(fake_openai.requests) == 3
+    assert Result.objects.filter(arm__run=run).count() == 4
+
+
+def test_a_live_lease_keeps_a_second_delivery_off_the_batch(endpoint, fake_openai, task_queue):
+    version = _suite(4)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain(limit=1)
+    batch = Batch.objects.get(run=run)
+    Batch.objects.filter(pk=batch.pk).update(heartbeat_at=timezone.now())
+    runs.batch_generate(batch_id=batch.pk)
+    assert fake_openai.requests == []
+    assert not Result.objects.exists()
+
+
+def test_recovery_requeues_stale_batches_only(endpoint, task_queue):
+    version = _suite(8)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain(limit=1)
+    task_queue.sent.clear()
+    stale, live = Batch.objects.filter(run=run).order_by("index")
+    Batch.objects.filter(pk=stale.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    Batch.objects.filter(pk=live.pk).update(heartbeat_at=timezone.now())
+    runs.runs_recover()
+    assert task_queue.sent == [("run_batch", (stale.pk,))]
+
+
+def test_recovery_on_worker_start_also_requeues_batches_never_started(endpoint, task_queue):
+    version = _suite(8)
+    run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain(limit=1)
+    task_queue.sent.clear()
+    runs.runs_recover(startup=True)
+    assert sorted(task_queue.names()) == ["run_batch", "run_batch"]
+
+
+def test_a_cancelled_run_stops_calling_the_model(endpoint, fake_openai, task_queue):
+    version = _suite(8)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain(limit=1)
+    assert run_cancel(run_id=run.pk)
+    task_queue.drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert fake_openai.requests == []
+    assert not run_cancel(run_id=run.pk)
+
+
+def test_http_failures_become_error_results_not_a_failed_run(endpoint, fake_openai, task_queue):
+    fake_openai.fail_next(401, count=100, body={"error": {"message": "invalid api key"}})
+    version = _suite(3)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    summary = run.arms.get().summary
+    assert summary["errors"] == 3 and summary["pass_rate"] == 0.0
+    assert "401" in Result.objects.first().error
+
+
+def test_a_missing_api_key_variable_is_reported_on_every_result(db, fake_openai, task_queue, monkeypatch):
+    monkeypatch.delenv("FTVP_TEST_MISSING_KEY", raising=False)
+    endpoint = EndpointFactory(base_url=fake_openai.base_url, api_key_env="FTVP_TEST_MISSING_KEY")
+    version = _suite(2)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain()
+    errors = set(Result.objects.filter(arm__run=run).values_list("error", flat=True))
+    assert errors == {
+        f"endpoint {endpoint.name!r}: environment variable FTVP_TEST_MISSING_KEY is not set in the worker"
+    }
+    assert fake_openai.requests == []
+
+
+def test_identical_prompts_at_temperature_zero_are_served_from_the_cache(endpoint, fake_openai, task_queue):
+    version = _suite(3)
+    run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain()
+    second = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain()
+    assert len(fake_openai.requests) == 3
+    assert all(Result.objects.filter(arm__run=second).values_list("cached", flat=True))
+
+
+def test_classification_runs_report_accuracy_and_macro_f1(db, fake_openai, task_queue):
+    endpoint = EndpointFactory(base_url=fake_openai.base_url)
+    version = SuiteVersionFactory(suite__task_type="classification", labels=["negative", "positive"])
+    truth = ["positive", "negative", "positive", "negative"]
+    for i, label in enumerate(truth):
+        CaseFactory(version=version, key=f"k{i}", position=i, input=f"review {i}", expected=label)
+    answers = {
+        "review 0": "Positive.",
+        "review 1": "It is negative",
+        "review 2": "negative",
+        "review 3": "no idea",
+    }
+    fake_openai.responder = answers_responder(answers)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain()
+    summary = run.arms.get().summary
+    assert summary["accuracy"] == pytest.approx(0.5)
+    # positive: P=1, R=0.5, F1=2/3; negative: P=1/2... predicted negative for 1 and 2, only 1 right:
+    # P=0.5, R=0.5, F1=0.5. Macro = (2/3 + 0.5) / 2.
+    assert summary["macro_f1"] == pytest.approx((2 / 3 + 0.5) / 2)

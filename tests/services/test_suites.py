@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from evaluations.importers import SuiteFormatError
+from evaluations.models import Case, Suite, SuiteVersion
+from evaluations.services.suites import suite_import
+
+GOOD = b"id,input,expected,split\na,hello,hi,test\nb,bye,ciao,train\n"
+
+
+def _import(name="greet", data=GOOD, filename="cases.csv", **kw):
+    return suite_import(name=name, fileobj=io.BytesIO(data), filename=filename, **kw)
+
+
+@pytest.mark.django_db
+def test_it_stores_every_case_with_its_split_in_order():
+    version = _import()
+    assert version.number == 1
+    assert list(version.cases.values_list("key", "split", "position")) == [
+        ("a", "test", 0),
+        ("b", "train", 1),
+    ]
+    assert version.cases.get(key="a").expected == "hi"
+
+
+@pytest.mark.django_db
+def test_a_second_upload_makes_a_new_version_and_keeps_the_first():
+    first = _import()
+    second = _import(data=b"input,expected\nnew,case\n")
+    assert (first.number, second.number) == (1, 2)
+    assert first.cases.count() == 2 and second.cases.count() == 1
+    assert Suite.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_bad_file_adds_nothing_not_even_the_suite():
+    with pytest.raises(SuiteFormatError) as err:
+        _import(data=b"input,expected\nok,fine\n,missing input\n")
+    assert "line 3" in str(err.value)
+    assert not Suite.objects.exists() and not SuiteVersion.objects.exists() and not Case.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_bad_reupload_keeps_what_was_stored():
+    _import()
+    with pytest.raises(SuiteFormatError):
+        _import(data=b'input,expected\n"unclosed,quote\n')
+    assert SuiteVersion.objects.count() == 1 and Case.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_classification_suite_records_its_label_set():
+    data = b"input,expected\ngood,positive\nbad,negative\nmeh,positive\n"
+    version = _import(name="sent", data=data, task_type="classification")
+    assert version.labels == ["negative", "positive"]
+
+
+@pytest.mark.django_db
+def test_a_classification_suite_needs_two_labels():
+    with pytest.raises(SuiteFormatError, match="two distinct labels"):
+        _import(name="sent", data=b"input,expected\na,x\nb,x\n", task_type="classification")
+    assert not Suite.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_suite_with_only_train_cases_is_refused():
+    with pytest.raises(SuiteFormatError, match="test split"):
+        _import(data=b"input,expected,split\na,b,train\n")
