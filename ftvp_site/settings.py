@@ -164,6 +164,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("FTVP_STATIC_ROOT") or DATA_DIR / "static")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Chart.js and htmx come from the npm registry at install time (package.json); never committed.
 NODE_MODULES = BASE_DIR / "node_modules"
 STATICFILES_DIRS = [
@@ -257,7 +258,6 @@ if FTVP_EMBEDDER not in {"minilm", "hashing"}:
     )
 FTVP_LOCAL_MAX_NEW_TOKENS = env_int("FTVP_LOCAL_MAX_NEW_TOKENS", 96, minimum=1)
 FTVP_LOCAL_BATCH = env_int("FTVP_LOCAL_BATCH", 8, minimum=1)
-FTVP_HTTP_TIMEOUT = env_int("FTVP_HTTP_TIMEOUT", 60, minimum=1)
 FTVP_HTTP_RETRIES = env_int("FTVP_HTTP_RETRIES", 4, minimum=0)
 
 LOGGING = {

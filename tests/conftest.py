@@ -24,6 +24,7 @@ def _fast_settings(settings):
     settings.FTVP_EMBEDDER = "hashing"
     settings.FTVP_HTTP_RETRIES = 1
     settings.FTVP_BATCH_SIZE = 4
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # In-process tests hold the DB in a transaction: keep the lease heartbeat thread from writing.
     settings.FTVP_STALL_SECONDS = 3600
 
