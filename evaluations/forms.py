@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 
 from evaluations.models import Endpoint, EndpointKind, Provider, Strategy, Suite, SuiteVersion, TaskType
+from evaluations.strategies import ladder_rank
 
 
 class SuiteUploadForm(forms.Form):
@@ -72,7 +73,10 @@ class RunForm(forms.Form):
             pairs.append((endpoint_id, strategy_id))
         endpoints = Endpoint.objects.in_bulk([e for e, _ in pairs])
         strategies = Strategy.objects.in_bulk([s for _, s in pairs])
-        return [(endpoints[e], strategies[s]) for e, s in pairs]
+        arms = [(endpoints[e], strategies[s]) for e, s in pairs]
+        # Arms go on the ladder: zero-shot, few-shot, system/structured, cot, then fine-tuned models.
+        arms.sort(key=lambda a: (*ladder_rank(a[1].kind, fine_tuned=a[0].kind == "fine_tuned"), a[0].name))
+        return arms
 
 
 class SuiteSettingsForm(forms.ModelForm):

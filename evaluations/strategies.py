@@ -12,6 +12,15 @@ from dataclasses import dataclass, field
 
 Messages = list[dict[str, str]]
 
+# The ladder of DESIGN.md: cheaper prompting first, then more elaborate prompting, then fine-tuned.
+LADDER = ("zero-shot", "few-shot", "system", "structured", "cot", "plain")
+
+
+def ladder_rank(kind: str, *, fine_tuned: bool = False) -> tuple[int, int]:
+    """Sort key placing an arm on the ladder (base-model prompting before fine-tuned models)."""
+    return (1 if fine_tuned else 0, LADDER.index(kind) if kind in LADDER else len(LADDER))
+
+
 DEFAULT_SYSTEM_PROMPT = "You are a precise, helpful assistant. Answer the request directly and concisely."
 COT_MARKER = "Answer:"
 

@@ -116,17 +116,19 @@ class Command(BaseCommand):
 
     def _poll(self, run: Run, *, timeout: float) -> Run:
         deadline = time.monotonic() + timeout
-        last = None
+        last, last_step = None, -1
         while True:
             run.refresh_from_db()
             progress = selectors.run_progress(run)
-            line = (
-                f"run #{run.pk} {run.status}: {progress['results_done']}/{progress['results_total']} results"
-            )
+            done, total = progress["results_done"], progress["results_total"]
+            line = f"run #{run.pk} {run.status}: {done}/{total} results"
             if progress["errors"]:
                 line += f", {progress['errors']} errors"
-            if (line != last and sys.stderr.isatty()) or (line != last and run.is_finished):
+            # On a terminal every change; in a CI log every tenth of the way, and the end.
+            step = int(progress["percent"] // 10)
+            if line != last and (sys.stderr.isatty() or step != last_step or run.is_finished):
                 self.stderr.write(line)
+                last_step = step
             last = line
             if run.is_finished:
                 return run

@@ -81,7 +81,22 @@
     chart.update("none");
   }
 
+  // Refresh the results table every few live updates while the run goes on, and once when it ends.
+  let polls = 0;
+  function refreshResults(event) {
+    const detail = event.detail || {};
+    const swapped = [detail.elt && detail.elt.id, detail.target && detail.target.id];
+    if (!swapped.includes("live") || typeof htmx === "undefined") return;
+    const live = document.getElementById("live");
+    const results = document.getElementById("results");
+    if (!live || !results) return;
+    polls += 1;
+    const running = live.hasAttribute("data-running");
+    if (!running || polls % 3 === 0) htmx.trigger(results, "refresh");
+  }
+
   document.addEventListener("DOMContentLoaded", draw);
   document.addEventListener("htmx:afterSwap", draw);
+  document.addEventListener("htmx:afterSwap", refreshResults);
   window.addEventListener("load", draw);
 })();
