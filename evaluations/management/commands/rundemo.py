@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -56,6 +58,8 @@ class Command(BaseCommand):
                 ]
             )
         )
+        # SIGTERM (e.g. from a process manager) ends the demo like Ctrl-C: the worker is stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             call_command("runserver", opts["addr"], use_reloader=False, use_threading=True)
         finally:
