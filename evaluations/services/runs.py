@@ -44,6 +44,8 @@ from evaluations.services.scoring import score_results
 log = logging.getLogger(__name__)
 
 MAX_REPEATS = 20
+# A batch whose task crashed this many times fails its run instead of being retried forever.
+MAX_ATTEMPTS = 5
 
 
 class RunError(ValueError):
@@ -132,14 +134,36 @@ def _stale_before():
 
 
 def _claim(batch_id: int, phase: str) -> bool:
-    """Take the batch's lease for `phase` unless a live worker holds it or the phase is done."""
+    """Take the batch's lease for `phase` unless a live worker holds it or the phase is done.
+
+    Past MAX_ATTEMPTS claims the run fails (a task that keeps crashing is a bug or a broken
+    environment, and its log says which), so no run is retried forever.
+    """
     done_field = "generated_at" if phase == "generate" else "scored_at"
     qs = Batch.objects.filter(pk=batch_id, **{f"{done_field}__isnull": True}).filter(
         Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before())
     )
     if phase == "score":
         qs = qs.filter(generated_at__isnull=False)
-    return bool(qs.update(heartbeat_at=timezone.now(), attempts=F("attempts") + 1))
+    if not qs.update(heartbeat_at=timezone.now(), attempts=F("attempts") + 1):
+        return False
+    batch = Batch.objects.select_related("arm__endpoint", "arm__strategy").get(pk=batch_id)
+    if batch.attempts > MAX_ATTEMPTS:
+        run_fail(
+            run_id=batch.run_id,
+            error=f"batch {batch.index} of arm {batch.arm} failed {MAX_ATTEMPTS} times while "
+            f"{'generating' if phase == 'generate' else 'scoring'}; the worker log has the errors",
+        )
+        return False
+    return True
+
+
+def run_fail(*, run_id: int, error: str) -> bool:
+    return bool(
+        Run.objects.filter(pk=run_id, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+            status=RunStatus.FAILED, error=error[:2000], finished_at=timezone.now()
+        )
+    )
 
 
 @contextmanager
@@ -275,7 +299,10 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
             if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists():
                 return
             chunk = missing[start : start + step]
-            got = provider.complete_many([prompts[i] for i in chunk], gen_params)
+            try:
+                got = provider.complete_many([prompts[i] for i in chunk], gen_params)
+            except ProviderError as exc:  # the endpoint as a whole is unusable (e.g. model missing)
+                got = [Completion(error=str(exc)) for _ in chunk]
             for i, completion in zip(chunk, got, strict=True):
                 completions[i] = completion
             _save(arm, todo, prompts, completions, from_cache, keys, chunk)

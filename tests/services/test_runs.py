@@ -196,3 +196,27 @@ def test_classification_runs_report_accuracy_and_macro_f1(db, fake_openai, task_
     # positive: P=1, R=0.5, F1=2/3; negative: P=1/2... predicted negative for 1 and 2, only 1 right:
     # P=0.5, R=0.5, F1=0.5. Macro = (2/3 + 0.5) / 2.
     assert summary["macro_f1"] == pytest.approx((2 / 3 + 0.5) / 2)
+
+
+def test_a_batch_that_keeps_crashing_fails_its_run_instead_of_retrying_forever(endpoint, task_queue):
+    version = _suite(4)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain(limit=1)
+    batch = Batch.objects.get(run=run)
+    Batch.objects.filter(pk=batch.pk).update(attempts=runs.MAX_ATTEMPTS, heartbeat_at=None)
+    runs.batch_generate(batch_id=batch.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert f"failed {runs.MAX_ATTEMPTS} times while generating" in run.error
+    assert not Result.objects.exists()
+
+
+def test_an_unusable_local_model_becomes_error_results(db, task_queue):
+    endpoint = EndpointFactory(provider="local", model="/no/such/model/folder", base_url="")
+    version = _suite(2)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    errors = set(Result.objects.filter(arm__run=run).values_list("error", flat=True))
+    assert len(errors) == 1 and "neither a packaged model" in errors.pop()
