@@ -204,12 +204,12 @@ class OpenAICompatProvider:
         with ExitStack() as stack:
             if self.limiter is not None:
                 try:
+                    # A slot guards one call: its lease outlasts the call's timeout, and no more, so
+                    # a killed worker's slots come back soon; the wait for a slot outlasts a lease,
+                    # so slots leaked by a dead worker delay a call but never fail it.
+                    lease = self.timeout + min(5.0, self.timeout)
                     stack.enter_context(
-                        # A slot guards one call: its lease outlasts the call's timeout, and no
-                        # more, so a killed worker's slots come back soon.
-                        self.limiter.slot(
-                            self.limiter_key, self.max_concurrency, self.timeout, lease=self.timeout + 5
-                        )
+                        self.limiter.slot(self.limiter_key, self.max_concurrency, 2 * lease, lease=lease)
                     )
                 except (TimeoutError, LimiterUnavailable) as exc:
                     raise TransientError(f"no concurrency slot: {exc}") from exc
