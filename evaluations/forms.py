@@ -3,13 +3,17 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from evaluations.models import Endpoint, EndpointKind, Provider, Strategy, Suite, SuiteVersion, TaskType
+from evaluations.models import Endpoint, EndpointKind, Provider, Strategy, SuiteVersion, TaskType
 from evaluations.strategies import ladder_rank
 
 
 class SuiteUploadForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="An existing suite's name adds a new version to it.")
-    task_type = forms.ChoiceField(choices=TaskType.choices, initial=TaskType.GENERATION)
+    task_type = forms.ChoiceField(
+        choices=[("", "keep the suite's (generation for a new suite)"), *TaskType.choices],
+        required=False,
+        help_text="How outputs are scored: similarity, label accuracy, or JSON equality.",
+    )
     file = forms.FileField(
         help_text="CSV or JSONL with columns input, expected (or ideal), and optional split, tags, id."
     )
@@ -79,7 +83,10 @@ class RunForm(forms.Form):
         return arms
 
 
-class SuiteSettingsForm(forms.ModelForm):
-    class Meta:
-        model = Suite
-        fields = ["description", "quality_target", "pass_threshold", "monthly_volume"]
+class SuiteSettingsForm(forms.Form):
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    quality_target = forms.FloatField(
+        min_value=0, max_value=1, help_text="The mean score an arm must reach to be good enough."
+    )
+    pass_threshold = forms.FloatField(min_value=0, max_value=1, help_text="A result passes at this score.")
+    monthly_volume = forms.IntegerField(min_value=0, help_text="Expected production requests per month.")

@@ -54,6 +54,9 @@ class SuiteVersion(models.Model):
     number = models.PositiveIntegerField()
     source_name = models.CharField(max_length=255, blank=True)
     source_format = models.CharField(max_length=40, blank=True)
+    # The task type this version is scored as: fixed with the version, so retyping the suite later
+    # never rescores its old versions or a run in progress.
+    task_type = models.CharField(max_length=20, choices=TaskType.choices, default=TaskType.GENERATION)
     labels = models.JSONField(default=list, blank=True, help_text="Label set of a classification suite.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -308,7 +311,7 @@ class Result(models.Model):
     scored_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["arm", "case__position", "sample"]
+        # No default ordering: it would join arm, run and case into every query on the hot paths.
         constraints = [
             models.UniqueConstraint(fields=["arm", "case", "sample"], name="result_unique_arm_case_sample"),
         ]

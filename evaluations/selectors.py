@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
 from evaluations.analysis.summary import Row, summarise
@@ -19,9 +20,11 @@ def arm_summaries(run: Run) -> dict[int, dict]:
     )  # fmt: skip
     for r in Result.objects.filter(arm__run=run).values_list(*fields).iterator(chunk_size=2000):
         (arm_id, case_id, score, passed, error, cost, pt, ct, lat, scores, expected, scored_at) = r
-        expected_label = None
-        if expected is not None:
-            expected_label = str(expected[0] if isinstance(expected, list) and expected else expected).strip()
+        predicted = (scores or {}).get("predicted")
+        acceptable = [str(e).strip() for e in (expected if isinstance(expected, list) else [expected])]
+        acceptable = [e for e in acceptable if e and expected is not None]
+        # With several acceptable labels, a prediction among them is the case's label (as scored).
+        expected_label = predicted if predicted in acceptable else (acceptable[0] if acceptable else None)
         rows[arm_id].append(
             Row(
                 case_id=case_id,
@@ -33,14 +36,14 @@ def arm_summaries(run: Run) -> dict[int, dict]:
                 completion_tokens=ct,
                 latency_ms=lat,
                 expected_label=expected_label,
-                predicted_label=(scores or {}).get("predicted"),
+                predicted_label=predicted,
                 scored=scored_at is not None,
             )
         )
     return {
         arm_id: summarise(
             arm_rows,
-            task_type=suite.task_type,
+            task_type=version.task_type,
             labels=list(version.labels),
             monthly_volume=suite.monthly_volume,
         )
@@ -49,20 +52,26 @@ def arm_summaries(run: Run) -> dict[int, dict]:
 
 
 def run_arms_with_summaries(run: Run) -> list[tuple[Arm, dict]]:
+    """Stored summaries of a finalized run; else live ones, cached until the run's results change
+    (the live page polls every 2 s, and results change far less often than that on big runs)."""
     arms = list(run.arms.select_related("endpoint", "strategy").order_by("position"))
     if run.is_finished and all(a.summary for a in arms):
         return [(a, a.summary) for a in arms]
-    live = arm_summaries(run)
+    counts = Result.objects.filter(arm__run=run).aggregate(
+        n=Count("id"), scored=Count("id", filter=Q(scored_at__isnull=False))
+    )
+    key = f"ftvp:arm-summaries:{run.pk}:{run.status}:{counts['n']}:{counts['scored']}"
+    live = cache.get(key)
+    if live is None:
+        live = arm_summaries(run)
+        cache.set(key, live, timeout=600)
     return [(a, live.get(a.pk, {})) for a in arms]
 
 
 def run_progress(run: Run) -> dict:
     done = Result.objects.filter(arm__run=run).count()
     errors = Result.objects.filter(arm__run=run).exclude(error="").count()
-    batches = Batch.objects.filter(run=run).aggregate(
-        generated=Count("id", filter=Q(generated_at__isnull=False)),
-        scored=Count("id", filter=Q(scored_at__isnull=False)),
-    )
+    generated = Batch.objects.filter(run=run, generated_at__isnull=False).count()
     total = run.expected_results or 1
     return {
         "status": run.status,
@@ -70,8 +79,8 @@ def run_progress(run: Run) -> dict:
         "results_total": run.expected_results,
         "errors": errors,
         "batches_total": run.batches_total,
-        "batches_generated": batches["generated"],
-        "batches_scored": batches["scored"],
+        "batches_generated": generated,
+        "batches_scored": run.batches_scored,
         "percent": round(100.0 * min(done, total) / total, 1),
         "finished": run.is_finished,
     }

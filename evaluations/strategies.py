@@ -110,9 +110,6 @@ def render(kind: str, case_input: str | Messages, ctx: RenderContext) -> Message
     raise ValueError(f"unknown strategy kind {kind!r}")
 
 
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
-
-
 def _first_json_object(text: str) -> object | None:
     decoder = json.JSONDecoder()
     for start in (m.start() for m in re.finditer(r"\{", text)):

@@ -9,6 +9,7 @@ urlpatterns = [
     path("suites/", pages.suite_list, name="suite-list"),
     path("suites/upload/", pages.suite_upload, name="suite-upload"),
     path("suites/<int:pk>/", pages.suite_detail, name="suite-detail"),
+    path("suites/<int:pk>/settings/", pages.suite_settings, name="suite-settings"),
     path("endpoints/", pages.endpoint_list, name="endpoint-list"),
     path("runs/", pages.run_list, name="run-list"),
     path("runs/new/", pages.run_new, name="run-new"),

@@ -29,6 +29,7 @@ class SuiteVersionFactory(factory.django.DjangoModelFactory):
 
     suite = factory.SubFactory(SuiteFactory)
     number = factory.Sequence(lambda n: n + 1)
+    task_type = factory.LazyAttribute(lambda version: version.suite.task_type)
 
 
 class CaseFactory(factory.django.DjangoModelFactory):

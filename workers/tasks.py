@@ -25,8 +25,3 @@ def score_batch(batch_id: int) -> None:
 @shared_task(name="workers.tasks.finalize_run", acks_late=True)
 def finalize_run(run_id: int) -> None:
     runs.run_finalize(run_id=run_id)
-
-
-@shared_task(name="workers.tasks.recover_stalled", acks_late=True)
-def recover_stalled() -> None:
-    runs.runs_recover()

@@ -27,11 +27,18 @@ class Row:
 def summarise(rows: Iterable[Row], *, task_type: str, labels: list[str], monthly_volume: int) -> dict:
     rows = list(rows)
     scored = [r for r in rows if r.scored and r.score is not None]
-    scores = [r.score for r in scored]
-    mean, low, high = stats.mean_ci(scores)
+    # Samples of one case are not independent (at temperature 0 they are identical): the interval
+    # is over cases, each case contributing the mean of its samples.
+    mean, low, high = stats.mean_ci(_per_case([(r.case_id, r.score) for r in scored]))
+    if scored:
+        mean = sum(r.score for r in scored) / len(scored)
     judged = [r for r in rows if r.scored and r.passed is not None]
     passes = sum(1 for r in judged if r.passed)
-    pass_rate, pass_low, pass_high = stats.wilson_ci(passes, len(judged))
+    if len({r.case_id for r in judged}) == len(judged):
+        pass_rate, pass_low, pass_high = stats.wilson_ci(passes, len(judged))
+    else:
+        _, pass_low, pass_high = stats.mean_ci(_per_case([(r.case_id, float(r.passed)) for r in judged]))
+        pass_rate = passes / len(judged)
     ok = [r for r in rows if not r.error]
     cost_total = sum(r.cost for r in rows)
     per_request = cost_total / len(ok) if ok else None
@@ -61,3 +68,10 @@ def summarise(rows: Iterable[Row], *, task_type: str, labels: list[str], monthly
         )
         summary["accuracy"], summary["macro_f1"] = metrics["accuracy"], metrics["macro_f1"]
     return summary
+
+
+def _per_case(pairs: list[tuple[int, float]]) -> list[float]:
+    by_case: dict[int, list[float]] = {}
+    for case_id, value in pairs:
+        by_case.setdefault(case_id, []).append(value)
+    return [sum(v) / len(v) for v in by_case.values()]

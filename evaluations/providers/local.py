@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from evaluations.analysis.costs import compute_cost
+
 from .base import Completion, GenerationParams, Messages, ProviderError
 
 log = logging.getLogger(__name__)
@@ -130,7 +132,7 @@ class LocalProvider:
                     completion_tokens=completion_tokens,
                     # Latency is the batch's wall time: what one request waits on this machine.
                     latency_ms=elapsed * 1000.0,
-                    cost=elapsed * self.price_hour / 3600.0 / len(prompts),
+                    cost=compute_cost(elapsed, self.price_hour) / len(prompts),
                 )
             )
         return completions

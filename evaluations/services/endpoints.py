@@ -13,7 +13,9 @@ from django.db import transaction
 from evaluations.models import Endpoint, EndpointKind, Provider
 from evaluations.providers.base import ProviderError
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Environment variable names as people write them (OPENAI_API_KEY): upper case, short. Anything else
+# (hf_..., gsk_..., sk-...) is more likely a pasted key, which must never be stored.
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 
 
 def _decimal(value: object, field: str) -> Decimal:

@@ -10,4 +10,6 @@ def enqueue(task: str, *args: object) -> None:
     from workers.celery import app
 
     name = f"workers.tasks.{task}"
-    transaction.on_commit(lambda: app.send_task(name, args=list(args)))
+    # robust: a broker that is down must not stop the callbacks after this one (nor fail the request
+    # that committed); the workers' recovery sweep re-sends what was not sent.
+    transaction.on_commit(lambda: app.send_task(name, args=list(args)), robust=True)

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from evaluations import selectors, strategies
@@ -175,7 +175,11 @@ def _heartbeat(batch_id: int) -> Iterator[None]:
     def beat() -> None:
         try:
             while not stop.wait(interval):
-                Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now())
+                try:
+                    Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now())
+                except DatabaseError:  # a locked or restarting database: try again next beat
+                    log.warning("heartbeat of batch %s failed; retrying", batch_id, exc_info=True)
+                    connection.close()
         finally:
             connection.close()
 
@@ -220,7 +224,7 @@ def _render(arm: Arm, version: SuiteVersion, case: Case, pool: list[strategies.E
         pool, int(params.get("k", 3)), seed=f"{version.pk}:{case.key}", exclude_input=case.input
     )
     ctx = strategies.RenderContext(
-        task_type=version.suite.task_type, labels=tuple(version.labels), examples=examples, params=params
+        task_type=version.task_type, labels=tuple(version.labels), examples=examples, params=params
     )
     return strategies.render(arm.strategy.kind, case.input, ctx)
 
@@ -252,8 +256,9 @@ def batch_generate(*, batch_id: int) -> None:
         if todo:
             _generate(run=run, arm=arm, version=version, todo=todo)
     with transaction.atomic():
+        # attempts count per step: scoring starts afresh.
         marked = Batch.objects.filter(pk=batch_id, generated_at__isnull=True).update(
-            generated_at=timezone.now(), heartbeat_at=None
+            generated_at=timezone.now(), heartbeat_at=None, attempts=0
         )
         if marked:
             enqueue("score_batch", batch_id)
@@ -283,11 +288,20 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
             )
             from_cache[i] = True
     missing = [i for i, c in enumerate(completions) if c is None]
+    # At temperature 0 repeated samples (and identical prompts) are the same request: call once.
+    first_of: dict[str, int] = {}
+    copies: dict[int, list[int]] = {}
+    for i in list(missing):
+        if keys[i] is not None and keys[i] in first_of:
+            copies.setdefault(first_of[keys[i]], []).append(i)
+            missing.remove(i)
+        elif keys[i] is not None:
+            first_of[keys[i]] = i
     try:
         provider = endpoint_provider(endpoint) if missing else None
     except ProviderError as exc:
         provider = None
-        for i in missing:
+        for i in missing + [c for group in copies.values() for c in group]:
             completions[i] = Completion(error=str(exc))
         missing = []
     ready = [i for i in range(len(todo)) if completions[i] is not None]
@@ -303,9 +317,13 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
                 got = provider.complete_many([prompts[i] for i in chunk], gen_params)
             except ProviderError as exc:  # the endpoint as a whole is unusable (e.g. model missing)
                 got = [Completion(error=str(exc)) for _ in chunk]
+            done = list(chunk)
             for i, completion in zip(chunk, got, strict=True):
                 completions[i] = completion
-            _save(arm, todo, prompts, completions, from_cache, keys, chunk)
+                for copy in copies.get(i, []):
+                    completions[copy], from_cache[copy] = completion, completion.ok
+                    done.append(copy)
+            _save(arm, todo, prompts, completions, from_cache, keys, done)
     finally:
         close = getattr(provider, "close", None)
         if close is not None:
@@ -384,7 +402,7 @@ def batch_score(*, batch_id: int) -> None:
     with _heartbeat(batch_id):
         score_results(
             results,
-            task_type=suite.task_type,
+            task_type=batch.run.suite_version.task_type,
             labels=list(batch.run.suite_version.labels),
             pass_threshold=suite.pass_threshold,
         )
@@ -424,26 +442,34 @@ def run_finalize(*, run_id: int) -> bool:
 
 
 def runs_recover(*, startup: bool = False) -> dict[str, int]:
-    """Re-enqueue work whose worker died.
+    """Re-enqueue work whose message or worker was lost. Run by every worker, on start and then
+    every FTVP_STALL_SECONDS / 2.
 
-    Always: batches whose lease went stale; the lease is released as they are re-enqueued, so a
-    batch still waiting in a long queue is not re-enqueued again. On a worker's start also batches
-    nobody holds (their message may have been lost with a killed worker's prefetch) and queued runs.
+    - Batches whose lease went stale (their worker died): the lease is released as they are
+      re-enqueued, so a batch still waiting in a long queue is not re-enqueued again.
+    - Batches nobody holds: on a worker's start (a killed worker's prefetched messages are gone),
+      and whenever the workers have been idle for FTVP_STALL_SECONDS (no live lease anywhere) while
+      a run made no progress: their messages were lost (a broker blip, a worker killed between two
+      steps).
+    - Runs still queued: on start, and when queued for longer than FTVP_STALL_SECONDS.
     Duplicates are harmless: each step checks its lease and its done-mark first.
     """
     counts = {"runs": 0, "generate": 0, "score": 0, "finalize": 0}
-    if startup:
-        for run_id in Run.objects.filter(status=RunStatus.QUEUED).values_list("id", flat=True):
-            enqueue("start_run", run_id)
-            counts["runs"] += 1
+    stale_before = _stale_before()
+    queued = Run.objects.filter(status=RunStatus.QUEUED)
+    if not startup:
+        queued = queued.filter(created_at__lt=stale_before)
+    for run_id in queued.values_list("id", flat=True):
+        enqueue("start_run", run_id)
+        counts["runs"] += 1
     pending = Batch.objects.filter(run__status=RunStatus.RUNNING, scored_at__isnull=True)
-    stale = pending.filter(heartbeat_at__lt=_stale_before())
+    stale = pending.filter(heartbeat_at__lt=stale_before)
     for batch_id in stale.values_list("id", flat=True):
         with transaction.atomic():
             if stale.filter(pk=batch_id).update(heartbeat_at=None):
                 _enqueue_next_step(batch_id, counts)
-    if startup:
-        for batch_id in pending.filter(heartbeat_at__isnull=True).values_list("id", flat=True):
+    for run_id in _runs_with_lost_messages(startup=startup, stale_before=stale_before):
+        for batch_id in pending.filter(run_id=run_id, heartbeat_at__isnull=True).values_list("id", flat=True):
             _enqueue_next_step(batch_id, counts)
     for run_id in Run.objects.filter(
         status=RunStatus.RUNNING, batches_scored__gte=F("batches_total")
@@ -451,6 +477,21 @@ def runs_recover(*, startup: bool = False) -> dict[str, int]:
         enqueue("finalize_run", run_id)
         counts["finalize"] += 1
     return counts
+
+
+def _runs_with_lost_messages(*, startup: bool, stale_before) -> list[int]:
+    running = Run.objects.filter(status=RunStatus.RUNNING)
+    if startup:
+        return list(running.values_list("id", flat=True))
+    if Batch.objects.filter(run__status=RunStatus.RUNNING, heartbeat_at__gte=stale_before).exists():
+        return []  # a worker is busy: unheld batches are waiting their turn in the queue
+    idle = []
+    rows = running.annotate(generated=Max("batches__generated_at"), scored=Max("batches__scored_at"))
+    for run_id, started, generated, scored in rows.values_list("id", "started_at", "generated", "scored"):
+        last_progress = max(t for t in (started, generated, scored) if t is not None) if started else None
+        if last_progress is None or last_progress < stale_before:
+            idle.append(run_id)
+    return idle
 
 
 def _enqueue_next_step(batch_id: int, counts: dict[str, int]) -> None:

@@ -65,7 +65,7 @@ def suite_import(
     if changed:
         suite.save(update_fields=changed)
 
-    if suite.task_type == TaskType.CLASSIFICATION:
+    if suite.task_type == TaskType.CLASSIFICATION:  # the suite's type, as just set or kept
         labels = _labels(cases)
         if len(labels) < 2:
             raise SuiteFormatError(
@@ -80,6 +80,7 @@ def suite_import(
         number=number,
         source_name=filename[:255],
         source_format=filename.rsplit(".", 1)[-1].lower() if "." in filename else "",
+        task_type=suite.task_type,
         labels=labels,
         created_by=user,
     )
@@ -101,3 +102,16 @@ def suite_import(
         batch_size=1000,
     )
     return version
+
+
+def suite_update_settings(
+    *, suite: Suite, description: str, quality_target: float, pass_threshold: float, monthly_volume: int
+) -> Suite:
+    """Change what the suite aims for; results already scored keep their pass/fail."""
+    suite.description = description
+    suite.quality_target = quality_target
+    suite.pass_threshold = pass_threshold
+    suite.monthly_volume = monthly_volume
+    suite.full_clean()
+    suite.save(update_fields=["description", "quality_target", "pass_threshold", "monthly_volume"])
+    return suite

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -12,12 +13,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from evaluations import selectors
-from evaluations.forms import EndpointForm, RunForm, SuiteUploadForm
+from evaluations.forms import EndpointForm, RunForm, SuiteSettingsForm, SuiteUploadForm
 from evaluations.importers import SuiteFormatError, SuiteValidationError
 from evaluations.models import Endpoint, Run, Split, Strategy, Suite
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.runs import RunError, run_cancel, run_create
-from evaluations.services.suites import suite_import
+from evaluations.services.suites import suite_import, suite_update_settings
 
 OUTCOMES = [
     ("", "all"),
@@ -54,8 +55,18 @@ def suite_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def suite_upload(request: HttpRequest) -> HttpResponse:
-    form = SuiteUploadForm(request.POST or None, request.FILES or None)
     errors: list[str] = []
+    limit = settings.FTVP_MAX_UPLOAD_BYTES
+    if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
+        # Refused before Django reads the body, so an oversized upload never fills the disk.
+        errors = [f"the upload is larger than the limit of {limit:,} bytes (FTVP_MAX_UPLOAD_BYTES)"]
+        return render(
+            request,
+            "evaluations/suite_upload.html",
+            {"form": SuiteUploadForm(), "errors": errors},
+            status=413,
+        )
+    form = SuiteUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         try:
@@ -63,7 +74,7 @@ def suite_upload(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 fileobj=upload.file,
                 filename=upload.name,
-                task_type=form.cleaned_data["task_type"],
+                task_type=form.cleaned_data["task_type"] or None,
                 user=request.user,
             )
         except SuiteValidationError as exc:
@@ -82,8 +93,8 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
     versions = list(suite.versions.order_by("-number"))
     version = versions[0] if versions else None
-    if request.GET.get("version"):
-        version = get_object_or_404(suite.versions, number=request.GET["version"])
+    if request.GET.get("version", "").isdigit():
+        version = get_object_or_404(suite.versions, number=int(request.GET["version"]))
     split = request.GET.get("split", "")
     query = request.GET.get("q", "").strip()
     cases = _page(request, selectors.version_cases(version, split=split, query=query)) if version else None
@@ -98,9 +109,26 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "split": split,
             "q": query,
             "splits": Split.choices,
-            "runs": suite and Run.objects.filter(suite_version__suite=suite).order_by("-created_at")[:10],
+            "runs": Run.objects.filter(suite_version__suite=suite).order_by("-created_at")[:10],
+            "settings_form": SuiteSettingsForm(
+                initial={f: getattr(suite, f) for f in SuiteSettingsForm.base_fields}
+            ),
         },
     )
+
+
+@login_required
+@require_POST
+def suite_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    suite = get_object_or_404(Suite, pk=pk)
+    form = SuiteSettingsForm(request.POST)
+    if form.is_valid():
+        suite_update_settings(suite=suite, **form.cleaned_data)
+        messages.success(request, f"Settings of {suite.name} saved.")
+    else:
+        problems = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
+        messages.error(request, f"Settings not saved: {problems}")
+    return redirect("evaluations:suite-detail", pk=suite.pk)
 
 
 @login_required

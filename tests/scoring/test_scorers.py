@@ -170,10 +170,17 @@ def test_classification_metrics_match_hand_computed_accuracy_and_macro_f1():
     assert m["support"] == 5
 
 
-def test_classification_metrics_average_over_all_suite_labels_even_unseen_ones():
+def test_classification_metrics_leave_out_labels_neither_tested_nor_predicted():
+    # "b" has no test case and was never predicted: it must not drag macro-F1 down with an F1 of 0.
     m = classification_metrics(["a", "a"], ["a", "a"], ["a", "b"])
     assert m["accuracy"] == 1.0
-    assert m["macro_f1"] == pytest.approx(0.5)
+    assert m["macro_f1"] == pytest.approx(1.0)
+
+
+def test_classification_metrics_count_a_wrongly_predicted_untested_label():
+    # "b" is predicted once though no case has it: its F1 of 0 belongs in the average.
+    m = classification_metrics(["a", "a"], ["a", "b"], ["a", "b"])
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.0) / 2)
 
 
 def test_classification_metrics_all_unparseable_scores_zero():

@@ -220,3 +220,50 @@ def test_an_unusable_local_model_becomes_error_results(db, task_queue):
     assert run.status == RunStatus.SUCCEEDED
     errors = set(Result.objects.filter(arm__run=run).values_list("error", flat=True))
     assert len(errors) == 1 and "neither a packaged model" in errors.pop()
+
+
+def test_repeats_at_temperature_zero_call_the_model_once_per_case(endpoint, fake_openai, task_queue):
+    version = _suite(3)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))], repeats=3)
+    task_queue.drain()
+    assert len(fake_openai.requests) == 3
+    assert Result.objects.filter(arm__run=run).count() == 9
+    summary = run.arms.get().summary
+    # Identical samples add no evidence: the interval is over the 3 cases, not 9 samples.
+    assert summary["results"] == 9 and summary["cases"] == 3
+
+
+def test_recovery_resends_batches_whose_messages_were_lost_once_the_workers_sit_idle(endpoint, task_queue):
+    version = _suite(8)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain(limit=1)
+    task_queue.sent.clear()  # the run_batch messages were lost
+    runs.runs_recover()
+    assert task_queue.sent == []  # just started: the messages may still be on their way
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    runs.runs_recover()
+    assert sorted(task_queue.names()) == ["run_batch", "run_batch"]
+    task_queue.drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+
+
+def test_recovery_leaves_waiting_batches_alone_while_a_worker_is_busy(endpoint, task_queue):
+    version = _suite(8)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain(limit=1)
+    task_queue.sent.clear()
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    first = Batch.objects.filter(run=run).order_by("index").first()
+    Batch.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now())
+    runs.runs_recover()
+    assert task_queue.sent == []
+
+
+def test_a_run_whose_start_message_was_lost_is_started_by_the_sweep(endpoint, task_queue):
+    version = _suite(2)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.sent.clear()
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    runs.runs_recover()
+    assert task_queue.sent == [("start_run", (run.pk,))]

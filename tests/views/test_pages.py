@@ -484,3 +484,36 @@ def test_cancelling_a_finished_run_changes_nothing(auth_client, endpoint, task_q
 def test_an_unknown_run_is_404(auth_client):
     assert auth_client.get(reverse("evaluations:run-detail", args=[999])).status_code == 404
     assert auth_client.get(reverse("evaluations:run-live", args=[999])).status_code == 404
+
+
+def test_suite_settings_are_saved_from_the_suite_page(auth_client, db):
+
+    suite = Suite.objects.create(name="s")
+    url = reverse("evaluations:suite-settings", args=[suite.pk])
+    data = {"description": "d", "quality_target": "0.9", "pass_threshold": "0.7", "monthly_volume": "500"}
+    assert auth_client.post(url, data).status_code == 302
+    suite.refresh_from_db()
+    assert (suite.quality_target, suite.pass_threshold, suite.monthly_volume) == (0.9, 0.7, 500)
+    bad = auth_client.post(url, {**data, "quality_target": "1.5"}, follow=True)
+    assert "Settings not saved" in bad.content.decode()
+    suite.refresh_from_db()
+    assert suite.quality_target == 0.9
+
+
+def test_an_oversized_upload_is_refused_before_it_is_read(auth_client, settings, db):
+
+    settings.FTVP_MAX_UPLOAD_BYTES = 1024
+    big = SimpleUploadedFile("big.csv", b"input,expected\n" + b"x,y\n" * 40_000)
+    response = auth_client.post(reverse("evaluations:suite-upload"), {"name": "big", "file": big})
+    assert response.status_code == 413
+    assert "larger than the limit" in response.content.decode()
+    assert not Suite.objects.exists()
+
+
+def test_a_non_numeric_version_parameter_shows_the_latest_version(auth_client, db):
+
+    suite = Suite.objects.create(name="s")
+    assert (
+        auth_client.get(reverse("evaluations:suite-detail", args=[suite.pk]), {"version": "abc"}).status_code
+        == 200
+    )

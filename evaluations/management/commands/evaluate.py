@@ -70,7 +70,8 @@ class Command(BaseCommand):
             else versions.first()
         )
         if version is None:
-            raise fail(f"suite {suite.name!r} has no version {opts['version'] or ''}".strip())
+            known = ", ".join(str(n) for n in versions.values_list("number", flat=True)) or "none"
+            raise fail(f"suite {suite.name!r} has no version {opts['suite_version']} (versions: {known})")
         arms = [parse_arm(spec) for spec in opts["arm"]]
         try:
             run = run_create(
@@ -108,7 +109,8 @@ class Command(BaseCommand):
             return self._poll(run, timeout=timeout)
         except KeyboardInterrupt:
             raise fail(
-                f"interrupted; run #{run.pk} goes on with the workers (cancel it on its page)"
+                f"interrupted; run #{run.pk} resumes when a worker runs "
+                "(cancel it on its page if it should not)"
             ) from None
         finally:
             if worker is not None:
@@ -133,7 +135,10 @@ class Command(BaseCommand):
             if run.is_finished:
                 return run
             if time.monotonic() > deadline:
-                raise fail(f"run #{run.pk} did not finish within {timeout:.0f}s; it goes on with the workers")
+                raise fail(
+                    f"run #{run.pk} did not finish within {timeout:.0f}s; it resumes when a worker runs "
+                    "(cancel it on its page if it should not)"
+                )
             time.sleep(1.0)
 
     def _report(self, run: Run, *, as_json: bool) -> None:

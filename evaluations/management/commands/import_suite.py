@@ -37,6 +37,6 @@ class Command(BaseCommand):
             raise CommandError(f"nothing imported: {exc}", returncode=2) from None
         counts = {split: version.cases.filter(split=split).count() for split in ("test", "train")}
         self.stdout.write(
-            f"imported {version} ({version.suite.task_type}): "
+            f"imported {version} ({version.task_type}): "
             f"{counts['test']} test and {counts['train']} train cases"
         )
