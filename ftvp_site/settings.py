@@ -221,7 +221,7 @@ if REDIS_URL:
     if prefix:
         CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = prefix
 else:
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT = "workers.fs_transport:Transport"  # atomic writes; see the module
     for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
