@@ -26,6 +26,11 @@ class Suite(models.Model):
     monthly_volume = models.PositiveIntegerField(
         default=10_000, help_text="Expected production requests per month."
     )
+    default_assertions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Assertions applied to every case (before the case's own); empty: by task type.",
+    )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -305,6 +310,7 @@ class Result(models.Model):
     error = models.TextField(blank=True)
     cached = models.BooleanField(default=False)
     scores = models.JSONField(default=dict, blank=True)
+    scoring = models.ForeignKey("Scoring", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     score = models.FloatField(null=True, blank=True)
     passed = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -319,6 +325,36 @@ class Result(models.Model):
 
     def __str__(self) -> str:
         return f"{self.arm} / {self.case.key} #{self.sample}"
+
+
+class Scoring(models.Model):
+    """One scoring pass over a run's results: the first when the run ran, then each re-score.
+
+    Results carry the scores of the latest scoring; each scoring keeps its configuration and the
+    per-arm summaries it produced, so a run keeps the history of how it was scored.
+    """
+
+    class Trigger(models.TextChoices):
+        RUN = "run", "Run"
+        RESCORE = "rescore", "Re-score"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="scorings")
+    number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.RUN)
+    embedder = models.CharField(max_length=300, blank=True)
+    default_assertions = models.JSONField(default=list, blank=True)
+    scorer_versions = models.JSONField(default=dict, blank=True)
+    summaries = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "-number"]
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="scoring_unique_number")]
+
+    def __str__(self) -> str:
+        return f"scoring {self.number} of run #{self.run_id}"
 
 
 class EmbeddingCache(models.Model):

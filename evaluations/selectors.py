@@ -16,10 +16,25 @@ def arm_summaries(run: Run) -> dict[int, dict]:
     rows: dict[int, list[Row]] = {arm_id: [] for arm_id in run.arms.values_list("id", flat=True)}
     fields = (
         "arm_id", "case_id", "score", "passed", "error", "cost", "prompt_tokens", "completion_tokens",
-        "latency_ms", "scores", "case__expected", "scored_at",
+        "latency_ms", "scores", "case__expected", "scored_at", "sample", "answer",
     )  # fmt: skip
     for r in Result.objects.filter(arm__run=run).values_list(*fields).iterator(chunk_size=2000):
-        (arm_id, case_id, score, passed, error, cost, pt, ct, lat, scores, expected, scored_at) = r
+        (
+            arm_id,
+            case_id,
+            score,
+            passed,
+            error,
+            cost,
+            pt,
+            ct,
+            lat,
+            scores,
+            expected,
+            scored_at,
+            sample,
+            answer,
+        ) = r
         predicted = (scores or {}).get("predicted")
         acceptable = [str(e).strip() for e in (expected if isinstance(expected, list) else [expected])]
         acceptable = [e for e in acceptable if e and expected is not None]
@@ -38,6 +53,9 @@ def arm_summaries(run: Run) -> dict[int, dict]:
                 expected_label=expected_label,
                 predicted_label=predicted,
                 scored=scored_at is not None,
+                sample=sample,
+                answer=answer,
+                format_ok=_format_ok(scores),
             )
         )
     return {
@@ -49,6 +67,14 @@ def arm_summaries(run: Run) -> dict[int, dict]:
         )
         for arm_id, arm_rows in rows.items()
     }
+
+
+def _format_ok(scores: dict | None) -> bool | None:
+    """Whether the output had the required format (an is-json assertion), when one was checked."""
+    for check in (scores or {}).get("assertions", []):
+        if check.get("type") == "is-json":
+            return bool(check.get("passed"))
+    return None
 
 
 def run_arms_with_summaries(run: Run) -> list[tuple[Arm, dict]]:

@@ -17,4 +17,6 @@ urlpatterns = [
     path("runs/<int:pk>/live/", pages.run_live, name="run-live"),
     path("runs/<int:pk>/results/", pages.run_results, name="run-results"),
     path("runs/<int:pk>/cancel/", pages.run_cancel_view, name="run-cancel"),
+    path("runs/<int:pk>/rescore/", pages.run_rescore_view, name="run-rescore"),
+    path("compare/", pages.compare_view, name="compare"),
 ]

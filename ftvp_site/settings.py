@@ -252,9 +252,10 @@ FTVP_BATCH_SIZE = env_int("FTVP_BATCH_SIZE", 16, minimum=1)
 FTVP_STALL_SECONDS = env_int("FTVP_STALL_SECONDS", 120, minimum=5)
 FTVP_WORKER_BEAT_SECONDS = env_int("FTVP_WORKER_BEAT_SECONDS", 5, minimum=1)
 FTVP_EMBEDDER = os.environ.get("FTVP_EMBEDDER", "minilm").strip() or "minilm"
-if FTVP_EMBEDDER not in {"minilm", "hashing"}:
+if FTVP_EMBEDDER not in {"minilm", "hashing"} and not (Path(FTVP_EMBEDDER) / "modules.json").is_file():
     raise ImproperlyConfigured(
-        f"FTVP_EMBEDDER={FTVP_EMBEDDER!r}: use minilm (the default) or hashing (tests only)"
+        f"FTVP_EMBEDDER={FTVP_EMBEDDER!r}: use minilm (the default, all-MiniLM-L6-v2 from its package), "
+        "the folder of a sentence-transformers model (it holds modules.json), or hashing (tests only)"
     )
 FTVP_LOCAL_MAX_NEW_TOKENS = env_int("FTVP_LOCAL_MAX_NEW_TOKENS", 96, minimum=1)
 FTVP_LOCAL_BATCH = env_int("FTVP_LOCAL_BATCH", 8, minimum=1)

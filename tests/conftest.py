@@ -74,6 +74,7 @@ class TaskQueue:
 def task_queue(monkeypatch):
     queue = TaskQueue()
     monkeypatch.setattr("evaluations.services.runs.enqueue", queue)
+    monkeypatch.setattr("evaluations.services.scorings.enqueue", queue)
     return queue
 
 

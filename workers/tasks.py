@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from evaluations.services import runs
+from evaluations.services import runs, scorings
 
 
 @shared_task(name="workers.tasks.start_run", acks_late=True)
@@ -20,6 +20,11 @@ def run_batch(batch_id: int) -> None:
 @shared_task(name="workers.tasks.score_batch", acks_late=True)
 def score_batch(batch_id: int) -> None:
     runs.batch_score(batch_id=batch_id)
+
+
+@shared_task(name="workers.tasks.rescore_run", acks_late=True)
+def rescore_run(scoring_id: int) -> None:
+    scorings.scoring_execute(scoring_id=scoring_id)
 
 
 @shared_task(name="workers.tasks.finalize_run", acks_late=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,3 +50,50 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def mean_or_none(values: Sequence[float | None]) -> float | None:
     arr = [v for v in values if v is not None]
     return float(sum(arr) / len(arr)) if arr else None
+
+
+def bootstrap_mean_ci(
+    values: Sequence[float | None],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+):
+    """Mean and its bootstrap interval (`scipy.stats.bootstrap`), clipped to `bounds` (None: no clipping).
+
+    BCa by default; when BCa is degenerate (e.g. every resample on one side of the mean, which
+    scipy reports as NaN with a warning) the percentile interval of the same resamples is used.
+    `None` values are dropped. No data -> (None, None, None); one value or no spread -> the point
+    itself. The same `seed` gives the same interval.
+    """
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    if arr.size == 0:
+        return None, None, None
+    mean = float(arr.mean())
+    if arr.size == 1 or bool(np.all(arr == arr[0])):
+        return mean, mean, mean
+    low, high = _bootstrap_interval(arr, confidence, n_resamples, seed, "BCa")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        low, high = _bootstrap_interval(arr, confidence, n_resamples, seed, "percentile")
+    # Keep the point inside its interval (rounding or a lopsided percentile interval could exclude it).
+    low, high = min(low, mean), max(high, mean)
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return mean, float(low), float(high)
+
+
+def _bootstrap_interval(arr: np.ndarray, confidence: float, n_resamples: int, seed: int, method: str):
+    with warnings.catch_warnings():
+        # BCa degeneracy is signalled by a warning plus NaN bounds; the NaN is what we act on.
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap(
+            (arr,),
+            np.mean,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method=method,
+            vectorized=True,
+            rng=np.random.default_rng(seed),
+        )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from evaluations.analysis import stats
-from evaluations.scoring.classification import classification_metrics
+from evaluations.analysis.consistency import SampleRow, arm_consistency
+from evaluations.scoring.classification import classification_metrics, confusion, per_class_report
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Row:
     expected_label: str | None = None
     predicted_label: str | None = None
     scored: bool = True
+    sample: int = 0
+    answer: str = ""
+    format_ok: bool | None = None
 
 
 def summarise(rows: Iterable[Row], *, task_type: str, labels: list[str], monthly_volume: int) -> dict:
@@ -29,7 +33,7 @@ def summarise(rows: Iterable[Row], *, task_type: str, labels: list[str], monthly
     scored = [r for r in rows if r.scored and r.score is not None]
     # Samples of one case are not independent (at temperature 0 they are identical): the interval
     # is over cases, each case contributing the mean of its samples.
-    mean, low, high = stats.mean_ci(_per_case([(r.case_id, r.score) for r in scored]))
+    mean, low, high = stats.bootstrap_mean_ci(_per_case([(r.case_id, r.score) for r in scored]))
     if scored:
         mean = sum(r.score for r in scored) / len(scored)
     judged = [r for r in rows if r.scored and r.passed is not None]
@@ -67,6 +71,18 @@ def summarise(rows: Iterable[Row], *, task_type: str, labels: list[str], monthly
             [r.expected_label for r in labelled], [r.predicted_label for r in labelled], labels
         )
         summary["accuracy"], summary["macro_f1"] = metrics["accuracy"], metrics["macro_f1"]
+        y_true = [r.expected_label for r in labelled]
+        y_pred = [r.predicted_label for r in labelled]
+        summary["per_class"] = per_class_report(y_true, y_pred, labels) if labelled else None
+        summary["confusion"] = confusion(y_true, y_pred, labels) if labelled else None
+    if any(r.sample > 0 for r in rows):
+        by_case: dict[int, list[SampleRow]] = {}
+        for r in rows:
+            if not r.error:
+                by_case.setdefault(r.case_id, []).append(
+                    SampleRow(answer=r.answer, score=r.score, passed=r.passed, format_ok=r.format_ok)
+                )
+        summary["consistency"] = arm_consistency(by_case)
     return summary
 
 

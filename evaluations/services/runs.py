@@ -20,7 +20,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from evaluations import selectors, strategies
+from evaluations import strategies
 from evaluations.analysis.costs import token_cost
 from evaluations.models import (
     Arm,
@@ -39,7 +39,13 @@ from evaluations.models import (
 from evaluations.providers.base import Completion, GenerationParams, ProviderError
 from evaluations.services.endpoints import endpoint_provider
 from evaluations.services.queue import enqueue
-from evaluations.services.scoring import score_results
+from evaluations.services.scorings import (
+    current_scoring,
+    scoring_apply,
+    scoring_create,
+    scoring_finish,
+    scorings_unfinished_before,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +102,7 @@ def run_create(
                 for index, chunk in enumerate(chunks)
             ]
         )
+        scoring_create(run=run, user=user)
         enqueue("start_run", run.pk)
     return run
 
@@ -395,22 +402,17 @@ def batch_score(*, batch_id: int) -> None:
         return
     if not _claim(batch_id, "score"):
         return
-    suite = batch.run.suite_version.suite
+    scoring = current_scoring(batch.run_id)
     results = list(
         Result.objects.filter(arm_id=batch.arm_id, case_id__in=batch.case_ids).select_related("case")
     )
     with _heartbeat(batch_id):
-        score_results(
-            results,
-            task_type=batch.run.suite_version.task_type,
-            labels=list(batch.run.suite_version.labels),
-            pass_threshold=suite.pass_threshold,
-        )
+        scoring_apply(scoring=scoring, results=results)
     now = timezone.now()
-    for r in results:
-        r.scored_at = now
     with transaction.atomic():
-        Result.objects.bulk_update(results, ["scores", "score", "passed", "scored_at"], batch_size=500)
+        Result.objects.bulk_update(
+            results, ["scores", "score", "passed", "scoring", "scored_at"], batch_size=500
+        )
         marked = Batch.objects.filter(pk=batch_id, scored_at__isnull=True).update(
             scored_at=now, heartbeat_at=None
         )
@@ -429,15 +431,12 @@ def run_finalize(*, run_id: int) -> bool:
         return False
     if Batch.objects.filter(run_id=run_id, scored_at__isnull=True).exists():
         return False
-    summaries = selectors.arm_summaries(run)
     with transaction.atomic():
         finished = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
             status=RunStatus.SUCCEEDED, finished_at=timezone.now()
         )
         if finished:
-            for arm in run.arms.all():
-                arm.summary = summaries[arm.pk]
-                arm.save(update_fields=["summary"])
+            scoring_finish(scoring=current_scoring(run_id))
     return bool(finished)
 
 
@@ -476,6 +475,10 @@ def runs_recover(*, startup: bool = False) -> dict[str, int]:
     ).values_list("id", flat=True):
         enqueue("finalize_run", run_id)
         counts["finalize"] += 1
+    if startup:  # a re-score whose worker died (re-scoring again is harmless)
+        for scoring_id in scorings_unfinished_before(stale_before):
+            enqueue("rescore_run", scoring_id)
+            counts["rescore"] = counts.get("rescore", 0) + 1
     return counts
 
 

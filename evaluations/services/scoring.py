@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
 from django.conf import settings
 
 from evaluations.models import EmbeddingCache, Result, TaskType
-from evaluations.scoring import scorers
-from evaluations.scoring.embeddings import CachedEmbedder, Embedder, HashingEmbedder, MiniLMEmbedder
+from evaluations.scoring import assertions, scorers
+from evaluations.scoring.embeddings import (
+    CachedEmbedder,
+    Embedder,
+    HashingEmbedder,
+    MiniLMEmbedder,
+    SentenceTransformerEmbedder,
+)
 
 _embedders: dict[str, Embedder] = {}
 _embedder_lock = threading.Lock()
@@ -37,43 +44,90 @@ def get_embedder() -> Embedder:
     name = settings.FTVP_EMBEDDER
     with _embedder_lock:
         if name not in _embedders:
-            _embedders[name] = HashingEmbedder() if name == "hashing" else MiniLMEmbedder()
+            if name == "hashing":
+                _embedders[name] = HashingEmbedder()
+            elif name == "minilm":
+                _embedders[name] = MiniLMEmbedder()
+            else:  # a folder holding a sentence-transformers model (checked by settings)
+                _embedders[name] = SentenceTransformerEmbedder(name)
         return _embedders[name]
 
 
-def score_results(results: list[Result], *, task_type: str, labels: list[str], pass_threshold: float) -> None:
-    """Fill scores/score/passed on each result in memory (the caller saves them)."""
-    to_embed: list[Result] = []
+# What a case is checked with when neither the suite nor the case says: by task type.
+TASK_DEFAULTS: dict[str, list[dict]] = {
+    TaskType.GENERATION: [{"type": "similar"}],
+    TaskType.CLASSIFICATION: [{"type": "label"}],
+    TaskType.JSON: [{"type": "is-json", "weight": 0}, {"type": "json-equals"}],
+}
+
+
+def case_assertions(
+    case_assertions: list[dict], *, has_expected: bool, suite_defaults: list[dict], task_type: str
+):
+    """The suite's defaults (or the task type's, for cases with an expected output), then the case's own."""
+    base = list(suite_defaults) if suite_defaults else (TASK_DEFAULTS[task_type] if has_expected else [])
+    return base + list(case_assertions or [])
+
+
+def score_results(
+    results: list[Result],
+    *,
+    task_type: str,
+    labels: list[str],
+    pass_threshold: float,
+    default_assertions: list[dict] | None = None,
+) -> dict[str, int]:
+    """Fill scores/score/passed on each result in memory (the caller saves them).
+
+    Every text that a similarity check needs is embedded in one batch through the cache, so expected
+    outputs are embedded once per text and re-scoring re-embeds nothing it has seen.
+    Returns the versions of the scorers used.
+    """
+    plans = []
     for r in results:
-        expected = r.case.expected_list
+        expected = tuple(r.case.expected_list)
+        checks = case_assertions(
+            r.case.assertions, has_expected=bool(expected), suite_defaults=default_assertions or [],
+            task_type=task_type,
+        )  # fmt: skip
+        ctx = assertions.Context(
+            output=r.answer, expected=expected, similarity_threshold=pass_threshold, labels=tuple(labels),
+            cost=r.cost, latency_ms=r.latency_ms,
+        )  # fmt: skip
+        plans.append((r, checks, ctx))
+    texts = sorted(
+        {
+            t
+            for r, checks, ctx in plans
+            if not r.error
+            for a in checks
+            for t in assertions.texts_to_embed(a, ctx)
+        }
+    )
+    vectors: dict[str, np.ndarray] = {}
+    if texts:
+        embedded = CachedEmbedder(get_embedder(), DBVectorStore()).embed(texts)
+        vectors = dict(zip(texts, embedded, strict=True))
+    versions: dict[str, int] = {}
+    for r, checks, ctx in plans:
+        versions.update(assertions.scorer_versions(checks))
         if r.error:
-            r.scores, r.score, r.passed = {"error": 1.0}, 0.0, False
-        elif not expected:
+            r.scores, r.score, r.passed = {"error": r.error[:200]}, 0.0, False
+            continue
+        if not checks:
             r.scores, r.score, r.passed = {}, None, None
-        elif task_type == TaskType.CLASSIFICATION:
-            predicted = scorers.extract_label(r.answer, labels)
-            hit = 1.0 if predicted is not None and predicted in [e.strip() for e in expected] else 0.0
-            r.scores = {"label": hit, "predicted": predicted}
-            r.score, r.passed = hit, hit == 1.0
-        elif task_type == TaskType.JSON:
-            value = scorers.json_equal(r.answer, expected)
-            r.scores, r.score, r.passed = {"json": value}, value, value == 1.0
-        else:
-            to_embed.append(r)
-    if not to_embed:
-        return
-    embedder = CachedEmbedder(get_embedder(), DBVectorStore())
-    texts: list[str] = []
-    spans: list[tuple[int, int]] = []
-    for r in to_embed:
-        start = len(texts)
-        texts.append(r.answer)
-        texts.extend(r.case.expected_list)
-        spans.append((start, len(texts)))
-    vectors = embedder.embed(texts)
-    for r, (start, end) in zip(to_embed, spans, strict=True):
-        similarity = round(scorers.cosine_best(vectors[start], vectors[start + 1 : end]), 6)
-        exact = scorers.exact(r.answer, r.case.expected_list)
-        r.scores = {"similarity": similarity, "exact": exact}
-        r.score = max(similarity, exact)
-        r.passed = r.score >= pass_threshold
+            continue
+        ctx = dataclasses.replace(ctx, vectors=vectors)
+        verdicts = [assertions.evaluate(a, ctx) for a in checks]
+        total = assertions.combine(checks, verdicts)
+        r.scores = {
+            "assertions": [
+                {"type": a["type"], "score": round(v.score, 6), "passed": v.passed, "reason": v.reason}
+                for a, v in zip(checks, verdicts, strict=True)
+            ],
+            "reason": total.reason,
+        }
+        if task_type == TaskType.CLASSIFICATION:
+            r.scores["predicted"] = scorers.extract_label(r.answer, labels)
+        r.score, r.passed = round(total.score, 6), total.passed
+    return versions

@@ -12,12 +12,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from evaluations import selectors
+from evaluations import comparisons, selectors
 from evaluations.forms import EndpointForm, RunForm, SuiteSettingsForm, SuiteUploadForm
 from evaluations.importers import SuiteFormatError, SuiteValidationError
-from evaluations.models import Endpoint, Run, Split, Strategy, Suite
+from evaluations.models import Arm, Endpoint, Run, Split, Strategy, Suite
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.runs import RunError, run_cancel, run_create
+from evaluations.services.scorings import RescoreError, run_rescore
 from evaluations.services.suites import suite_import, suite_update_settings
 
 OUTCOMES = [
@@ -204,7 +205,17 @@ def _run_context(run: Run) -> dict:
         "pass_rate": [s.get("pass_rate") for _, s in arms],
         "target": run.suite_version.suite.quality_target,
     }
-    return {"run": run, "progress": selectors.run_progress(run), "arms": arms, "chart": chart}
+    return {
+        "run": run,
+        "progress": selectors.run_progress(run),
+        "arms": arms,
+        "chart": chart,
+        "scorings": [
+            (sc, [(arm.label, sc.summaries.get(str(arm.pk), {}).get("mean_score")) for arm, _ in arms])
+            for sc in run.scorings.order_by("-number")
+        ],
+        "rescoring": run.scorings.filter(finished_at__isnull=True, trigger="rescore").exists(),
+    }
 
 
 @login_required
@@ -254,4 +265,46 @@ def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
         messages.info(request, f"Run #{run.pk} cancelled.")
     else:
         messages.warning(request, f"Run #{run.pk} had already finished.")
+    return redirect("evaluations:run-detail", pk=run.pk)
+
+
+COMPARE_VIEWS = [("", "all shared cases"), ("flipped", "pass → fail"), ("drops", "largest drops"),
+                 ("disagree", "samples disagree")]  # fmt: skip
+
+
+@login_required
+def compare_view(request: HttpRequest) -> HttpResponse:
+    """Two or more arms side by side; every other arm is tested against the first (the baseline)."""
+    ids = [int(x) for x in request.GET.getlist("arm") if x.isdigit()]
+    view = request.GET.get("view", "")
+    context: dict = {"views": COMPARE_VIEWS, "view": view, "arm_ids": ids}
+    try:
+        result = comparisons.compare(list(dict.fromkeys(ids)))
+    except comparisons.CompareError as exc:
+        context["error"] = str(exc)
+        if ids:
+            first = Arm.objects.filter(pk=ids[0]).select_related("run__suite_version").first()
+            if first:
+                context["candidates"] = comparisons.arms_of_suite(first.run.suite_version.suite_id)
+        return render(request, "evaluations/compare.html", context, status=400 if ids else 200)
+    rows = comparisons.filter_rows(result["rows"], view)
+    context.update(result)
+    context["page"] = _page(request, rows, 25)
+    context["candidates"] = comparisons.arms_of_suite(result["arms"][0].run.suite_version.suite_id)
+    return render(request, "evaluations/compare.html", context)
+
+
+@login_required
+@require_POST
+def run_rescore_view(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=pk)
+    try:
+        scoring = run_rescore(run_id=run.pk, user=request.user)
+    except RescoreError as exc:
+        messages.warning(request, str(exc))
+    else:
+        messages.info(
+            request,
+            f"Re-scoring run #{run.pk} with the suite's current assertions (scoring {scoring.number}).",
+        )
     return redirect("evaluations:run-detail", pk=run.pk)

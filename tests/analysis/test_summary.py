@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from evaluations.analysis.costs import compute_cost, token_cost
-from evaluations.analysis.stats import mean_ci, wilson_ci
+from evaluations.analysis.stats import bootstrap_mean_ci, wilson_ci
 from evaluations.analysis.summary import Row, summarise
 
 
@@ -31,7 +31,7 @@ def test_mean_score_and_ci_come_from_the_scored_rows():
     scores = [0.2, 0.4, 0.6, 0.8]
     s = generation([row(i, score=v) for i, v in enumerate(scores)])
 
-    mean, low, high = mean_ci(scores)
+    mean, low, high = bootstrap_mean_ci(scores)  # a bootstrap interval over cases
     assert s["mean_score"] == pytest.approx(mean)
     assert s["score_ci"] == pytest.approx([low, high])
     assert s["scored"] == 4

@@ -277,7 +277,12 @@ json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=10)
 @st.composite
 def case_dicts(draw: st.DrawFn) -> dict[str, Any]:
     assertions = draw(
-        st.lists(st.fixed_dictionaries({"type": text, "value": st.text(max_size=10)}), max_size=2)
+        st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["contains", "icontains", "starts-with"]), "value": text}
+            ),
+            max_size=2,
+        )
     )
     expected_options = text | st.lists(text, min_size=1, max_size=3)
     if assertions:
@@ -303,3 +308,16 @@ def test_any_valid_cases_written_as_jsonl_read_back_equal(cases):
     data = "\n".join(rows) + "\n"
 
     assert read(data) == [{**case, "line": number} for number, case in enumerate(cases, start=1)]
+
+
+def test_an_unknown_or_broken_assertion_is_reported_with_its_line():
+    data = (
+        b'{"input": "a", "assertions": [{"type": "contains", "value": "x"}]}\n'
+        b'{"input": "b", "assertions": [{"type": "nonsense"}]}\n'
+        b'{"input": "c", "assertions": [{"type": "regex", "value": "("}]}\n'
+    )
+    with pytest.raises(SuiteValidationError) as err:
+        read_suite(io.BytesIO(data), "cases.jsonl")
+    problems = {(e.line, e.field) for e in err.value.errors}
+    assert problems == {(2, "assertions[0]"), (3, "assertions[0]")}
+    assert "nonsense" in str(err.value) and "contains" in str(err.value)

@@ -66,12 +66,12 @@ def test_a_run_on_the_local_model_is_scored_with_the_real_embedder(db, task_queu
     assert len(results) == 3
     for r in results:
         assert r.output and not r.error
-        assert 0.0 <= r.scores["similarity"] <= 1.0 and r.score == max(
-            r.scores["similarity"], r.scores["exact"]
-        )
+        (check,) = r.scores["assertions"]
+        assert check["type"] == "similar" and 0.0 <= check["score"] <= 1.0 and r.score == check["score"]
         assert r.passed == (r.score >= version.suite.pass_threshold)
+        assert r.scoring.embedder == "all-MiniLM-L6-v2"
     france = next(r for r in results if r.case.key == "fr")
-    assert "paris" in france.output.lower() and france.scores["similarity"] > 0.5
+    assert "paris" in france.output.lower() and france.score > 0.5
     summary = run.arms.get().summary
     assert summary["mean_score"] == pytest.approx(sum(r.score for r in results) / 3)
     assert summary["cost_total"] > 0

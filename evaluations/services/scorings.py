@@ -1,0 +1,120 @@
+"""Scorings: the configuration a run's results are scored with, and re-scoring a finished run.
+
+Re-scoring applies the suite's current assertions to stored outputs: no model is called, and the
+embedding cache means only texts never embedded before are embedded.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from evaluations import selectors
+from evaluations.models import Result, Run, RunStatus, Scoring
+from evaluations.scoring import assertions
+from evaluations.services.queue import enqueue
+from evaluations.services.scoring import TASK_DEFAULTS, get_embedder, score_results
+
+RESCORE_CHUNK = 500
+
+
+class RescoreError(ValueError):
+    pass
+
+
+def scoring_create(*, run: Run, trigger: str = Scoring.Trigger.RUN, user=None) -> Scoring:
+    """Snapshot how the run is scored now: the suite's default assertions, scorer versions, embedder."""
+    version = run.suite_version
+    defaults = list(version.suite.default_assertions or [])
+    if defaults:
+        used = list(defaults)
+    else:  # the task type's defaults apply to cases with an expected output
+        has_expected = version.cases.filter(expected__isnull=False).exists()
+        used = list(TASK_DEFAULTS[version.task_type]) if has_expected else []
+    for case_assertions in version.cases.exclude(assertions=[]).values_list("assertions", flat=True):
+        used.extend(case_assertions)
+    number = (run.scorings.aggregate(n=Max("number"))["n"] or 0) + 1
+    return Scoring.objects.create(
+        run=run,
+        number=number,
+        trigger=trigger,
+        embedder=get_embedder().name,
+        default_assertions=defaults,
+        scorer_versions=assertions.scorer_versions(used),
+        created_by=user,
+    )
+
+
+def current_scoring(run_id: int) -> Scoring | None:
+    return Scoring.objects.filter(run_id=run_id).order_by("-number").first()
+
+
+def scoring_apply(*, scoring: Scoring, results: list[Result]) -> None:
+    """Score results in memory with the scoring's configuration (the caller saves them)."""
+    version = scoring.run.suite_version
+    score_results(
+        results,
+        task_type=version.task_type,
+        labels=list(version.labels),
+        pass_threshold=version.suite.pass_threshold,
+        default_assertions=scoring.default_assertions,
+    )
+    now = timezone.now()
+    for r in results:
+        r.scoring, r.scored_at = scoring, now
+
+
+def scoring_finish(*, scoring: Scoring) -> dict[int, dict]:
+    """Aggregate the run's arms under this scoring, on the scoring and (as current) on the arms."""
+    run = scoring.run
+    summaries = selectors.arm_summaries(run)
+    with transaction.atomic():
+        for arm in run.arms.all():
+            arm.summary = summaries[arm.pk]
+            arm.save(update_fields=["summary"])
+        scoring.summaries = {str(k): v for k, v in summaries.items()}
+        scoring.finished_at = timezone.now()
+        scoring.save(update_fields=["summaries", "finished_at"])
+    return summaries
+
+
+def run_rescore(*, run_id: int, user=None) -> Scoring:
+    """Score a finished run again with the suite's current assertions; no model is called."""
+    run = Run.objects.select_related("suite_version__suite").get(pk=run_id)
+    if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED, RunStatus.FAILED):
+        raise RescoreError(f"run #{run.pk} is {run.status}; re-score it once it has finished")
+    if run.scorings.filter(finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE).exists():
+        raise RescoreError(f"run #{run.pk} is being re-scored already")
+    with transaction.atomic():
+        scoring = scoring_create(run=run, trigger=Scoring.Trigger.RESCORE, user=user)
+        enqueue("rescore_run", scoring.pk)
+    return scoring
+
+
+def scoring_execute(*, scoring_id: int) -> None:
+    """The re-score task: every result of the run, in chunks; idempotent (a rerun scores again)."""
+    scoring = Scoring.objects.select_related("run__suite_version__suite").filter(pk=scoring_id).first()
+    if scoring is None or scoring.finished_at is not None:
+        return
+    last_id = 0
+    while True:
+        chunk = list(
+            Result.objects.filter(arm__run_id=scoring.run_id, pk__gt=last_id)
+            .select_related("case")
+            .order_by("pk")[:RESCORE_CHUNK]
+        )
+        if not chunk:
+            break
+        scoring_apply(scoring=scoring, results=chunk)
+        Result.objects.bulk_update(chunk, ["scores", "score", "passed", "scoring", "scored_at"])
+        last_id = chunk[-1].pk
+    scoring_finish(scoring=scoring)
+
+
+def scorings_unfinished_before(cutoff) -> list[int]:
+    return list(
+        Scoring.objects.filter(
+            finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE, created_at__lt=cutoff
+        ).values_list("id", flat=True)
+    )
