@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # package index serves the CUDA build of torch==2.13.0 by default.
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo test test-unit lint format clean
+.PHONY: install demo test test-unit lint format bench clean
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) bench/scoring_throughput.py
 
 clean:
 	rm -rf $(VENV) node_modules var

@@ -120,12 +120,22 @@ def main() -> int:
 
     raw_texts = [sentence(i, "raw") for i in range(n)]
     started = time.perf_counter()
-    model.encode(raw_texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+    model.encode(
+        raw_texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+    )
     raw_seconds = time.perf_counter() - started
 
     scoring = scoring_create(run=run, trigger=Scoring.Trigger.RESCORE)
     started = time.perf_counter()
-    scoring_execute(scoring_id=scoring.pk)
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(scoring_execute, scoring_id=scoring.pk)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    else:
+        scoring_execute(scoring_id=scoring.pk)
     score_seconds = time.perf_counter() - started
 
     raw_rate, score_rate = n / raw_seconds, n / score_seconds

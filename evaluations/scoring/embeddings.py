@@ -72,7 +72,11 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
         vectors = model.encode(
-            texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
 

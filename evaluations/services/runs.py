@@ -41,6 +41,7 @@ from evaluations.services.endpoints import endpoint_provider
 from evaluations.services.queue import enqueue
 from evaluations.services.scorings import (
     current_scoring,
+    save_scores,
     scoring_apply,
     scoring_create,
     scoring_finish,
@@ -410,9 +411,7 @@ def batch_score(*, batch_id: int) -> None:
         scoring_apply(scoring=scoring, results=results)
     now = timezone.now()
     with transaction.atomic():
-        Result.objects.bulk_update(
-            results, ["scores", "score", "passed", "scoring", "scored_at"], batch_size=500
-        )
+        save_scores(results)
         marked = Batch.objects.filter(pk=batch_id, scored_at__isnull=True).update(
             scored_at=now, heartbeat_at=None
         )

@@ -215,6 +215,17 @@ def _run_context(run: Run) -> dict:
             for sc in run.scorings.order_by("-number")
         ],
         "rescoring": run.scorings.filter(finished_at__isnull=True, trigger="rescore").exists(),
+        "confusions": [
+            {
+                "id": f"confusion-{arm.pk}",
+                "label": arm.label,
+                **s["confusion"],
+                "per_class": s.get("per_class") or {},
+            }
+            for arm, s in arms
+            if s.get("confusion")
+        ],
+        "consistency": [(arm, s["consistency"]) for arm, s in arms if s.get("consistency")],
     }
 
 

@@ -95,6 +95,39 @@
     if (!running || polls % 3 === 0) htmx.trigger(results, "refresh");
   }
 
+  // Confusion matrices as stacked bars: one bar per true label, split by the predicted label.
+  const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#4b5563"];
+  const confusionCharts = {};
+  function drawConfusions() {
+    if (typeof Chart === "undefined") return;
+    document.querySelectorAll("canvas[data-confusion]").forEach((canvas) => {
+      const id = canvas.getAttribute("data-confusion");
+      const node = document.getElementById(id);
+      if (!node) return;
+      const data = JSON.parse(node.textContent);
+      if (confusionCharts[id]) confusionCharts[id].destroy();
+      confusionCharts[id] = new Chart(canvas, {
+        type: "bar",
+        data: {
+          labels: data.labels,
+          datasets: data.labels.map((predicted, j) => ({
+            label: "predicted " + predicted,
+            data: data.matrix.map((row) => row[j]),
+            backgroundColor: PALETTE[j % PALETTE.length],
+          })),
+        },
+        options: {
+          animation: false, responsive: true, maintainAspectRatio: false,
+          scales: { x: { stacked: true, title: { display: true, text: "true label" } },
+                    y: { stacked: true, title: { display: true, text: "cases" } } },
+        },
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", drawConfusions);
+  document.addEventListener("htmx:afterSwap", drawConfusions);
+  window.addEventListener("load", drawConfusions);
   document.addEventListener("DOMContentLoaded", draw);
   document.addEventListener("htmx:afterSwap", draw);
   document.addEventListener("htmx:afterSwap", refreshResults);
