@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 
-_TOKENS = re.compile(r"\s+|[^\s]+")
+_TOKENS = re.compile(r"\s+|\w+|[^\w\s]+")
 
 
 def word_diff(expected: str, output: str) -> list[tuple[str, str]]:

@@ -53,6 +53,25 @@ def get_embedder() -> Embedder:
         return _embedders[name]
 
 
+def _judge_for(plans):
+    """The batch judge for the llm-rubric assertions in these results, if a judge is configured."""
+    from evaluations.services.judge import BatchJudge, judge_endpoint
+
+    requests = [
+        (str(a.get("value", "")), ctx.output, ctx.expected)
+        for r, checks, ctx in plans
+        if not r.error
+        for a in checks
+        if str(a.get("type", "")).strip().removeprefix("not-") == "llm-rubric"
+    ]
+    endpoint = judge_endpoint() if requests else None
+    if endpoint is None:
+        return None
+    judge = BatchJudge(endpoint)
+    judge.prepare(requests)
+    return judge
+
+
 # What a case is checked with when neither the suite nor the case says: by task type.
 TASK_DEFAULTS: dict[str, list[dict]] = {
     TaskType.GENERATION: [{"type": "similar"}],
@@ -108,6 +127,7 @@ def score_results(
     if texts:
         embedded = CachedEmbedder(get_embedder(), DBVectorStore()).embed(texts)
         vectors = dict(zip(texts, embedded, strict=True))
+    judge = _judge_for(plans)
     versions: dict[str, int] = {}
     for r, checks, ctx in plans:
         versions.update(assertions.scorer_versions(checks))
@@ -117,7 +137,7 @@ def score_results(
         if not checks:
             r.scores, r.score, r.passed = {}, None, None
             continue
-        ctx = dataclasses.replace(ctx, vectors=vectors)
+        ctx = dataclasses.replace(ctx, vectors=vectors, judge=judge)
         verdicts = [assertions.evaluate(a, ctx) for a in checks]
         total = assertions.combine(checks, verdicts)
         r.scores = {

@@ -13,3 +13,8 @@ def test_it_marks_added_and_missing_words_case_insensitively():
 
 def test_an_empty_output_is_all_missing():
     assert word_diff("Paris", "") == [("missing", "Paris")]
+
+
+def test_punctuation_does_not_hide_a_matching_word():
+    pieces = word_diff("positive", "The review is positive.")
+    assert ("same", "positive") in pieces and not any(op == "missing" for op, _ in pieces)

@@ -80,3 +80,24 @@ def test_case_assertions_combine_with_the_suite_defaults(db, fake_openai, task_q
     assert [a["passed"] for a in result.scores["assertions"]] == [True, False]
     assert result.score == pytest.approx(0.5) and result.passed is False
     assert run.scorings.get().scorer_versions == {"is-json": 1, "json-field": 1}
+
+
+def test_rescoring_embeds_only_texts_it_has_not_seen(finished_run, task_queue, monkeypatch):
+    from evaluations.scoring.embeddings import HashingEmbedder
+    from evaluations.services import scoring as scoring_service
+
+    seen: list[str] = []
+
+    class Counting(HashingEmbedder):
+        def embed(self, texts):
+            seen.extend(texts)
+            return super().embed(texts)
+
+    monkeypatch.setattr(scoring_service, "get_embedder", lambda: Counting())
+    Result.objects.filter(case__key="c1").update(answer="Lyon, new answer")
+    scoring = run_rescore(run_id=finished_run.pk)
+    task_queue.drain()
+    scoring.refresh_from_db()
+    assert scoring.finished_at is not None
+    # The expected output and the unchanged answers were embedded by the first scoring already.
+    assert seen == ["Lyon, new answer"]
