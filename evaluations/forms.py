@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 
 from evaluations.models import Endpoint, EndpointKind, Provider, Strategy, SuiteVersion, TaskType
+from evaluations.scoring.assertions import validate_assertion
 from evaluations.strategies import ladder_rank
 
 
@@ -90,3 +91,21 @@ class SuiteSettingsForm(forms.Form):
     )
     pass_threshold = forms.FloatField(min_value=0, max_value=1, help_text="A result passes at this score.")
     monthly_volume = forms.IntegerField(min_value=0, help_text="Expected production requests per month.")
+    default_assertions = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Checked on every case before its own, e.g. [{"type": "icontains", "value": "Paris"}]. '
+        "Empty: similar (generation), label (classification), json-equals (JSON).",
+    )
+
+    def clean_default_assertions(self):
+        value = self.cleaned_data["default_assertions"] or []
+        if not isinstance(value, list):
+            raise forms.ValidationError("give a JSON list of assertions")
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise forms.ValidationError(f"item {index}: give an object with a 'type'")
+            problem = validate_assertion(item)
+            if problem:
+                raise forms.ValidationError(f"item {index}: {problem}")
+        return value

@@ -105,13 +105,24 @@ def suite_import(
 
 
 def suite_update_settings(
-    *, suite: Suite, description: str, quality_target: float, pass_threshold: float, monthly_volume: int
+    *,
+    suite: Suite,
+    description: str,
+    quality_target: float,
+    pass_threshold: float,
+    monthly_volume: int,
+    default_assertions: list[dict] | None = None,
 ) -> Suite:
-    """Change what the suite aims for; results already scored keep their pass/fail."""
+    """Change what the suite aims for and checks; results already scored keep their scores until the
+    run is re-scored."""
     suite.description = description
     suite.quality_target = quality_target
     suite.pass_threshold = pass_threshold
     suite.monthly_volume = monthly_volume
+    fields = ["description", "quality_target", "pass_threshold", "monthly_volume"]
+    if default_assertions is not None:
+        suite.default_assertions = default_assertions
+        fields.append("default_assertions")
     suite.full_clean()
-    suite.save(update_fields=["description", "quality_target", "pass_threshold", "monthly_volume"])
+    suite.save(update_fields=fields)
     return suite

@@ -517,3 +517,16 @@ def test_a_non_numeric_version_parameter_shows_the_latest_version(auth_client, d
         auth_client.get(reverse("evaluations:suite-detail", args=[suite.pk]), {"version": "abc"}).status_code
         == 200
     )
+
+
+def test_suite_default_assertions_are_validated_and_saved(auth_client, db):
+    suite = Suite.objects.create(name="s")
+    url = reverse("evaluations:suite-settings", args=[suite.pk])
+    data = {"description": "", "quality_target": "0.8", "pass_threshold": "0.8", "monthly_volume": "10"}
+    bad = auth_client.post(url, {**data, "default_assertions": '[{"type": "nonsense"}]'}, follow=True)
+    assert "unknown assertion type" in bad.content.decode()
+    suite.refresh_from_db()
+    assert suite.default_assertions == []
+    auth_client.post(url, {**data, "default_assertions": '[{"type": "icontains", "value": "Paris"}]'})
+    suite.refresh_from_db()
+    assert suite.default_assertions == [{"type": "icontains", "value": "Paris"}]
