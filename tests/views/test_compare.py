@@ -85,3 +85,12 @@ def test_comparing_needs_two_arms_of_one_suite(auth_client, two_arm_run):
     response = auth_client.get(url, {"arm": [first.pk, other[0].pk]})
     assert response.status_code == 400 and "same suite" in response.content.decode()
     assert auth_client.get(url).status_code == 200
+
+
+def test_two_arms_with_exactly_the_same_accuracy_say_so(auth_client, two_arm_run):
+    rng = random.Random(3)
+    cases = list(range(300))
+    first, second = two_arm_run({"a": set(rng.sample(cases, 210)), "b": set(rng.sample(cases, 210))})
+    page = auth_client.get(reverse("evaluations:compare"), {"arm": [first.pk, second.pk]}).content.decode()
+    assert page.count('class="verdict no-significant-difference"') == 2
+    assert "no difference observed" in page
