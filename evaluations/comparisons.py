@@ -106,8 +106,6 @@ def compare(arm_ids: list[int]) -> dict:
             entry = d[key]
             score = sum(entry["scores"]) / len(entry["scores"]) if entry["scores"] else None
             passed = all(entry["passes"]) if entry["passes"] else None
-            expected = entry["expected"]
-            expected_text = (expected[0] if isinstance(expected, list) and expected else expected) or ""
             cell = Cell(
                 output=entry["output"],
                 error=entry["error"],
@@ -115,9 +113,6 @@ def compare(arm_ids: list[int]) -> dict:
                 passed=passed,
                 samples=len(entry["answers"]),
                 disagree=len(Counter(entry["answers"])) > 1,
-                diff=word_diff(str(expected_text), entry["output"])
-                if expected_text and not entry["error"]
-                else [],
             )
             if i > 0:
                 base = cells[0]
@@ -138,6 +133,16 @@ def compare(arm_ids: list[int]) -> dict:
             )
         )
     return {"arms": arms, "stats": stats, "rows": rows, "shared_cases": len(keys)}
+
+
+def add_diffs(rows: list[Row]) -> None:
+    """Word-level diffs against the first expected output, for the rows about to be shown only."""
+    for row in rows:
+        if not row.expected:
+            continue
+        for cell in row.cells:
+            if not cell.error:
+                cell.diff = word_diff(row.expected[0], cell.output)
 
 
 def filter_rows(rows: list[Row], view: str) -> list[Row]:

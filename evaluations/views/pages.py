@@ -301,6 +301,7 @@ def compare_view(request: HttpRequest) -> HttpResponse:
     rows = comparisons.filter_rows(result["rows"], view)
     context.update(result)
     context["page"] = _page(request, rows, 25)
+    comparisons.add_diffs(context["page"].object_list)
     context["candidates"] = comparisons.arms_of_suite(result["arms"][0].run.suite_version.suite_id)
     return render(request, "evaluations/compare.html", context)
 

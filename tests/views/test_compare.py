@@ -76,6 +76,8 @@ def test_the_filters_show_flipped_cases_and_drops(auth_client, two_arm_run):
     assert re.findall(r"<code>(r\d+)</code>", flipped) == ["r002", "r003"]
     everything = auth_client.get(url, {"arm": [first.pk, second.pk]}).content.decode()
     assert len(re.findall(r"<code>(r\d+)</code>", everything)) == 8
+    # A wrong label is shown as a word-level diff against the expected one.
+    assert '<span class="d-missing">' in everything and '<span class="d-added">' in everything
 
 
 def test_comparing_needs_two_arms_of_one_suite(auth_client, two_arm_run):
