@@ -52,6 +52,9 @@ def mean_or_none(values: Sequence[float | None]) -> float | None:
     return float(sum(arr) / len(arr)) if arr else None
 
 
+BCA_MAX_N = 2000
+
+
 def bootstrap_mean_ci(
     values: Sequence[float | None],
     *,
@@ -73,7 +76,10 @@ def bootstrap_mean_ci(
     mean = float(arr.mean())
     if arr.size == 1 or bool(np.all(arr == arr[0])):
         return mean, mean, mean
-    low, high = _bootstrap_interval(arr, confidence, n_resamples, seed, "BCa")
+    # BCa's jackknife holds an n x (n - 1) array: past BCA_MAX_N values the percentile interval
+    # (as accurate at such sizes) keeps memory flat.
+    method = "BCa" if arr.size <= BCA_MAX_N else "percentile"
+    low, high = _bootstrap_interval(arr, confidence, n_resamples, seed, method)
     if not (math.isfinite(low) and math.isfinite(high)):
         low, high = _bootstrap_interval(arr, confidence, n_resamples, seed, "percentile")
     # Keep the point inside its interval (rounding or a lopsided percentile interval could exclude it).

@@ -104,3 +104,18 @@ def test_lower_confidence_gives_a_narrower_interval():
 def test_interval_contains_the_mean_and_respects_bounds(values):
     mean, low, high = bootstrap_mean_ci(values, n_resamples=100)
     assert 0.0 <= low <= mean <= high <= 1.0
+
+
+def test_large_samples_use_the_percentile_interval_and_stay_cheap():
+    import numpy as np
+    from scipy import stats as scipy_stats
+
+    from evaluations.analysis.stats import BCA_MAX_N, bootstrap_mean_ci
+
+    values = np.random.default_rng(0).random(BCA_MAX_N * 5)
+    mean, low, high = bootstrap_mean_ci(values, n_resamples=200, seed=3)
+    rng = np.random.default_rng(3)
+    result = scipy_stats.bootstrap((values,), np.mean, n_resamples=200, method="percentile", rng=rng)
+    ref = result.confidence_interval
+    assert (low, high) == pytest.approx((ref.low, ref.high))
+    assert low < mean < high
