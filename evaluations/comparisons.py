@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from evaluations.analysis.compare import compare_passes, compare_scores
 from evaluations.analysis.textdiff import word_diff
-from evaluations.models import Arm, Result
+from evaluations.models import Arm, Result, expected_as_list
 
 
 class CompareError(ValueError):
@@ -81,17 +81,29 @@ def _per_case(arm: Arm) -> dict[str, dict]:
     return by_case
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _case_scores(data: dict[str, dict]) -> dict[str, float]:
+    """Each case's score: the mean of its samples."""
+    return {k: _mean(v["scores"]) for k, v in data.items() if v["scores"]}
+
+
+def _case_passes(data: dict[str, dict]) -> dict[str, bool]:
+    """Each case passes when all its samples pass."""
+    return {k: all(v["passes"]) for k, v in data.items() if v["passes"]}
+
+
 def compare(arm_ids: list[int]) -> dict:
     """Side-by-side rows and, for each arm against the first (the baseline), the paired statistics."""
     arms = load_arms(arm_ids)
     data = [_per_case(arm) for arm in arms]
     keys = [k for k in data[0] if all(k in d for d in data[1:])]
     stats = []
-    base_scores = {k: sum(v["scores"]) / len(v["scores"]) for k, v in data[0].items() if v["scores"]}
-    base_passes = {k: all(v["passes"]) for k, v in data[0].items() if v["passes"]}
+    base_scores, base_passes = _case_scores(data[0]), _case_passes(data[0])
     for arm, d in zip(arms[1:], data[1:], strict=True):
-        scores = {k: sum(v["scores"]) / len(v["scores"]) for k, v in d.items() if v["scores"]}
-        passes = {k: all(v["passes"]) for k, v in d.items() if v["passes"]}
+        scores, passes = _case_scores(d), _case_passes(d)
         stats.append(
             {
                 "arm": arm,
@@ -104,8 +116,7 @@ def compare(arm_ids: list[int]) -> dict:
         cells = []
         for i, d in enumerate(data):
             entry = d[key]
-            score = sum(entry["scores"]) / len(entry["scores"]) if entry["scores"] else None
-            passed = all(entry["passes"]) if entry["passes"] else None
+            score, passed = _mean(entry["scores"]), all(entry["passes"]) if entry["passes"] else None
             cell = Cell(
                 output=entry["output"],
                 error=entry["error"],
@@ -121,16 +132,8 @@ def compare(arm_ids: list[int]) -> dict:
                 cell.flipped = base.passed is True and passed is False
             cells.append(cell)
         first = data[0][key]
-        expected = first["expected"]
         rows.append(
-            Row(
-                key=key,
-                input=first["input"],
-                expected=[str(e) for e in expected]
-                if isinstance(expected, list)
-                else ([] if expected is None else [str(expected)]),
-                cells=cells,
-            )
+            Row(key=key, input=first["input"], expected=expected_as_list(first["expected"]), cells=cells)
         )
     return {"arms": arms, "stats": stats, "rows": rows, "shared_cases": len(keys)}
 

@@ -103,11 +103,16 @@ class Case(models.Model):
 
     @property
     def expected_list(self) -> list[str]:
-        if self.expected is None:
-            return []
-        if isinstance(self.expected, list):
-            return [str(x) for x in self.expected]
-        return [str(self.expected)]
+        return expected_as_list(self.expected)
+
+
+def expected_as_list(expected: object) -> list[str]:
+    """A case's `expected` value (None, one output, or a list of acceptable ones) as a list of texts."""
+    if expected is None:
+        return []
+    if isinstance(expected, list):
+        return [str(x) for x in expected]
+    return [str(expected)]
 
 
 class Provider(models.TextChoices):

@@ -6,7 +6,7 @@ from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
 from evaluations.analysis.summary import Row, summarise
-from evaluations.models import Arm, Batch, Result, Run, Suite, SuiteVersion
+from evaluations.models import Arm, Batch, Result, Run, Suite, SuiteVersion, expected_as_list
 
 
 def arm_summaries(run: Run) -> dict[int, dict]:
@@ -36,8 +36,7 @@ def arm_summaries(run: Run) -> dict[int, dict]:
             answer,
         ) = r
         predicted = (scores or {}).get("predicted")
-        acceptable = [str(e).strip() for e in (expected if isinstance(expected, list) else [expected])]
-        acceptable = [e for e in acceptable if e and expected is not None]
+        acceptable = [e.strip() for e in expected_as_list(expected) if e.strip()]
         # With several acceptable labels, a prediction among them is the case's label (as scored).
         expected_label = predicted if predicted in acceptable else (acceptable[0] if acceptable else None)
         rows[arm_id].append(

@@ -126,6 +126,11 @@ def _split_type(kind: object) -> tuple[str, bool]:
     return kind, False
 
 
+def base_type(assertion: dict) -> str:
+    """The scorer an assertion runs, without a `not-` prefix (e.g. "not-contains" -> "contains")."""
+    return _split_type(assertion.get("type"))[0]
+
+
 def _text_value(value: object) -> str:
     """A single text value (numbers are read as their text, as YAML would give ``contains: 42``)."""
     if isinstance(value, str):

@@ -155,8 +155,8 @@ def _claim(batch_id: int, phase: str) -> bool:
         qs = qs.filter(generated_at__isnull=False)
     if not qs.update(heartbeat_at=timezone.now(), attempts=F("attempts") + 1):
         return False
-    batch = Batch.objects.select_related("arm__endpoint", "arm__strategy").get(pk=batch_id)
-    if batch.attempts > MAX_ATTEMPTS:
+    if Batch.objects.values_list("attempts", flat=True).get(pk=batch_id) > MAX_ATTEMPTS:
+        batch = Batch.objects.select_related("arm__endpoint", "arm__strategy").get(pk=batch_id)
         run_fail(
             run_id=batch.run_id,
             error=f"batch {batch.index} of arm {batch.arm} failed {MAX_ATTEMPTS} times while "
@@ -462,13 +462,14 @@ def runs_recover(*, startup: bool = False) -> dict[str, int]:
         counts["runs"] += 1
     pending = Batch.objects.filter(run__status=RunStatus.RUNNING, scored_at__isnull=True)
     stale = pending.filter(heartbeat_at__lt=stale_before)
-    for batch_id in stale.values_list("id", flat=True):
+    for batch_id, generated_at in stale.values_list("id", "generated_at"):
         with transaction.atomic():
             if stale.filter(pk=batch_id).update(heartbeat_at=None):
-                _enqueue_next_step(batch_id, counts)
-    for run_id in _runs_with_lost_messages(startup=startup, stale_before=stale_before):
-        for batch_id in pending.filter(run_id=run_id, heartbeat_at__isnull=True).values_list("id", flat=True):
-            _enqueue_next_step(batch_id, counts)
+                _enqueue_next_step(batch_id, generated_at is not None, counts)
+    lost = _runs_with_lost_messages(startup=startup, stale_before=stale_before)
+    unheld = pending.filter(run_id__in=lost, heartbeat_at__isnull=True)
+    for batch_id, generated_at in unheld.values_list("id", "generated_at"):
+        _enqueue_next_step(batch_id, generated_at is not None, counts)
     for run_id in Run.objects.filter(
         status=RunStatus.RUNNING, batches_scored__gte=F("batches_total")
     ).values_list("id", flat=True):
@@ -496,7 +497,6 @@ def _runs_with_lost_messages(*, startup: bool, stale_before) -> list[int]:
     return idle
 
 
-def _enqueue_next_step(batch_id: int, counts: dict[str, int]) -> None:
-    generated = Batch.objects.filter(pk=batch_id, generated_at__isnull=False).exists()
+def _enqueue_next_step(batch_id: int, generated: bool, counts: dict[str, int]) -> None:
     enqueue("score_batch" if generated else "run_batch", batch_id)
     counts["score" if generated else "generate"] += 1

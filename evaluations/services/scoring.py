@@ -62,7 +62,7 @@ def _judge_for(plans):
         for r, checks, ctx in plans
         if not r.error
         for a in checks
-        if str(a.get("type", "")).strip().removeprefix("not-") == "llm-rubric"
+        if assertions.base_type(a) == "llm-rubric"
     ]
     endpoint = judge_endpoint() if requests else None
     if endpoint is None:
@@ -95,12 +95,12 @@ def score_results(
     labels: list[str],
     pass_threshold: float,
     default_assertions: list[dict] | None = None,
-) -> dict[str, int]:
+) -> None:
     """Fill scores/score/passed on each result in memory (the caller saves them).
 
     Every text that a similarity check needs is embedded in one batch through the cache, so expected
-    outputs are embedded once per text and re-scoring re-embeds nothing it has seen.
-    Returns the versions of the scorers used.
+    outputs are embedded once per text and re-scoring re-embeds nothing it has seen. (The scorer
+    versions are recorded once per scoring, by scoring_create.)
     """
     plans = []
     for r in results:
@@ -128,9 +128,7 @@ def score_results(
         embedded = CachedEmbedder(get_embedder(), DBVectorStore()).embed(texts)
         vectors = dict(zip(texts, embedded, strict=True))
     judge = _judge_for(plans)
-    versions: dict[str, int] = {}
     for r, checks, ctx in plans:
-        versions.update(assertions.scorer_versions(checks))
         if r.error:
             r.scores, r.score, r.passed = {"error": r.error[:200]}, 0.0, False
             continue
@@ -150,4 +148,3 @@ def score_results(
         if task_type == TaskType.CLASSIFICATION:
             r.scores["predicted"] = scorers.extract_label(r.answer, labels)
         r.score, r.passed = round(total.score, 6), total.passed
-    return versions

@@ -49,7 +49,13 @@ def scoring_create(*, run: Run, trigger: str = Scoring.Trigger.RUN, user=None) -
 
 
 def current_scoring(run_id: int) -> Scoring | None:
-    return Scoring.objects.filter(run_id=run_id).order_by("-number").first()
+    # scoring_apply reads the run's suite version and suite: one query, not three per batch.
+    return (
+        Scoring.objects.filter(run_id=run_id)
+        .select_related("run__suite_version__suite")
+        .order_by("-number")
+        .first()
+    )
 
 
 def scoring_apply(*, scoring: Scoring, results: list[Result]) -> None:

@@ -779,3 +779,10 @@ def test_json_equals_compares_parsed_values_with_the_expected_outputs():
     assert evaluate({"type": "json-equals"}, Context(output="not json", expected=("{}",))).reason == (
         "output is not valid JSON"
     )
+
+
+def test_base_type_strips_the_negation():
+    from evaluations.scoring.assertions import base_type
+
+    assert base_type({"type": " not-llm-rubric "}) == "llm-rubric"
+    assert base_type({"type": "contains"}) == "contains"
