@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from evaluations.models import Endpoint, EndpointKind, Provider, Strategy, SuiteVersion, TaskType
+from evaluations.models import Endpoint, EndpointKind, Provider, Strategy, SuiteVersion, TaskType, Urgency
 from evaluations.scoring.assertions import validate_assertion
 from evaluations.strategies import ladder_rank
 
@@ -49,8 +49,23 @@ class EndpointForm(forms.Form):
     price_hour = forms.DecimalField(
         min_value=0, initial=0, decimal_places=6, help_text="USD per compute hour"
     )
-    training_cost = forms.DecimalField(min_value=0, initial=0, decimal_places=4, help_text="one-time USD")
+    training_cost = forms.DecimalField(
+        min_value=0,
+        required=False,
+        decimal_places=4,
+        help_text="one-time USD (fine-tuned); leave empty when unknown: it is then estimated",
+    )
+    hosting_monthly = forms.DecimalField(
+        min_value=0,
+        initial=0,
+        required=False,
+        decimal_places=2,
+        help_text="USD a month to host it (self-hosted)",
+    )
     max_concurrency = forms.IntegerField(min_value=1, max_value=256, initial=4)
+
+    def clean_hosting_monthly(self):
+        return self.cleaned_data["hosting_monthly"] or 0
 
 
 class RunForm(forms.Form):
@@ -109,3 +124,56 @@ class SuiteSettingsForm(forms.Form):
             if problem:
                 raise forms.ValidationError(f"item {index}: {problem}")
         return value
+
+
+class DecisionProfileForm(forms.Form):
+    """What the team knows that a run cannot measure; the decision is recomputed with it."""
+
+    quality_target = forms.FloatField(
+        min_value=0, max_value=1, help_text="The mean score an arm must reach to be good enough."
+    )
+    monthly_volume = forms.IntegerField(min_value=0, help_text="Production requests per month.")
+    horizon_months = forms.IntegerField(
+        min_value=1, max_value=120, help_text="Months over which costs are compared."
+    )
+    retrains_per_year = forms.FloatField(
+        min_value=0, max_value=365, help_text="How often the task changes (each change: a retraining)."
+    )
+    examples_available = forms.IntegerField(
+        min_value=0, required=False, help_text="Labelled examples to fine-tune on; empty: the train split."
+    )
+    training_price_per_1m = forms.DecimalField(
+        min_value=0,
+        decimal_places=4,
+        help_text="USD per 1M training tokens (to estimate unknown training costs).",
+    )
+    training_epochs = forms.IntegerField(min_value=1, max_value=100, help_text="Epochs, for that estimate.")
+    urgency = forms.ChoiceField(choices=Urgency.choices)
+    monthly_budget = forms.DecimalField(
+        min_value=0, decimal_places=2, required=False, help_text="USD a month; optional."
+    )
+
+
+class EndpointCostForm(forms.Form):
+    price_in = forms.DecimalField(min_value=0, decimal_places=6, help_text="USD per 1M input tokens")
+    price_out = forms.DecimalField(min_value=0, decimal_places=6, help_text="USD per 1M output tokens")
+    price_hour = forms.DecimalField(min_value=0, decimal_places=6, help_text="USD per compute hour")
+    hosting_monthly = forms.DecimalField(min_value=0, decimal_places=2, help_text="USD a month (self-hosted)")
+    training_cost = forms.DecimalField(
+        min_value=0,
+        decimal_places=4,
+        required=False,
+        help_text="One-time USD; empty when unknown (estimated).",
+    )
+
+
+class BreakEvenForm(forms.Form):
+    tokens_saved = forms.FloatField(
+        min_value=0, help_text="Prompt tokens the fine-tuned model saves per request."
+    )
+    requests_per_month = forms.FloatField(min_value=0)
+    price_per_1k_tokens = forms.FloatField(min_value=0, help_text="USD per 1K input tokens.")
+    training_cost = forms.FloatField(min_value=0, help_text="One-time USD.")
+    horizon_months = forms.FloatField(min_value=1, max_value=120, initial=12, required=False)
+    retrains_per_year = forms.FloatField(min_value=0, max_value=365, initial=0, required=False)
+    hosting_per_month = forms.FloatField(min_value=0, initial=0, required=False)

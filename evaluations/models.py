@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -11,6 +13,12 @@ class TaskType(models.TextChoices):
     GENERATION = "generation", "Generation"
     CLASSIFICATION = "classification", "Classification"
     JSON = "json", "JSON"
+
+
+class Urgency(models.TextChoices):
+    NOW = "now", "Needed within days"
+    SOON = "soon", "Needed within weeks"
+    LATER = "later", "No deadline"
 
 
 class Suite(models.Model):
@@ -31,6 +39,29 @@ class Suite(models.Model):
         blank=True,
         help_text="Assertions applied to every case (before the case's own); empty: by task type.",
     )
+    # The decision profile: what the team knows that a run cannot measure.
+    horizon_months = models.PositiveIntegerField(
+        default=12, help_text="Months over which costs are compared (1..120)."
+    )
+    retrains_per_year = models.FloatField(
+        default=0, help_text="How often the task changes, each change a retraining of a fine-tuned model."
+    )
+    examples_available = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Labelled examples available to fine-tune; empty: the train split's size.",
+    )
+    training_price_per_1m = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("3.00"),
+        help_text="USD per 1M training tokens, to estimate a fine-tune whose training cost is unknown.",
+    )
+    training_epochs = models.PositiveIntegerField(default=3, help_text="Epochs, for that estimate.")
+    urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.SOON)
+    monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="USD a month; optional."
+    )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -42,6 +73,17 @@ class Suite(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(pass_threshold__gte=0) & Q(pass_threshold__lte=1), name="suite_threshold_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(horizon_months__gte=1) & Q(horizon_months__lte=120), name="suite_horizon_1_120"
+            ),
+            models.CheckConstraint(
+                condition=Q(retrains_per_year__gte=0) & Q(retrains_per_year__lte=365),
+                name="suite_retrains_0_365",
+            ),
+            models.CheckConstraint(
+                condition=Q(training_price_per_1m__gte=0) & Q(training_epochs__gte=1),
+                name="suite_training_estimate_valid",
             ),
         ]
 
@@ -149,7 +191,16 @@ class Endpoint(models.Model):
     base_endpoint = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="fine_tunes"
     )
-    training_cost = models.DecimalField(max_digits=12, decimal_places=4, default=0, help_text="One-time USD.")
+    training_cost = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="One-time USD to train a fine-tuned model; empty when unknown (then estimated).",
+    )
+    hosting_monthly = models.DecimalField(
+        max_digits=12, decimal_places=2, default=0, help_text="USD a month to host it (self-hosted models)."
+    )
     max_concurrency = models.PositiveIntegerField(default=4)
     timeout_seconds = models.PositiveIntegerField(default=60)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -166,7 +217,8 @@ class Endpoint(models.Model):
                 condition=Q(price_in__gte=0)
                 & Q(price_out__gte=0)
                 & Q(price_hour__gte=0)
-                & Q(training_cost__gte=0),
+                & Q(hosting_monthly__gte=0)
+                & (Q(training_cost__isnull=True) | Q(training_cost__gte=0)),
                 name="endpoint_prices_non_negative",
             ),
         ]
@@ -311,6 +363,9 @@ class Result(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
+    compute_seconds = models.FloatField(
+        null=True, blank=True, help_text="Local models: this request's share of the compute time."
+    )
     cost = models.FloatField(default=0)
     error = models.TextField(blank=True)
     cached = models.BooleanField(default=False)
@@ -385,6 +440,7 @@ class CompletionCache(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     cost = models.FloatField(null=True, blank=True, help_text="Compute cost when the provider measured it.")
+    compute_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

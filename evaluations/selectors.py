@@ -16,7 +16,7 @@ def arm_summaries(run: Run) -> dict[int, dict]:
     rows: dict[int, list[Row]] = {arm_id: [] for arm_id in run.arms.values_list("id", flat=True)}
     fields = (
         "arm_id", "case_id", "score", "passed", "error", "cost", "prompt_tokens", "completion_tokens",
-        "latency_ms", "scores", "case__expected", "scored_at", "sample", "answer",
+        "latency_ms", "scores", "case__expected", "scored_at", "sample", "answer", "compute_seconds",
     )  # fmt: skip
     for r in Result.objects.filter(arm__run=run).values_list(*fields).iterator(chunk_size=2000):
         (
@@ -34,6 +34,7 @@ def arm_summaries(run: Run) -> dict[int, dict]:
             scored_at,
             sample,
             answer,
+            compute_seconds,
         ) = r
         predicted = (scores or {}).get("predicted")
         acceptable = [e.strip() for e in expected_as_list(expected) if e.strip()]
@@ -55,6 +56,7 @@ def arm_summaries(run: Run) -> dict[int, dict]:
                 sample=sample,
                 answer=answer,
                 format_ok=_format_ok(scores),
+                compute_seconds=compute_seconds,
             )
         )
     return {

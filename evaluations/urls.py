@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evaluations.views import pages
+from evaluations.views import decision, pages
 
 app_name = "evaluations"
 
@@ -10,6 +10,14 @@ urlpatterns = [
     path("suites/upload/", pages.suite_upload, name="suite-upload"),
     path("suites/<int:pk>/", pages.suite_detail, name="suite-detail"),
     path("suites/<int:pk>/settings/", pages.suite_settings, name="suite-settings"),
+    path("suites/<int:pk>/decision/", decision.decision_page, name="suite-decision"),
+    path("suites/<int:pk>/decision/profile/", decision.decision_profile, name="suite-decision-profile"),
+    path(
+        "suites/<int:pk>/decision/endpoints/<int:endpoint_pk>/",
+        decision.decision_endpoint_costs,
+        name="suite-decision-endpoint",
+    ),
+    path("breakeven/", decision.breakeven_page, name="breakeven"),
     path("endpoints/", pages.endpoint_list, name="endpoint-list"),
     path("runs/", pages.run_list, name="run-list"),
     path("runs/new/", pages.run_new, name="run-new"),

@@ -26,6 +26,7 @@ class Row:
     sample: int = 0
     answer: str = ""
     format_ok: bool | None = None
+    compute_seconds: float | None = None
 
 
 def summarise(rows: Iterable[Row], *, task_type: str, labels: list[str], monthly_volume: int) -> dict:
@@ -62,6 +63,7 @@ def summarise(rows: Iterable[Row], *, task_type: str, labels: list[str], monthly
         "monthly_cost": per_request * monthly_volume if per_request is not None else None,
         "prompt_tokens_mean": stats.mean_or_none([r.prompt_tokens for r in ok]),
         "completion_tokens_mean": stats.mean_or_none([r.completion_tokens for r in ok]),
+        "compute_seconds_mean": stats.mean_or_none([r.compute_seconds for r in ok]),
         "latency_p50_ms": stats.percentile([r.latency_ms for r in ok], 50),
         "latency_p95_ms": stats.percentile([r.latency_ms for r in ok], 95),
     }

@@ -36,6 +36,8 @@ class Completion:
     # USD spent on this call when the provider knows it (local: compute seconds x hourly price);
     # None means "compute from tokens x the endpoint's prices".
     cost: float | None = None
+    # Local models: this request's share of the batch's compute time.
+    compute_seconds: float | None = None
     error: str = ""
     attempts: int = 1
 

@@ -133,6 +133,7 @@ class LocalProvider:
                     # Latency is the batch's wall time: what one request waits on this machine.
                     latency_ms=elapsed * 1000.0,
                     cost=compute_cost(elapsed, self.price_hour) / len(prompts),
+                    compute_seconds=elapsed / len(prompts),
                 )
             )
         return completions

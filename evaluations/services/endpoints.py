@@ -28,6 +28,13 @@ def _decimal(value: object, field: str) -> Decimal:
     return result
 
 
+def _optional_decimal(value: object, field: str) -> Decimal | None:
+    """None (or an empty string) means unknown."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _decimal(value, field)
+
+
 @transaction.atomic
 def endpoint_create(
     *,
@@ -41,7 +48,8 @@ def endpoint_create(
     price_in: object = 0,
     price_out: object = 0,
     price_hour: object = 0,
-    training_cost: object = 0,
+    training_cost: object = None,
+    hosting_monthly: object = 0,
     max_concurrency: int = 4,
     timeout_seconds: int = 60,
     params: dict | None = None,
@@ -57,6 +65,9 @@ def endpoint_create(
         raise ValidationError({"model": "an OpenAI-compatible endpoint needs a model name"})
     if kind == EndpointKind.BASE and base_endpoint is not None:
         raise ValidationError({"base_endpoint": "only a fine-tuned endpoint has a base endpoint"})
+    training = _optional_decimal(training_cost, "training_cost")
+    if kind == EndpointKind.BASE and training:
+        raise ValidationError({"training_cost": "only a fine-tuned endpoint has a training cost"})
     endpoint = Endpoint(
         name=name.strip(),
         provider=provider,
@@ -68,7 +79,8 @@ def endpoint_create(
         price_in=_decimal(price_in, "price_in"),
         price_out=_decimal(price_out, "price_out"),
         price_hour=_decimal(price_hour, "price_hour"),
-        training_cost=_decimal(training_cost, "training_cost"),
+        training_cost=training if kind == EndpointKind.FINE_TUNED else None,
+        hosting_monthly=_decimal(hosting_monthly, "hosting_monthly"),
         max_concurrency=max_concurrency,
         timeout_seconds=timeout_seconds,
         params=params or {},
@@ -117,3 +129,28 @@ def endpoint_provider(endpoint: Endpoint):
         limiter=get_limiter(settings.REDIS_URL or None, prefix=prefix),
         limiter_key=f"endpoint:{endpoint.pk}",
     )
+
+
+@transaction.atomic
+def endpoint_update_costs(
+    *,
+    endpoint: Endpoint,
+    price_in: object,
+    price_out: object,
+    price_hour: object,
+    hosting_monthly: object,
+    training_cost: object = None,
+) -> Endpoint:
+    """Set what an endpoint costs: per-token and compute prices, hosting, and (fine-tuned models)
+    the one-time training cost (None: unknown, to be estimated). Decisions use them from then on."""
+    endpoint.price_in = _decimal(price_in, "price_in")
+    endpoint.price_out = _decimal(price_out, "price_out")
+    endpoint.price_hour = _decimal(price_hour, "price_hour")
+    endpoint.hosting_monthly = _decimal(hosting_monthly, "hosting_monthly")
+    if endpoint.kind == EndpointKind.FINE_TUNED:
+        endpoint.training_cost = _optional_decimal(training_cost, "training_cost")
+    elif training_cost not in (None, ""):
+        raise ValidationError({"training_cost": "only a fine-tuned endpoint has a training cost"})
+    endpoint.full_clean()
+    endpoint.save(update_fields=["price_in", "price_out", "price_hour", "hosting_monthly", "training_cost"])
+    return endpoint

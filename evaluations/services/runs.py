@@ -293,6 +293,7 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
                 completion_tokens=c.completion_tokens,
                 latency_ms=c.latency_ms,
                 cost=c.cost,
+                compute_seconds=c.compute_seconds,
             )
             from_cache[i] = True
     missing = [i for i, c in enumerate(completions) if c is None]
@@ -363,6 +364,7 @@ def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
                 prompt_tokens=c.prompt_tokens,
                 completion_tokens=c.completion_tokens,
                 latency_ms=c.latency_ms,
+                compute_seconds=c.compute_seconds,
                 cost=cost if c.ok else 0.0,
                 error=c.error[:2000],
                 cached=from_cache[i],
@@ -377,6 +379,7 @@ def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
                     completion_tokens=c.completion_tokens,
                     latency_ms=c.latency_ms,
                     cost=c.cost,
+                    compute_seconds=c.compute_seconds,
                 )
             )
     with transaction.atomic():
@@ -386,7 +389,7 @@ def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
             unique_fields=["arm", "case", "sample"],
             update_fields=[
                 "prompt", "output", "answer", "prompt_tokens", "completion_tokens",
-                "latency_ms", "cost", "error", "cached",
+                "latency_ms", "compute_seconds", "cost", "error", "cached",
             ],
         )  # fmt: skip
         if cache_rows:

@@ -126,3 +126,35 @@ def suite_update_settings(
     suite.full_clean()
     suite.save(update_fields=fields)
     return suite
+
+
+def suite_update_profile(
+    *,
+    suite: Suite,
+    quality_target: float,
+    monthly_volume: int,
+    horizon_months: int,
+    retrains_per_year: float,
+    examples_available: int | None,
+    training_price_per_1m,
+    training_epochs: int,
+    urgency: str,
+    monthly_budget=None,
+) -> Suite:
+    """Change the suite's decision profile; the decision is computed from it on every read."""
+    fields = {
+        "quality_target": quality_target,
+        "monthly_volume": monthly_volume,
+        "horizon_months": horizon_months,
+        "retrains_per_year": retrains_per_year,
+        "examples_available": examples_available,
+        "training_price_per_1m": training_price_per_1m,
+        "training_epochs": training_epochs,
+        "urgency": urgency,
+        "monthly_budget": monthly_budget,
+    }
+    for name, value in fields.items():
+        setattr(suite, name, value)
+    suite.full_clean()
+    suite.save(update_fields=list(fields))
+    return suite

@@ -49,6 +49,8 @@ def test_the_local_model_answers_a_batch_with_token_counts_and_compute_cost():
     assert out[0].text == out[2].text  # greedy decoding is deterministic, batch or not
     assert all(c.prompt_tokens > 10 and 0 < c.completion_tokens <= 24 for c in out)
     assert all(c.cost > 0 and c.latency_ms > 0 for c in out)
+    # Each request's share of its batch's compute time, which the cost is priced from.
+    assert all(c.cost == pytest.approx(c.compute_seconds * 3.6 / 3600) for c in out)
 
 
 def test_a_run_on_the_local_model_is_scored_with_the_real_embedder(db, task_queue, settings):
@@ -75,3 +77,5 @@ def test_a_run_on_the_local_model_is_scored_with_the_real_embedder(db, task_queu
     summary = run.arms.get().summary
     assert summary["mean_score"] == pytest.approx(sum(r.score for r in results) / 3)
     assert summary["cost_total"] > 0
+    assert all(r.compute_seconds and r.cost == pytest.approx(r.compute_seconds * 0.5 / 3600) for r in results)
+    assert summary["compute_seconds_mean"] == pytest.approx(sum(r.compute_seconds for r in results) / 3)

@@ -24,7 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--price-in", default="0", help="USD per 1M input tokens")
         parser.add_argument("--price-out", default="0", help="USD per 1M output tokens")
         parser.add_argument("--price-hour", default="0", help="USD per compute hour (local models)")
-        parser.add_argument("--training-cost", default="0", help="one-time USD (fine-tuned)")
+        parser.add_argument(
+            "--training-cost",
+            default=None,
+            help="one-time USD (fine-tuned); omit when unknown (then estimated)",
+        )
+        parser.add_argument("--hosting-monthly", default="0", help="USD a month to host it (self-hosted)")
         parser.add_argument("--max-concurrency", type=int, default=4)
         parser.add_argument("--timeout", type=int, default=60, help="seconds per request")
         parser.add_argument("--temperature", type=float, default=0.0)
@@ -49,6 +54,7 @@ class Command(BaseCommand):
                 price_out=opts["price_out"],
                 price_hour=opts["price_hour"],
                 training_cost=opts["training_cost"],
+                hosting_monthly=opts["hosting_monthly"],
                 max_concurrency=opts["max_concurrency"],
                 timeout_seconds=opts["timeout"],
                 params={"temperature": opts["temperature"], "max_tokens": opts["max_tokens"]},

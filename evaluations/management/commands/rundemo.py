@@ -52,7 +52,8 @@ class Command(BaseCommand):
                     f"  open      {url}",
                     f"  log in    user demo, password {password}",
                     f"  worker    log in {log_path}",
-                    "  try       Runs > New run > demo-sentiment with smollm2-local x zero-shot and few-shot",
+                    "  try       Runs > New run > demo-sentiment, smollm2-local x zero-shot and few-shot,",
+                    "            then the suite's page > Is prompting enough?",
                     "  stop      Ctrl-C",
                     "",
                 ]

@@ -1,0 +1,222 @@
+"""Reads for the decision page, its API and its command: the measured arms of a run, the suite's
+profile, and the verdict of `analysis.decision` on them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from evaluations import selectors
+from evaluations.analysis.decision import (
+    FINE_TUNED,
+    HYBRID,
+    PROMPTING,
+    ArmEvidence,
+    Decision,
+    Prices,
+    Profile,
+    decide,
+)
+from evaluations.models import (
+    Arm,
+    Case,
+    Endpoint,
+    EndpointKind,
+    Result,
+    Run,
+    RunStatus,
+    Split,
+    Suite,
+    SuiteVersion,
+)
+
+# Without a measurement, about four characters make a token (English text, GPT-style tokenizers).
+DEFAULT_TOKENS_PER_CHAR = 0.25
+_SAMPLE = 2000
+
+
+class DecisionError(ValueError):
+    pass
+
+
+@dataclass
+class SuiteDecision:
+    suite: Suite
+    run: Run | None
+    decision: Decision
+    arms: list[Arm]
+    train_examples: int
+    tokens_per_char: float
+    tokens_per_char_measured: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "suite": {"id": self.suite.pk, "name": self.suite.name},
+            "run": None
+            if self.run is None
+            else {
+                "id": self.run.pk,
+                "suite_version": self.run.suite_version.number,
+                "finished_at": self.run.finished_at.isoformat() if self.run.finished_at else None,
+            },
+            "train_examples": self.train_examples,
+            "tokens_per_char": self.tokens_per_char,
+            "tokens_per_char_measured": self.tokens_per_char_measured,
+            **self.decision.to_dict(),
+        }
+
+
+def decision_runs(suite: Suite):
+    """Finished runs of the suite a decision can be based on, newest first."""
+    return (
+        Run.objects.filter(suite_version__suite=suite, status=RunStatus.SUCCEEDED)
+        .select_related("suite_version")
+        .order_by("-finished_at", "-id")
+    )
+
+
+def suite_decision(suite: Suite, *, run_id: int | None = None) -> SuiteDecision:
+    """The decision on the suite's latest finished run, or on the run given."""
+    runs = decision_runs(suite)
+    if run_id is not None:
+        run = runs.filter(pk=run_id).first()
+        if run is None:
+            raise DecisionError(f"run #{run_id} is not a finished run of suite {suite.name!r}")
+    else:
+        run = runs.first()
+    version = run.suite_version if run else suite.latest_version()
+    train_examples = _train_examples(version)
+    ratio, measured = _tokens_per_char(run)
+    profile = suite_profile(suite, version=version, train_examples=train_examples, tokens_per_char=ratio)
+    pairs = selectors.run_arms_with_summaries(run) if run is not None else []
+    arms = [a for a, _ in pairs]
+    evidence = arm_evidence(run, pairs) if run is not None else []
+    decision = decide(evidence, profile)
+    return SuiteDecision(suite, run, decision, arms, train_examples, ratio, measured)
+
+
+def suite_profile(
+    suite: Suite, *, version: SuiteVersion | None, train_examples: int, tokens_per_char: float
+) -> Profile:
+    return Profile(
+        quality_target=suite.quality_target,
+        monthly_volume=float(suite.monthly_volume),
+        horizon_months=float(suite.horizon_months),
+        retrains_per_year=float(suite.retrains_per_year),
+        examples_available=suite.examples_available
+        if suite.examples_available is not None
+        else train_examples,
+        train_tokens_per_example=_train_tokens_per_example(version, tokens_per_char),
+        training_epochs=suite.training_epochs,
+        training_price_per_1m=float(suite.training_price_per_1m),
+        urgency=suite.urgency,
+        monthly_budget=None if suite.monthly_budget is None else float(suite.monthly_budget),
+    )
+
+
+def arm_evidence(run: Run, pairs: list[tuple[Arm, dict]]) -> list[ArmEvidence]:
+    """What the decision needs of each arm: its summary, its prices and its per-case scores."""
+    arms = [a for a, _ in pairs]
+    by_case: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    rows = Result.objects.filter(arm__run=run, score__isnull=False).values_list(
+        "arm_id", "case__key", "score"
+    )
+    for arm_id, key, score in rows.iterator(chunk_size=5000):
+        by_case[arm_id][key].append(score)
+    base_names = {a.endpoint.name for a in arms if a.endpoint.kind == EndpointKind.BASE}
+    names = dict(
+        Endpoint.objects.filter(pk__in={a.endpoint.base_endpoint_id for a in arms}).values_list("pk", "name")
+    )
+    out = []
+    for arm, summary in pairs:
+        summary = summary or {}
+        endpoint = arm.endpoint
+        if endpoint.kind == EndpointKind.FINE_TUNED:
+            family = FINE_TUNED if arm.strategy.kind in ("plain", "zero-shot") else HYBRID
+            if endpoint.base_endpoint_id:
+                base = names[endpoint.base_endpoint_id]
+            else:  # no base recorded: the run's only base model, if it has one
+                base = next(iter(base_names)) if len(base_names) == 1 else endpoint.name
+        else:
+            family, base = PROMPTING, endpoint.name
+        consistency = (summary.get("consistency") or {}).get("mean_agreement")
+        out.append(
+            ArmEvidence(
+                key=str(arm.pk),
+                label=arm.label,
+                endpoint=endpoint.name,
+                strategy=arm.strategy.kind,
+                family=family,
+                base=base,
+                mean=summary.get("mean_score"),
+                ci=tuple(summary.get("score_ci") or (None, None)),
+                pass_rate=summary.get("pass_rate"),
+                pass_ci=tuple(summary.get("pass_ci") or (None, None)),
+                consistency=consistency,
+                cases=summary.get("cases", 0),
+                errors=summary.get("errors", 0),
+                prompt_tokens=summary.get("prompt_tokens_mean"),
+                completion_tokens=summary.get("completion_tokens_mean"),
+                compute_seconds=summary.get("compute_seconds_mean"),
+                latency_p50_ms=summary.get("latency_p50_ms"),
+                latency_p95_ms=summary.get("latency_p95_ms"),
+                measured_cost_per_request=summary.get("cost_per_request"),
+                prices=Prices(
+                    price_in=float(endpoint.price_in),
+                    price_out=float(endpoint.price_out),
+                    price_hour=float(endpoint.price_hour),
+                    hosting_monthly=float(endpoint.hosting_monthly),
+                ),
+                training_cost=None if endpoint.training_cost is None else float(endpoint.training_cost),
+                scores={k: sum(v) / len(v) for k, v in by_case[arm.pk].items()},
+            )
+        )
+    return out
+
+
+def _train_examples(version: SuiteVersion | None) -> int:
+    if version is None:
+        return 0
+    return version.cases.filter(split=Split.TRAIN).count()
+
+
+def _train_tokens_per_example(version: SuiteVersion | None, tokens_per_char: float) -> float | None:
+    """Mean tokens of a training example (input and expected output), from up to 2,000 of them."""
+    if version is None:
+        return None
+    rows = Case.objects.filter(version=version, split=Split.TRAIN).order_by("position")
+    chars = n = 0
+    for case_input, expected in rows.values_list("input", "expected")[:_SAMPLE]:
+        chars += _text_length(case_input) + _text_length(expected)
+        n += 1
+    return chars * tokens_per_char / n if n else None
+
+
+def _tokens_per_char(run: Run | None) -> tuple[float, bool]:
+    """Tokens per character measured on the run's prompts (the endpoints' own tokenizers)."""
+    if run is None:
+        return DEFAULT_TOKENS_PER_CHAR, False
+    rows = (
+        Result.objects.filter(arm__run=run, prompt_tokens__gt=0)
+        .order_by("id")
+        .values_list("prompt", "prompt_tokens")[:_SAMPLE]
+    )
+    chars = tokens = 0
+    for prompt, prompt_tokens in rows:
+        chars += _text_length(prompt)
+        tokens += prompt_tokens
+    if chars < 1000 or tokens == 0:
+        return DEFAULT_TOKENS_PER_CHAR, False
+    return tokens / chars, True
+
+
+def _text_length(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_text_length(m.get("content") if isinstance(m, dict) else m) for m in value)
+    if isinstance(value, dict):
+        return _text_length(value.get("content"))
+    return len(str(value))

@@ -1,0 +1,256 @@
+"""The decision on runs with known arm results: one test per recommendation, and the edge cases.
+
+Suites here have 100 test cases, a quality target of 0.8, 100,000 requests a month and a 12-month
+horizon unless a test says otherwise. Scores are 1/0 per case, so an arm's mean is its pass count.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evaluations.analysis import decision as D
+from evaluations.decisions import DecisionError, suite_decision
+from tests.factories import EndpointFactory
+from tests.runs import ArmSpec, endpoints, finished_run, scores_with_mean, suite_version
+
+N = 100
+
+
+def _suite(train_cases: int = 600, **fields):
+    fields = {"quality_target": 0.8, "monthly_volume": 100_000, "horizon_months": 12, **fields}
+    return suite_version(test_cases=N, train_cases=train_cases, **fields)
+
+
+def _arm(endpoint, strategy, right, prompt_tokens=100, **kw):
+    return ArmSpec(endpoint, strategy, scores_with_mean(N, right), prompt_tokens=prompt_tokens, **kw)
+
+
+def _decide(version, **kw):
+    return suite_decision(version.suite, **kw)
+
+
+@pytest.fixture
+def plateau_ladder():
+    """Prompting climbs from zero-shot to few-shot and then stops: 40 -> 55 -> 56 -> 57."""
+
+    def make(base):
+        return [
+            _arm(base, "zero-shot", 40, 80),
+            _arm(base, "few-shot", 55, 600),
+            _arm(base, "system", 56, 120),
+            _arm(base, "cot", 57, 150),
+        ]
+
+    return make
+
+
+def test_prompting_is_enough_when_the_cheapest_arm_meeting_the_target_beats_fine_tuning_on_cost(db):
+    version = _suite()
+    base, tuned = endpoints(training_cost=100_000)
+    finished_run(
+        version,
+        [
+            _arm(base, "zero-shot", 60, 80),
+            _arm(base, "few-shot", 90, 400),
+            _arm(base, "cot", 91, 500),
+            _arm(tuned, "plain", 92, 40),
+        ],
+    )
+    result = _decide(version)
+    d = result.decision
+    assert d.verdict == D.PROMPTING_ENOUGH
+    assert d.arm == "base-model · few-shot"
+    assert "0.900" in d.summary and "0.8" in d.summary
+    # The fine-tuned arm meets the target too, and the evidence says why it is not chosen.
+    assert any("tuned-model · plain also meets the target but costs" in e for e in d.evidence)
+    assert d.break_even["available"] and not d.break_even["pays_back_within_horizon"]
+    json.dumps(result.to_dict())  # the API and the command serialise it as is
+
+
+def test_fine_tune_for_cost_when_both_meet_the_target_and_fine_tuning_is_cheaper_within_the_horizon(db):
+    version = _suite()
+    base, tuned = endpoints(training_cost=50)
+    finished_run(
+        version,
+        [_arm(base, "zero-shot", 60, 80), _arm(base, "few-shot", 90, 600), _arm(tuned, "plain", 91, 40)],
+    )
+    d = _decide(version).decision
+    assert d.verdict == D.FINE_TUNE_FOR_COST
+    assert d.arm == "tuned-model · plain"
+    be = d.break_even
+    # few-shot: 600 x $1 + 5 x $2 per 1M = $0.00061; plain: 40 x $1 + 5 x $2 per 1M = $0.00005.
+    assert be["saving_per_request"] == pytest.approx(0.00056)
+    assert be["monthly_saving"] == pytest.approx(56.0)
+    assert be["break_even_requests"] == pytest.approx(50 / 0.00056)
+    assert be["prompt_tokens_saved"] == pytest.approx(560)
+    assert be["pays_back_within_horizon"]
+    assert d.curves["crossing_month"] == pytest.approx(50 / 56)
+    assert any("paid back after" in e for e in d.evidence)
+
+
+def test_fine_tune_when_prompting_plateaued_below_the_target_and_the_fine_tuned_arm_meets_it(
+    db, plateau_ladder
+):
+    version = _suite()
+    base, tuned = endpoints()
+    finished_run(version, [*plateau_ladder(base), _arm(tuned, "plain", 92, 40)])
+    d = _decide(version).decision
+    assert d.verdict == D.FINE_TUNE
+    assert d.arm == "tuned-model · plain"
+    assert any("plateaued" in e for e in d.evidence)
+    assert any("tuned-model · plain against base-model · cot" in e and "(better)" in e for e in d.evidence)
+    # The ladder: each step against the best of the step below, with its significance and token cost.
+    steps = {row["arm"]: row for row in d.ladder}
+    assert steps["base-model · few-shot"]["significant"]
+    assert steps["base-model · few-shot"]["extra_prompt_tokens"] == pytest.approx(520)
+    assert steps["base-model · cot"]["previous"] == "base-model · system"
+    assert not steps["base-model · cot"]["significant"]
+    assert steps["tuned-model · plain"]["previous"] == "base-model · cot"
+    assert steps["tuned-model · plain"]["significant"]
+    assert d.ladder[0]["step"] == "Zero-shot"
+
+
+def test_hybrid_when_only_the_fine_tuned_model_with_a_prompt_reaches_the_target(db, plateau_ladder):
+    version = _suite()
+    base, tuned = endpoints()
+    finished_run(
+        version, [*plateau_ladder(base), _arm(tuned, "plain", 70, 40), _arm(tuned, "few-shot", 90, 500)]
+    )
+    d = _decide(version).decision
+    assert d.verdict == D.HYBRID_VERDICT
+    assert d.arm == "tuned-model · few-shot"
+    assert any("does not reach the target" in e and "with a prompt it does" in e for e in d.evidence)
+    assert d.ladder[-1]["step"] == "Hybrid (fine-tuned + prompt)"
+
+
+def test_collect_more_data_when_few_shot_has_not_been_tried(db):
+    version = _suite()
+    base, _ = endpoints()
+    finished_run(version, [_arm(base, "zero-shot", 40)])
+    d = _decide(version).decision
+    assert d.verdict == D.COLLECT_MORE_DATA
+    assert "few-shot prompting has not been tried" in d.summary
+    assert d.break_even is None
+
+
+def test_collect_more_data_when_there_are_too_few_examples_to_fine_tune(db, plateau_ladder):
+    version = _suite(train_cases=120)
+    base, _ = endpoints()
+    finished_run(version, plateau_ladder(base))
+    d = _decide(version).decision
+    assert d.verdict == D.COLLECT_MORE_DATA
+    assert "120 labelled examples" in d.summary and "500" in d.summary
+
+
+def test_inconclusive_when_the_intervals_overlap_with_the_cases_needed(db):
+    version = _suite()
+    base, tuned = endpoints()
+    finished_run(version, [_arm(base, "zero-shot", 72), _arm(base, "few-shot", 76), _arm(tuned, "plain", 81)])
+    d = _decide(version).decision
+    assert d.verdict == D.INCONCLUSIVE
+    assert d.cases_needed and d.cases_needed > N
+    assert f"about {d.cases_needed} cases" in d.summary
+
+
+def test_without_a_fine_tuned_arm_a_plateau_with_enough_data_says_fine_tune_but_not_measured(
+    db, plateau_ladder
+):
+    version = _suite()
+    base, _ = endpoints()
+    finished_run(version, plateau_ladder(base))
+    d = _decide(version).decision
+    assert d.verdict == D.FINE_TUNE
+    assert d.arm is None
+    assert any("No fine-tuned model has been measured yet" in c for c in d.caveats)
+    assert any("no fine-tuned arm was measured" in e for e in d.evidence)
+    assert d.break_even is None and d.curves is None
+
+
+def test_a_fine_tuned_arm_that_costs_more_per_request_never_pays_back(db):
+    version = _suite()
+    base, tuned = endpoints(tuned_price=(20.0, 40.0), training_cost=10)
+    finished_run(version, [_arm(base, "zero-shot", 85, 100), _arm(tuned, "plain", 90, 40)])
+    d = _decide(version).decision
+    assert d.verdict == D.PROMPTING_ENOUGH
+    be = d.break_even
+    assert be["saving_per_request"] < 0
+    assert be["break_even_requests"] is None and be["break_even_days"] is None
+    assert any("never paid back" in e for e in d.evidence)
+    assert d.curves["crossing_month"] is None
+
+
+def test_zero_volume_answers_without_dividing_by_zero(db):
+    version = _suite(monthly_volume=0)
+    base, tuned = endpoints(training_cost=50)
+    finished_run(version, [_arm(base, "few-shot", 90, 600), _arm(tuned, "plain", 91, 40)])
+    d = _decide(version).decision
+    # With no requests the training cost is never recovered: prompting stays the cheaper option.
+    assert d.verdict == D.PROMPTING_ENOUGH
+    assert d.break_even["break_even_days"] is None
+    assert "no production volume" in d.break_even["reason"]
+    assert all(row["monthly_cost"] == 0 for row in d.costs)
+
+
+def test_missing_prices_make_costs_unknown_instead_of_zero(db):
+    version = _suite()
+    base = EndpointFactory(name="unpriced", price_in=0, price_out=0)
+    tuned = EndpointFactory(
+        name="tuned-unpriced", kind="fine_tuned", base_endpoint=base, price_in=0, price_out=0
+    )
+    finished_run(version, [_arm(base, "few-shot", 90, 600), _arm(tuned, "plain", 91, 40)])
+    d = _decide(version).decision
+    assert d.verdict == D.PROMPTING_ENOUGH
+    assert all(row["cost_per_request"] is None and row["monthly_cost"] is None for row in d.costs)
+    assert not d.break_even["available"]
+    assert "prices" in d.break_even["reason"]
+    assert any("No cost is known" in c for c in d.caveats)
+    assert any("cost over the horizon is unknown" in e for e in d.evidence)
+    assert d.frontier == []
+
+
+def test_an_unknown_training_cost_is_estimated_from_the_train_split(db):
+    version = _suite(train_cases=600, training_price_per_1m=8, training_epochs=2)
+    base, tuned = endpoints(training_cost=None)
+    finished_run(version, [_arm(base, "few-shot", 90, 600), _arm(tuned, "plain", 91, 40)])
+    result = _decide(version)
+    d = result.decision
+    row = next(r for r in d.costs if r["arm"] == "tuned-model · plain")
+    assert row["training_cost_source"] == "estimated"
+    # Tokens per example come from the train split's characters x tokens per character measured
+    # on this run's prompts (4 characters a token in tests/runs.py).
+    assert result.tokens_per_char_measured and result.tokens_per_char == pytest.approx(0.25)
+    per_example = d.profile["train_tokens_per_example"]
+    assert row["training_cost"] == pytest.approx(per_example * 600 * 2 * 8 / 1e6)
+    assert any("training cost is an estimate" in c for c in d.caveats)
+
+
+def test_no_finished_run_is_no_evidence_not_an_error(db):
+    version = _suite()
+    d = _decide(version).decision
+    assert d.verdict == D.NO_EVIDENCE
+    assert d.ladder == [] and d.break_even is None
+    assert d.checklist  # the hand-made checklist is still there to fill in
+
+
+def test_a_chosen_run_must_be_a_finished_run_of_the_suite(db):
+    version, other = _suite(), _suite()
+    base, _ = endpoints()
+    run = finished_run(other, [_arm(base, "zero-shot", 40)])
+    with pytest.raises(DecisionError, match=f"run #{run.pk}"):
+        _decide(version, run_id=run.pk)
+
+
+def test_the_checklist_sits_next_to_the_measured_answer(db):
+    version = _suite(urgency="now", retrains_per_year=12, monthly_budget=1000)
+    base, tuned = endpoints(training_cost=100_000)
+    finished_run(version, [_arm(base, "few-shot", 90, 400), _arm(tuned, "plain", 92, 40)])
+    d = _decide(version).decision
+    items = {i["question"]: i for i in d.checklist}
+    assert items["How urgent is it?"]["points_to"] == "prompting"
+    assert items["How many labelled examples are there?"]["points_to"] == "fine-tuning"
+    assert items["How often does the task change?"]["points_to"] == "prompting"
+    assert items["What is the monthly budget?"]["points_to"] == "prompting"
+    assert items["By hand, the checklist points to"]["answer"] == "prompting"
+    assert items["By hand, the checklist points to"]["why"] == "the measured answer agrees"
