@@ -46,20 +46,23 @@ def per_request_cost(
 
 
 def retrains_in(*, retrains_per_year: float, months: float) -> int:
-    """Retraining events within `months`: one every 12 / retrains_per_year months."""
+    """Retraining events strictly within `months`: one every 12 / retrains_per_year months (a
+    retraining due at the very end serves the months after it)."""
     if retrains_per_year <= 0 or months <= 0:
         return 0
-    return math.floor(retrains_per_year * months / 12 + 1e-9)
+    return max(0, math.ceil(retrains_per_year * months / 12 - 1e-9) - 1)
 
 
 @dataclass(frozen=True)
 class BreakEven:
-    """Prompting (arm P) against fine-tuning (arm F) at a volume, over a horizon.
+    """Prompting (arm P) against fine-tuning (arm F) at a volume V, over a horizon of H months.
 
-    saving_per_request = P's cost per request - F's;
-    fixed_costs = training + retrains within the horizon x retraining cost
-                  + (F's hosting - P's hosting) per month x horizon months;
-    break_even_requests = fixed_costs / saving_per_request (only when the saving is positive).
+    saving_per_request s = P's cost per request - F's; hosting h = F's hosting - P's, per month;
+    one-off costs = training + retrains within the horizon x retraining cost;
+    fixed_costs = one-off costs + h x H (everything fine-tuning costs besides its requests);
+    break_even_months = one-off costs / (s x V - h), the hosting accruing until then
+    (only when s x V > h); break_even_requests = break_even_months x V;
+    net_saving_over_horizon = (s x V - h) x H - one-off costs.
     """
 
     saving_per_request: float
@@ -107,27 +110,31 @@ def break_even(
         raise ValueError(f"horizon months must be a number > 0, not {horizon_months!r}")
     retrain_each = training_cost if retraining_cost is None else retraining_cost
     retrains = retrains_in(retrains_per_year=retrains_per_year, months=horizon_months)
-    fixed = training_cost + retrains * retrain_each + hosting_per_month * horizon_months
+    one_off = training_cost + retrains * retrain_each
+    fixed = one_off + hosting_per_month * horizon_months
     monthly_saving = saving_per_request * requests_per_month
-    net = monthly_saving * horizon_months - fixed
+    monthly_net = monthly_saving - hosting_per_month  # what fine-tuning saves a month, hosting paid
+    net = monthly_net * horizon_months - one_off
     requests = months = days = None
-    if saving_per_request <= 0:
+    if requests_per_month <= 0:
+        if saving_per_request > 0 and hosting_per_month == 0:
+            requests = one_off / saving_per_request
+        reason = "no production volume is set, so the saving per request never adds up"
+    elif monthly_net <= 0:
         reason = (
             "the fine-tuned model costs as much or more per request than prompting, "
-            "so its fixed costs are never paid back"
-        )
+            if saving_per_request <= 0
+            else "its extra hosting eats the saving per request, "
+        ) + "so its fixed costs are never paid back"
     else:
-        requests = max(0.0, fixed / saving_per_request)
-        if requests_per_month > 0:
-            months = requests / requests_per_month
-            days = months * DAYS_PER_MONTH
-            reason = (
-                f"pays back after {requests:,.0f} requests, {days:,.1f} days at "
-                f"{requests_per_month:,.0f} requests a month"
-            )
-        else:
-            reason = "no production volume is set, so the saving per request never adds up"
-    pays_back = requests is not None and months is not None and months <= horizon_months
+        months = one_off / monthly_net
+        requests = months * requests_per_month
+        days = months * DAYS_PER_MONTH
+        reason = (
+            f"pays back after {requests:,.0f} requests, {days:,.1f} days at "
+            f"{requests_per_month:,.0f} requests a month"
+        )
+    pays_back = months is not None and net >= 0
     return BreakEven(
         saving_per_request=saving_per_request,
         requests_per_month=requests_per_month,

@@ -38,6 +38,7 @@ LEVELS = (
 _LEVEL_OF = {"zero-shot": 0, "plain": 0, "few-shot": 1, "system": 2, "structured": 2, "cot": 3}
 
 MIN_FINE_TUNE_EXAMPLES = 500
+MAX_ERROR_SHARE = 0.5  # an arm with more failed calls than this is not evidence of quality
 
 PROMPTING_ENOUGH = "prompting-enough"
 FINE_TUNE = "fine-tune"
@@ -94,7 +95,9 @@ class ArmEvidence:
     pass_ci: tuple[float | None, float | None] = (None, None)
     consistency: float | None = None
     cases: int = 0
+    results: int = 0
     errors: int = 0
+    local: bool = False  # served by the local provider (compute-priced)
     prompt_tokens: float | None = None
     completion_tokens: float | None = None
     compute_seconds: float | None = None
@@ -155,10 +158,12 @@ class Decision:
 
 
 def cost_per_request(arm: ArmEvidence) -> float | None:
-    """Measured tokens / compute x current prices; None when the endpoint has no prices."""
+    """Measured tokens / compute x current prices; None when the endpoint has no prices, or has a
+    price with nothing measured to apply it to. An endpoint priced only by its hosting costs
+    nothing per request (a flat fee)."""
     p = arm.prices
     if not (p.price_in or p.price_out or p.price_hour):
-        return None
+        return 0.0 if p.hosting_monthly else None
     cost = per_request_cost(
         prompt_tokens=arm.prompt_tokens,
         completion_tokens=arm.completion_tokens,
@@ -167,8 +172,10 @@ def cost_per_request(arm: ArmEvidence) -> float | None:
         price_out=p.price_out,
         price_hour=p.price_hour,
     )
-    if cost is None and p.price_hour and not (p.price_in or p.price_out):
-        return arm.measured_cost_per_request  # older runs kept only the measured compute cost
+    if cost is None and arm.local and p.price_hour and not (p.price_in or p.price_out):
+        # Runs from before compute seconds were stored kept only the cost at the price of the day.
+        measured = arm.measured_cost_per_request
+        return measured if measured else None
     return cost
 
 
@@ -190,9 +197,7 @@ def horizon_cost(arm: ArmEvidence, profile: Profile) -> float | None:
     """Everything the arm costs over the horizon: requests, hosting, training and retraining."""
     per_request = cost_per_request(arm)
     train, _ = training_cost(arm, profile)
-    if per_request is None and not arm.prices.hosting_monthly:
-        return None
-    if train is None:
+    if per_request is None or train is None:
         return None
     months = profile.horizon_months
     retrains = (
@@ -201,7 +206,7 @@ def horizon_cost(arm: ArmEvidence, profile: Profile) -> float | None:
         else 0
     )
     return (
-        (per_request or 0.0) * profile.monthly_volume * months
+        per_request * profile.monthly_volume * months
         + arm.prices.hosting_monthly * months
         + train * (1 + retrains)
     )
@@ -370,14 +375,27 @@ def _usd(value: float | None) -> str:
 
 def decide(arms: Sequence[ArmEvidence], profile: Profile) -> Decision:
     """The recommendation, with the numbers that led to it."""
-    arms = [a for a in arms if a.mean is not None]
     profile_dict = asdict(profile)
+    unscored = [a.label for a in arms if a.mean is None]
+    # An arm whose calls mostly failed measured its endpoint, not its quality: it is left out.
+    broken = [a for a in arms if a.mean is not None and a.results and a.errors / a.results > MAX_ERROR_SHARE]
+    arms = [a for a in arms if a.mean is not None and a not in broken]
+    notes = []
+    if unscored:
+        verb = "are" if len(unscored) > 1 else "is"
+        notes.append(f"{', '.join(unscored)} had no scored results and {verb} left out.")
+    for a in broken:
+        notes.append(
+            f"{a.label} is left out: {a.errors} of its {a.results} calls failed (see the run's errors); "
+            "fix the endpoint and run it again."
+        )
     if not arms:
         d = Decision(
             NO_EVIDENCE,
             TITLES[NO_EVIDENCE],
             "No finished run with scored arms yet: run the suite on a few prompting strategies "
             "(and a fine-tuned model, if you have one) to get an answer.",
+            caveats=notes,
             profile=profile_dict,
         )
         d.checklist = checklist(profile, None, None)
@@ -388,6 +406,12 @@ def decide(arms: Sequence[ArmEvidence], profile: Profile) -> Decision:
     tuned = [a for a in arms if a.family != PROMPTING]
     d = _verdict(arms, prompting, tuned, transitions, profile)
     d.ladder, d.costs, d.profile = ladder_rows, costs, profile_dict
+    d.caveats = notes + d.caveats
+    for a in arms:
+        if a.errors:
+            d.caveats.append(
+                f"{a.label}: {a.errors} of {a.results} calls failed; they count as failed cases in its score."
+            )
     points = [(a.label, c, a.mean) for a in arms if (c := cost_per_request(a)) is not None]
     d.frontier = pareto_frontier(points)
     if len(points) < len(arms):
@@ -395,7 +419,7 @@ def decide(arms: Sequence[ArmEvidence], profile: Profile) -> Decision:
         d.caveats.append(
             "No cost is known for " + ", ".join(unpriced) + ": set the endpoint's prices to compare costs."
         )
-    _add_break_even(d, arms, prompting, tuned, profile)
+    _add_break_even(d, prompting, tuned, profile)
     d.checklist = checklist(profile, d, _cheapest_meeting(prompting, profile))
     return d
 
@@ -427,45 +451,47 @@ def _verdict(arms, prompting, tuned, transitions, profile: Profile) -> Decision:
     if p_meet is not None:
         return _when_prompting_meets(p_meet, prompting, tuned, profile)
 
+    if best_p is None:  # only fine-tuned arms: nothing to weigh them against
+        best_t = _best(tuned)
+        return Decision(
+            INCONCLUSIVE,
+            TITLES[INCONCLUSIVE],
+            f"No prompting arm was measured, so this run cannot say whether prompting is enough: run the "
+            f"base model zero-shot and few-shot on this suite next to {best_t.label} ({_ci(best_t)}).",
+            evidence=[f"{a.label} scores {_ci(a)}" for a in tuned],
+        )
+
     # No prompting arm reaches the target.
-    gap = (
-        f"the best prompting arm, {best_p.label}, scores {_ci(best_p)}, below the target {target:g}"
-        if best_p
-        else ""
-    )
+    gap = f"the best prompting arm, {best_p.label}, scores {_ci(best_p)}, below the target {target:g}"
     if not tuned:
         return _without_fine_tuned(best_p, prompting, transitions, profile, gap)
 
     ft_meet = [a for a in tuned if meets(a, target)]
-    chosen = _cheapest(ft_meet, profile) if ft_meet else _best(tuned)
-    verdict = HYBRID_VERDICT if chosen.family == HYBRID else FINE_TUNE
     plain_meet = [a for a in ft_meet if a.family == FINE_TUNED]
-    if verdict == HYBRID_VERDICT and plain_meet:
-        verdict = FINE_TUNE  # the cheapest is hybrid but a plain fine-tune meets the target too
-    cmp = compare(best_p, chosen) if best_p else None
-    evidence = [gap] if gap else []
+    # A plain fine-tune that meets the target is preferred to one that needs a prompt as well.
+    chosen = _cheapest(plain_meet or ft_meet, profile) if ft_meet else _best(tuned)
+    verdict = HYBRID_VERDICT if chosen.family == HYBRID else FINE_TUNE
+    cmp = compare(best_p, chosen)
+    evidence = [gap]
     plateau = _plateau_line(best_p, transitions)
     if plateau:
         evidence.append(plateau)
-    if cmp is not None:
-        evidence.append(_comparison_line(best_p, chosen, cmp))
-    better = cmp is not None and cmp.verdict == "better"
+    evidence.append(_comparison_line(best_p, chosen, cmp))
+    better = cmp.verdict == "better"
     if meets(chosen, target):
-        certain = target_certainty(chosen, target) == "meets" and (
-            best_p is None or target_certainty(best_p, target) == "misses"
-        )
-        if better or certain or best_p is None:
+        certain = target_certainty(chosen, target) == "meets" and target_certainty(best_p, target) == "misses"
+        if better or certain:
             d = Decision(
                 verdict,
                 TITLES[verdict],
                 f"{chosen.label} reaches the target ({_ci(chosen)} against {target:g}) where prompting "
-                f"does not" + (f" (best {best_p.label}: {_ci(best_p)})." if best_p else "."),
+                f"does not (best {best_p.label}: {_ci(best_p)}).",
                 arm=chosen.label,
                 evidence=evidence,
             )
             if chosen.family == HYBRID:
                 d.evidence.append(_hybrid_line(chosen, tuned, target))
-            if not plateau and best_p is not None and _still_gaining(best_p, transitions):
+            if not plateau and _still_gaining(best_p, transitions):
                 d.caveats.append(
                     "Prompting was still improving at its last step; untried strategies might close "
                     "part of the gap."
@@ -477,7 +503,7 @@ def _verdict(arms, prompting, tuned, transitions, profile: Profile) -> Decision:
                     + (f"; about {n} cases would settle it." if n else ".")
                 )
             return d
-        needed = cmp.needed_cases if cmp is not None else None
+        needed = cmp.needed_cases
         return Decision(
             INCONCLUSIVE,
             TITLES[INCONCLUSIVE],
@@ -507,8 +533,8 @@ def _verdict(arms, prompting, tuned, transitions, profile: Profile) -> Decision:
         return d
     if profile.examples_available < MIN_FINE_TUNE_EXAMPLES:
         return _collect(profile, evidence, f"{chosen.label} ({_ci(chosen)}) did not close the gap")
-    needed = cmp.needed_cases if cmp is not None else None
-    if cmp is not None and cmp.verdict != "worse" and needed:
+    needed = cmp.needed_cases
+    if cmp.verdict != "worse" and needed:
         return Decision(
             INCONCLUSIVE,
             TITLES[INCONCLUSIVE],
@@ -622,27 +648,34 @@ def _without_fine_tuned(best_p, prompting, transitions, profile: Profile, gap: s
             evidence=evidence + ([plateau] if plateau else []),
             cases_needed=n,
         )
-    if plateau or not _untried_steps(prompting):
+    untried = _untried_steps(prompting)
+    if plateau or not untried:
+        how = "has stopped improving" if plateau else "every prompting step has been tried"
         d = Decision(
             FINE_TUNE,
             TITLES[FINE_TUNE],
-            f"Prompting falls short ({_ci(best_p)} against {target:g}) and has stopped improving; with "
+            f"Prompting falls short ({_ci(best_p)} against {target:g}) and {how}; with "
             f"{profile.examples_available:,} examples, fine-tune and evaluate the fine-tuned model on this "
             "suite to confirm.",
             arm=None,
-            evidence=evidence + ([plateau] if plateau else []),
+            evidence=[*evidence, plateau or _last_step_line(best_p, transitions)],
         )
         d.caveats.append(
             "No fine-tuned model has been measured yet: this is a recommendation to try, not a "
             "measured result. Register the fine-tuned endpoint and run the suite again."
         )
         return d
-    untried = ", ".join(_untried_steps(prompting))
+    steps = _prompting_steps(best_p, transitions)
+    why = (
+        "still improving at its last step"
+        if steps
+        else "only one prompting step was measured, so there is no trend to read"
+    )
     return Decision(
         INCONCLUSIVE,
         TITLES[INCONCLUSIVE],
-        f"Prompting is below the target ({_ci(best_p)} against {target:g}) but still improving at its "
-        f"last step; try {untried} before deciding to fine-tune.",
+        f"Prompting is below the target ({_ci(best_p)} against {target:g}) and {why}; try "
+        f"{', '.join(untried)} before deciding to fine-tune.",
         arm=best_p.label,
         evidence=[*evidence, _last_step_line(best_p, transitions)],
     )
@@ -716,7 +749,7 @@ def _comparison_line(a: ArmEvidence, b: ArmEvidence, cmp: Comparison) -> str:
 def _hybrid_line(chosen: ArmEvidence, tuned: Sequence[ArmEvidence], target: float) -> str:
     plain = [a for a in tuned if a.family == FINE_TUNED]
     if not plain:
-        return f"{chosen.label} is the only fine-tuned arm that reaches the target"
+        return f"no fine-tuned arm without a prompt was measured; {chosen.label} reaches the target with one"
     best_plain = _best(plain)
     return (
         f"the fine-tuned model alone ({best_plain.label}: {_ci(best_plain)}) does not reach the "
@@ -727,10 +760,17 @@ def _hybrid_line(chosen: ArmEvidence, tuned: Sequence[ArmEvidence], target: floa
 # --- break-even between the two options the team is choosing between -------------------------
 
 
-def _add_break_even(d: Decision, arms, prompting, tuned, profile: Profile) -> None:
+def _add_break_even(d: Decision, prompting, tuned, profile: Profile) -> None:
     """Compare the prompting arm the team would ship (the cheapest meeting the target, else the best)
-    with the fine-tuned arm the verdict names (else the best fine-tuned arm)."""
+    with the fine-tuned arm the verdict names (else the cheapest meeting the target, else the best)."""
     if not prompting or not tuned:
+        reason = (
+            "No fine-tuned arm was measured in this run, so there is no break-even to compute: register "
+            "a fine-tuned endpoint and run it with the suite."
+            if not tuned
+            else "No prompting arm was measured in this run, so there is nothing to break even against."
+        )
+        d.break_even = {"available": False, "reason": reason}
         if not tuned:
             d.evidence.append("no fine-tuned arm was measured, so there is no break-even to compute")
         return
@@ -794,8 +834,10 @@ def _add_break_even(d: Decision, arms, prompting, tuned, profile: Profile) -> No
     else:
         d.evidence.append(
             f"{ft.label} saves {_usd(be.saving_per_request)} a request against {ref.label} "
-            f"({_usd(be.monthly_saving)} a month); its fixed costs over the horizon ({_usd(be.fixed_costs)}) "
-            f"are paid back after {be.break_even_requests:,.0f} requests, {be.break_even_days:,.1f} days "
+            f"({_usd(be.monthly_saving)} a month); its training and retraining within the horizon "
+            f"({_usd(be.training_cost + be.retrains * be.retraining_cost)})"
+            + (f" and extra hosting ({_usd(be.hosting_per_month)} a month)" if be.hosting_per_month else "")
+            + f" are paid back after {be.break_even_requests:,.0f} requests, {be.break_even_days:,.1f} days "
             + ("(within" if be.pays_back_within_horizon else "(beyond")
             + f" the {profile.horizon_months:g}-month horizon)"
         )

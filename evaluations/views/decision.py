@@ -75,18 +75,19 @@ def _context(suite: Suite, result: SuiteDecision) -> dict:
     ]
     be = d.break_even or {}
     calc_initial = {}
-    if be.get("available"):
+    saved = be.get("prompt_tokens_saved")
+    if be.get("available") and saved and saved > 0 and be["saving_per_request"] > 0:
+        # The calculator, filled in to reproduce the measured break-even: the saving per request
+        # expressed as a price per 1K of the prompt tokens saved.
         calc_initial = {
-            "tokens_saved": round(be["prompt_tokens_saved"] or 0),
+            "tokens_saved": round(saved),
+            "price_per_1k_tokens": round(be["saving_per_request"] * 1000 / saved, 8),
             "requests_per_month": suite.monthly_volume,
-            "training_cost": round(be["training_cost"], 2),
+            "training_cost": round(be["training_cost"], 4),
             "horizon_months": suite.horizon_months,
             "retrains_per_year": suite.retrains_per_year,
-            "hosting_per_month": be["hosting_per_month"],
+            "hosting_per_month": max(0.0, be["hosting_per_month"]),
         }
-        base = next((a.endpoint for a in result.arms if a.label == be["prompting_arm"]), None)
-        if base is not None:
-            calc_initial["price_per_1k_tokens"] = float(base.price_in) / 1000
     return {
         "suite": suite,
         "result": result,
@@ -136,7 +137,10 @@ def decision_profile(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def decision_endpoint_costs(request: HttpRequest, pk: int, endpoint_pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
-    endpoint = get_object_or_404(Endpoint, pk=endpoint_pk)
+    # Only the endpoints this suite's decisions are about are edited from its page.
+    endpoint = get_object_or_404(
+        Endpoint.objects.filter(arms__run__suite_version__suite=suite).distinct(), pk=endpoint_pk
+    )
     form = EndpointCostForm(request.POST, prefix=f"e{endpoint.pk}")
     if endpoint.kind != EndpointKind.FINE_TUNED:
         del form.fields["training_cost"]

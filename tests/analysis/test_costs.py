@@ -38,10 +38,28 @@ def test_retraining_and_hosting_over_the_horizon_are_fixed_costs():
         retrains_per_year=4,
         hosting_per_month=10,
     )
-    assert be.retrains == 4
-    assert be.fixed_costs == pytest.approx(50 + 4 * 50 + 10 * 12)
-    assert be.break_even_requests == pytest.approx(370 / 0.001)
-    assert be.net_saving_over_horizon == pytest.approx(100 * 12 - 370)
+    assert be.retrains == 3  # at months 3, 6 and 9; the one due at month 12 serves the next year
+    assert be.fixed_costs == pytest.approx(50 + 3 * 50 + 10 * 12)
+    # Hosting accrues until break-even: one-off costs / (monthly saving - hosting).
+    assert be.break_even_months == pytest.approx(200 / (100 - 10))
+    assert be.break_even_requests == pytest.approx(200 / 90 * 100_000)
+    assert be.net_saving_over_horizon == pytest.approx(90 * 12 - 200)
+    assert be.pays_back_within_horizon
+
+
+def test_hosting_that_eats_the_saving_never_pays_back():
+    be = break_even(saving_per_request=0.001, requests_per_month=1000, training_cost=5, hosting_per_month=2)
+    assert be.break_even_requests is None and not be.pays_back_within_horizon
+    assert "hosting eats the saving" in be.reason
+
+
+def test_cheaper_hosting_can_pay_for_a_dearer_request():
+    # Prompting runs on a self-hosted $5,000/month box; the fine-tune is an API 20% dearer a request.
+    be = break_even(
+        saving_per_request=-0.0001, requests_per_month=1_000_000, training_cost=100, hosting_per_month=-5000
+    )
+    assert be.break_even_months == pytest.approx(100 / (-100 + 5000))
+    assert be.pays_back_within_horizon and be.net_saving_over_horizon > 0
 
 
 def test_a_fine_tune_that_costs_more_per_request_never_pays_back():
@@ -101,8 +119,10 @@ def test_per_request_cost_is_unknown_when_a_set_price_has_nothing_measured():
 
 
 def test_retrains_are_counted_once_per_period():
-    assert retrains_in(retrains_per_year=4, months=12) == 4
+    assert retrains_in(retrains_per_year=4, months=12) == 3
+    assert retrains_in(retrains_per_year=4, months=12.5) == 4
     assert retrains_in(retrains_per_year=4, months=11) == 3
+    assert retrains_in(retrains_per_year=12, months=1) == 0
     assert retrains_in(retrains_per_year=1, months=6) == 0
     assert retrains_in(retrains_per_year=0, months=12) == 0
 
@@ -127,9 +147,9 @@ def test_the_curves_step_up_at_each_retraining_and_may_never_cross():
     )
     assert curves.crossing_month is None
     assert not curves.ahead_at_horizon
-    # The training at 0, then a step at 6 and at 12 months.
+    # The training at 0, then a step at 6 months (the one due at 12 serves the next year).
     assert (6.0, 130.0) in curves.fine_tuned and (6.0, 230.0) in curves.fine_tuned
-    assert curves.fine_tuned[-1] == (12.0, 100 * 3 + 60)
+    assert curves.fine_tuned[-1] == (12.0, 100 * 2 + 60)
 
 
 def test_the_pareto_frontier_keeps_only_arms_nothing_beats_on_cost_and_quality():

@@ -49,15 +49,17 @@ def test_breakeven_textbook_case_as_json():
 
 
 def test_breakeven_counts_retraining_and_hosting():
-    args = [*TEXTBOOK, "--horizon-months", "6", "--retrains-per-year", "2", "--hosting-per-month", "10"]
+    args = [*TEXTBOOK, "--horizon-months", "9", "--retrains-per-year", "2", "--hosting-per-month", "10"]
     result = json.loads(run_command("breakeven", *args, "--json"))
-    # training 50 + one retraining in 6 months (50) + 10 a month x 6 = 160 -> 160,000 requests
+    # One retraining within 9 months (at month 6): training 50 + 50 paid back by $100 a month
+    # saved less $10 a month of hosting -> 100 / 90 months.
     assert result["retrains"] == 1
-    assert result["fixed_costs"] == pytest.approx(160.0)
-    assert result["break_even_requests"] == pytest.approx(160_000)
+    assert result["fixed_costs"] == pytest.approx(50 + 50 + 10 * 9)
+    assert result["break_even_months"] == pytest.approx(100 / 90)
+    assert result["break_even_requests"] == pytest.approx(100 / 90 * 100_000)
     out = run_command("breakeven", *args)
-    assert "1 retraining(s) x $50.00" in out and "hosting $10.00 a month x 6" in out
-    assert "within the 6-month horizon: yes" in out
+    assert "1 retraining(s) x $50.00" in out and "hosting $10.00 a month x 9" in out
+    assert "within the 9-month horizon: yes" in out
 
 
 def test_breakeven_without_a_saving_never_pays_back():
@@ -136,7 +138,7 @@ def test_decision_json_says_prompting_is_enough(prompting_suite):
     assert d["title"] == "Prompting is enough"
     assert d["profile"]["quality_target"] == 0.8
     assert sorted(row["mean"] for row in d["ladder"]) == pytest.approx([0.6, 0.9])
-    assert d["break_even"] is None
+    assert d["break_even"]["available"] is False
 
 
 def test_decision_in_words(prompting_suite):
@@ -146,7 +148,7 @@ def test_decision_in_words(prompting_suite):
     assert "Prompting is enough [prompting-enough]" in out
     assert "Evidence:\n  - " in out
     assert "meets the target" in out
-    assert "Break-even: not computed" in out
+    assert "Break-even: No fine-tuned arm was measured" in out
 
 
 def test_decision_on_a_given_run_rather_than_the_latest(prompting_suite):

@@ -132,7 +132,7 @@ def test_collect_more_data_when_few_shot_has_not_been_tried(db):
     d = _decide(version).decision
     assert d.verdict == D.COLLECT_MORE_DATA
     assert "few-shot prompting has not been tried" in d.summary
-    assert d.break_even is None
+    assert not d.break_even["available"] and "No fine-tuned arm" in d.break_even["reason"]
 
 
 def test_collect_more_data_when_there_are_too_few_examples_to_fine_tune(db, plateau_ladder):
@@ -165,7 +165,7 @@ def test_without_a_fine_tuned_arm_a_plateau_with_enough_data_says_fine_tune_but_
     assert d.arm is None
     assert any("No fine-tuned model has been measured yet" in c for c in d.caveats)
     assert any("no fine-tuned arm was measured" in e for e in d.evidence)
-    assert d.break_even is None and d.curves is None
+    assert not d.break_even["available"] and d.curves is None
 
 
 def test_a_fine_tuned_arm_that_costs_more_per_request_never_pays_back(db):
@@ -254,3 +254,100 @@ def test_the_checklist_sits_next_to_the_measured_answer(db):
     assert items["What is the monthly budget?"]["points_to"] == "prompting"
     assert items["By hand, the checklist points to"]["answer"] == "prompting"
     assert items["By hand, the checklist points to"]["why"] == "the measured answer agrees"
+
+
+def test_an_hourly_price_on_a_hosted_endpoint_is_an_unknown_cost_not_a_free_one(db):
+    version = _suite()
+    base = EndpointFactory(name="hourly", price_in=0, price_out=0, price_hour=4)
+    tuned = EndpointFactory(name="tuned-hourly", kind="fine_tuned", base_endpoint=base, training_cost=5)
+    finished_run(version, [_arm(base, "few-shot", 85, 600), _arm(tuned, "plain", 90, 40)])
+    d = _decide(version).decision
+    row = next(r for r in d.costs if r["arm"] == "hourly · few-shot")
+    assert row["cost_per_request"] is None and row["horizon_cost"] is None
+    assert "$0.00 a request" not in " ".join(d.evidence)
+    assert any("No cost is known for hourly · few-shot" in c for c in d.caveats)
+
+
+def test_a_hosting_only_endpoint_costs_its_hosting_and_nothing_per_request(db):
+    version = _suite()
+    base, _ = endpoints()
+    flat = EndpointFactory(
+        name="self-hosted", kind="fine_tuned", base_endpoint=base, price_in=0, price_out=0,
+        hosting_monthly=300, training_cost=10,
+    )  # fmt: skip
+    finished_run(version, [_arm(base, "few-shot", 90, 600), _arm(flat, "plain", 91, 40)])
+    d = _decide(version).decision
+    row = next(r for r in d.costs if r["arm"] == "self-hosted · plain")
+    assert row["cost_per_request"] == 0 and row["monthly_cost"] == 300
+    assert row["horizon_cost"] == pytest.approx(300 * 12 + 10)
+    # Few-shot costs $61 a month: the $300 hosting never pays back, so prompting stays.
+    assert d.verdict == D.PROMPTING_ENOUGH
+    assert "hosting eats the saving" in d.break_even["reason"]
+
+
+def test_an_arm_whose_calls_mostly_failed_is_left_out_not_read_as_a_bad_fine_tune(db, plateau_ladder):
+    version = _suite()
+    base, tuned = endpoints()
+    finished_run(version, [*plateau_ladder(base), _arm(tuned, "plain", 0, 40, errors=set(range(80)))])
+    d = _decide(version).decision
+    assert d.verdict == D.FINE_TUNE and d.arm is None  # as if no fine-tune had been measured
+    assert any("tuned-model · plain is left out: 80 of its 100 calls failed" in c for c in d.caveats)
+    assert all(row["arm"] != "tuned-model · plain" for row in d.ladder)
+
+
+def test_a_few_failed_calls_are_named_in_the_caveats(db):
+    version = _suite()
+    base, _ = endpoints()
+    finished_run(version, [_arm(base, "few-shot", 90, 600, errors={0, 1, 2})])
+    d = _decide(version).decision
+    assert any("base-model · few-shot: 3 of 100 calls failed" in c for c in d.caveats)
+
+
+def test_only_fine_tuned_arms_cannot_answer_the_question(db):
+    version = _suite()
+    _, tuned = endpoints()
+    finished_run(version, [_arm(tuned, "plain", 95, 40), _arm(tuned, "few-shot", 96, 400)])
+    d = _decide(version).decision
+    assert d.verdict == D.INCONCLUSIVE
+    assert "No prompting arm was measured" in d.summary
+    assert not d.break_even["available"] and "No prompting arm" in d.break_even["reason"]
+
+
+def test_a_plain_fine_tune_that_meets_the_target_is_named_over_a_hybrid(db, plateau_ladder):
+    version = _suite()
+    base = EndpointFactory(name="base-model", price_in=0, price_out=0)  # no prices: no cost ordering
+    tuned = EndpointFactory(
+        name="tuned-model", kind="fine_tuned", base_endpoint=base, price_in=0, price_out=0
+    )
+    finished_run(
+        version, [*plateau_ladder(base), _arm(tuned, "plain", 93, 40), _arm(tuned, "few-shot", 97, 500)]
+    )
+    d = _decide(version).decision
+    assert d.verdict == D.FINE_TUNE and d.arm == "tuned-model · plain"
+    assert not any("does not reach the target" in e for e in d.evidence)
+
+
+def test_one_measured_prompting_step_is_no_trend(db):
+    version = _suite()
+    base, _ = endpoints()
+    finished_run(version, [_arm(base, "few-shot", 40)])
+    d = _decide(version).decision
+    assert d.verdict == D.INCONCLUSIVE
+    assert "only one prompting step was measured" in d.summary and "zero-shot" in d.summary
+
+
+def test_a_ladder_that_gains_at_every_step_but_stays_below_says_every_step_was_tried(db):
+    version = _suite(quality_target=0.95)
+    base, _ = endpoints()
+    finished_run(
+        version,
+        [
+            _arm(base, "zero-shot", 20),
+            _arm(base, "few-shot", 45),
+            _arm(base, "system", 65),
+            _arm(base, "cot", 85),
+        ],
+    )
+    d = _decide(version).decision
+    assert d.verdict == D.FINE_TUNE
+    assert "every prompting step has been tried" in d.summary and "stopped improving" not in d.summary

@@ -8,7 +8,9 @@ import re
 import pytest
 from django.urls import reverse
 
+from evaluations.analysis.costs import calculator
 from evaluations.models import Endpoint, Suite
+from tests.factories import EndpointFactory
 from tests.runs import ArmSpec, endpoints, finished_run, scores_with_mean, suite_version
 
 N = 100
@@ -166,3 +168,25 @@ def test_the_calculator_page_reproduces_the_textbook_example(auth_client, db):
     assert (
         auth_client.get(reverse("evaluations:breakeven"), {**params, "training_cost": "x"}).status_code == 400
     )
+
+
+def test_only_the_suites_own_endpoints_are_edited_from_its_page(auth_client, decided):
+    suite, _, _ = decided
+    stranger = EndpointFactory(name="someone-elses")
+    url = reverse("evaluations:suite-decision-endpoint", args=[suite.pk, stranger.pk])
+    p = f"e{stranger.pk}-"
+    form = {p + "price_in": "9", p + "price_out": "9", p + "price_hour": "0", p + "hosting_monthly": "0"}
+    assert auth_client.post(url, form).status_code == 404
+    stranger.refresh_from_db()
+    assert float(stranger.price_in) == 1
+
+
+def test_the_calculator_on_the_page_starts_from_the_measured_break_even(auth_client, decided):
+    suite, _, tuned = decided
+    Endpoint.objects.filter(pk=tuned.pk).update(training_cost=50)
+    response = _page(auth_client, suite)
+    form = response.context["calc_form"]
+    be = response.context["d"].break_even
+    calc = calculator(**{k: float(v) for k, v in form.initial.items()})
+    assert calc["break_even_requests"] == pytest.approx(be["break_even_requests"], rel=1e-6)
+    assert calc["monthly_saving"] == pytest.approx(be["monthly_saving"], rel=1e-6)
