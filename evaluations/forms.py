@@ -177,3 +177,49 @@ class BreakEvenForm(forms.Form):
     horizon_months = forms.FloatField(min_value=1, max_value=120, initial=12, required=False)
     retrains_per_year = forms.FloatField(min_value=0, max_value=365, initial=0, required=False)
     hosting_per_month = forms.FloatField(min_value=0, initial=0, required=False)
+
+
+class FineTuneForm(forms.Form):
+    """A LoRA fine-tuning job; hyperparameters default to what works for SmolLM2 on a CPU."""
+
+    suite_version = forms.ModelChoiceField(
+        queryset=SuiteVersion.objects.none(), help_text="Its train split is the training data."
+    )
+    base_endpoint = forms.ModelChoiceField(
+        queryset=Endpoint.objects.none(), help_text="A local base model (hosted models: see below)."
+    )
+    epochs = forms.IntegerField(min_value=1, max_value=50, initial=2)
+    learning_rate = forms.FloatField(min_value=1e-6, max_value=1, initial=1e-3)
+    rank = forms.IntegerField(min_value=1, max_value=256, initial=8, help_text="LoRA rank r.")
+    alpha = forms.IntegerField(min_value=1, max_value=1024, initial=16, help_text="LoRA alpha.")
+    target_modules = forms.CharField(
+        initial="q_proj,k_proj,v_proj,o_proj", help_text="Comma-separated module names to adapt."
+    )
+    batch_size = forms.IntegerField(min_value=1, max_value=256, initial=8)
+    max_length = forms.IntegerField(
+        min_value=16, max_value=4096, initial=256, help_text="Tokens per example."
+    )
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+    HYPERPARAMETERS = (
+        "epochs",
+        "learning_rate",
+        "rank",
+        "alpha",
+        "target_modules",
+        "batch_size",
+        "max_length",
+        "seed",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["suite_version"].queryset = SuiteVersion.objects.select_related("suite").order_by(
+            "suite__name", "-number"
+        )
+        self.fields["base_endpoint"].queryset = Endpoint.objects.filter(
+            provider=Provider.LOCAL, kind=EndpointKind.BASE
+        ).order_by("name")
+
+    def hyperparameters(self) -> dict:
+        return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}

@@ -201,6 +201,11 @@ class Endpoint(models.Model):
     hosting_monthly = models.DecimalField(
         max_digits=12, decimal_places=2, default=0, help_text="USD a month to host it (self-hosted models)."
     )
+    adapter = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Local fine-tunes: the LoRA adapter's folder, relative to the media directory.",
+    )
     max_concurrency = models.PositiveIntegerField(default=4)
     timeout_seconds = models.PositiveIntegerField(default=60)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -456,3 +461,56 @@ class WorkerBeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class FineTuneStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Training"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class FineTuneJob(models.Model):
+    """LoRA fine-tuning of a local base model on a suite's train split, run on the `training` queue."""
+
+    suite_version = models.ForeignKey(SuiteVersion, on_delete=models.PROTECT, related_name="finetunes")
+    base_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="finetune_jobs")
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=FineTuneStatus.choices, default=FineTuneStatus.QUEUED)
+    examples = models.PositiveIntegerField(default=0)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    losses = models.JSONField(default=list, blank=True, help_text="Training loss per step.")
+    compute_seconds = models.FloatField(null=True, blank=True)
+    training_cost = models.FloatField(null=True, blank=True)
+    adapter = models.CharField(max_length=300, blank=True, help_text="Relative to the media directory.")
+    endpoint = models.OneToOneField(
+        Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="finetune_job"
+    )
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(step__lte=models.F("total_steps")), name="finetune_step_le_total"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Fine-tune #{self.pk} of {self.base_endpoint}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (FineTuneStatus.SUCCEEDED, FineTuneStatus.FAILED, FineTuneStatus.CANCELLED)
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * self.step / self.total_steps, 1) if self.total_steps else 0.0

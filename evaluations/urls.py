@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evaluations.views import decision, pages
+from evaluations.views import decision, finetune, pages
 
 app_name = "evaluations"
 
@@ -18,6 +18,13 @@ urlpatterns = [
         name="suite-decision-endpoint",
     ),
     path("breakeven/", decision.breakeven_page, name="breakeven"),
+    path(
+        "suites/<int:pk>/export/finetune.jsonl", finetune.suite_finetune_export, name="suite-finetune-export"
+    ),
+    path("finetunes/", finetune.finetune_list, name="finetune-list"),
+    path("finetunes/<int:pk>/", finetune.finetune_detail, name="finetune-detail"),
+    path("finetunes/<int:pk>/live/", finetune.finetune_live, name="finetune-live"),
+    path("finetunes/<int:pk>/cancel/", finetune.finetune_cancel_view, name="finetune-cancel"),
     path("endpoints/", pages.endpoint_list, name="endpoint-list"),
     path("runs/", pages.run_list, name="run-list"),
     path("runs/new/", pages.run_new, name="run-new"),

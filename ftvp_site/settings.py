@@ -165,6 +165,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("FTVP_STATIC_ROOT") or DATA_DIR / "static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Files ftvp writes (fine-tuned adapters); never served as static files.
+MEDIA_ROOT = Path(os.environ.get("FTVP_MEDIA_ROOT") or DATA_DIR / "media")
+MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
 # Chart.js and htmx come from the npm registry at install time (package.json); never committed.
 NODE_MODULES = BASE_DIR / "node_modules"
 STATICFILES_DIRS = [

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "trainer", "beat")
 ALL_SERVICES = ("postgres", "redis", *APP_SERVICES)
 # Long enough for settings (>= 32 characters); obviously not a real key.
 TEST_SECRET_KEY = "test-only-" + "x" * 40
@@ -86,7 +86,7 @@ def option(command: list[str], flag: str) -> str:
 # --- structure -----------------------------------------------------------------------------------------
 
 
-def test_it_defines_the_six_services(services: dict[str, Any]) -> None:
+def test_it_defines_the_seven_services(services: dict[str, Any]) -> None:
     assert set(services) == set(ALL_SERVICES)
 
 
@@ -120,6 +120,14 @@ def test_worker_consumes_the_llm_and_scoring_queues(services: dict[str, Any]) ->
     assert set(option(command, "-Q").split(",")) == {"llm", "scoring"}
 
 
+def test_a_trainer_runs_fine_tuning_jobs_one_at_a_time_on_the_shared_volume(services: dict[str, Any]) -> None:
+    trainer = services["trainer"]
+    command = trainer["command"]
+    assert command[:4] == ["celery", "-A", "workers", "worker"]
+    assert option(command, "-Q") == "training" and option(command, "--concurrency") == "1"
+    assert trainer["volumes"] == services["worker"]["volumes"] == services["web"]["volumes"]
+
+
 def test_beat_uses_the_database_scheduler(services: dict[str, Any]) -> None:
     command = services["beat"]["command"]
     assert command[:4] == ["celery", "-A", "workers", "beat"]
@@ -139,7 +147,7 @@ def test_migrate_is_a_one_shot_that_the_others_wait_for(services: dict[str, Any]
     assert migrate["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "trainer", "beat"):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["redis"]["condition"] == "service_healthy", name
@@ -153,7 +161,7 @@ def test_backends_and_web_have_healthchecks(services: dict[str, Any]) -> None:
 
 
 def test_long_running_services_restart_and_the_worker_gets_time_to_finish(services: dict[str, Any]) -> None:
-    for name in ("postgres", "redis", "web", "worker", "beat"):
+    for name in ("postgres", "redis", "web", "worker", "trainer", "beat"):
         assert services[name]["restart"] in {"always", "unless-stopped"}, name
     grace = re.fullmatch(r"(\d+)([ms])", services["worker"]["stop_grace_period"])
     assert grace

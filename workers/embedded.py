@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-QUEUES = "llm,scoring"
+QUEUES = "llm,scoring,training"
 
 
 def live_worker_count() -> int:

@@ -22,6 +22,7 @@ def _loop(hostname: str, queues: str) -> None:
     from django.utils import timezone
 
     from evaluations.models import WorkerBeat
+    from evaluations.services.finetune import finetunes_recover
     from evaluations.services.runs import runs_recover
 
     sweep_every = max(1.0, settings.FTVP_STALL_SECONDS / 2)
@@ -38,6 +39,9 @@ def _loop(hostname: str, queues: str) -> None:
                 counts = runs_recover(startup=first)
                 if any(counts.values()):
                     log.info("recovery re-enqueued %s", counts)
+                jobs = finetunes_recover(startup=first)
+                if any(jobs.values()):
+                    log.info("fine-tuning recovery: %s", jobs)
                 first, last_sweep = False, time.monotonic()
         except Exception:  # the loop must outlive a database hiccup
             log.exception("worker heartbeat/recovery failed; retrying")

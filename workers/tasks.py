@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from evaluations.services import finetune as finetunes
 from evaluations.services import runs, scorings
 
 
@@ -30,3 +31,8 @@ def rescore_run(scoring_id: int) -> None:
 @shared_task(name="workers.tasks.finalize_run", acks_late=True)
 def finalize_run(run_id: int) -> None:
     runs.run_finalize(run_id=run_id)
+
+
+@shared_task(name="workers.tasks.finetune", acks_late=True)
+def finetune(job_id: int) -> None:
+    finetunes.finetune_execute(job_id=job_id)

@@ -43,46 +43,80 @@ class LoadedModel:
     lock: threading.Lock
 
 
-_models: dict[str, LoadedModel] = {}
+_models: dict[tuple[str, str], LoadedModel] = {}
 _models_lock = threading.Lock()
 
 
-def load_model(name: str) -> LoadedModel:
-    with _models_lock:
-        if name in _models:
-            return _models[name]
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_pretrained(name: str):
+    """A fresh (model, tokenizer) for a packaged model name or a transformers model folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if name.lower() in LOCAL_MODELS:
+        folder, kwargs = str(smollm2_dir()), {"gguf_file": SMOLLM2_GGUF}
+    else:
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise ProviderError(
+                f"local model {name!r} is neither a packaged model ({', '.join(sorted(LOCAL_MODELS))}) "
+                "nor a directory holding a transformers model"
+            )
+        folder, kwargs = str(path), {}
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def load_model(name: str, adapter: str | Path | None = None) -> LoadedModel:
+    """The model for inference, loaded once per process: `name`, with a LoRA adapter folder merged
+    into its weights when one is given."""
+    key = (name, str(adapter or ""))
+    with _models_lock:
+        if key in _models:
+            return _models[key]
         started = time.monotonic()
-        if name.lower() in LOCAL_MODELS:
-            folder, kwargs = str(smollm2_dir()), {"gguf_file": SMOLLM2_GGUF}
-        else:
-            path = Path(name).expanduser()
-            if not path.is_dir():
-                raise ProviderError(
-                    f"local model {name!r} is neither a packaged model ({', '.join(sorted(LOCAL_MODELS))}) "
-                    "nor a directory holding a transformers model"
-                )
-            folder, kwargs = str(path), {}
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, local_files_only=True, dtype=torch.float32, **kwargs
-        )
+        model, tokenizer = load_pretrained(name)
+        if adapter:
+            if not (Path(adapter) / "adapter_config.json").is_file():
+                raise ProviderError(f"no LoRA adapter in {adapter}: its adapter_config.json is missing")
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         model.eval()
         tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        _models[name] = LoadedModel(model=model, tokenizer=tokenizer, lock=threading.Lock())
-        log.info("loaded local model %s in %.1fs", name, time.monotonic() - started)
-        return _models[name]
+        _models[key] = LoadedModel(model=model, tokenizer=tokenizer, lock=threading.Lock())
+        log.info(
+            "loaded local model %s%s in %.1fs",
+            name,
+            " + adapter" if adapter else "",
+            time.monotonic() - started,
+        )
+        return _models[key]
+
+
+def unload(adapter: str | Path) -> None:
+    """Forget a loaded adapter (its files are being deleted)."""
+    with _models_lock:
+        for key in [k for k in _models if k[1] == str(adapter)]:
+            del _models[key]
 
 
 class LocalProvider:
     """Batched generation on the CPU; cost is the batch's compute seconds x the hourly price."""
 
-    def __init__(self, *, model: str, price_hour: float = 0.0, batch_size: int = 8, max_new_tokens: int = 96):
+    def __init__(
+        self,
+        *,
+        model: str,
+        price_hour: float = 0.0,
+        batch_size: int = 8,
+        max_new_tokens: int = 96,
+        adapter: str | Path | None = None,
+    ):
         self.model_name = model
+        self.adapter = adapter
         self.price_hour = price_hour
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
@@ -90,7 +124,7 @@ class LocalProvider:
     def complete_many(self, prompts: list[Messages], params: GenerationParams) -> list[Completion]:
         if not prompts:
             return []
-        loaded = load_model(self.model_name)
+        loaded = load_model(self.model_name, self.adapter)
         out: list[Completion] = []
         for start in range(0, len(prompts), self.batch_size):
             out.extend(self._generate(loaded, prompts[start : start + self.batch_size], params))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -50,6 +51,7 @@ def endpoint_create(
     price_hour: object = 0,
     training_cost: object = None,
     hosting_monthly: object = 0,
+    adapter: str = "",
     max_concurrency: int = 4,
     timeout_seconds: int = 60,
     params: dict | None = None,
@@ -65,6 +67,8 @@ def endpoint_create(
         raise ValidationError({"model": "an OpenAI-compatible endpoint needs a model name"})
     if kind == EndpointKind.BASE and base_endpoint is not None:
         raise ValidationError({"base_endpoint": "only a fine-tuned endpoint has a base endpoint"})
+    if adapter and (provider != Provider.LOCAL or kind != EndpointKind.FINE_TUNED):
+        raise ValidationError({"adapter": "only a local fine-tuned endpoint loads a LoRA adapter"})
     training = _optional_decimal(training_cost, "training_cost")
     if kind == EndpointKind.BASE and training:
         raise ValidationError({"training_cost": "only a fine-tuned endpoint has a training cost"})
@@ -81,6 +85,7 @@ def endpoint_create(
         price_hour=_decimal(price_hour, "price_hour"),
         training_cost=training if kind == EndpointKind.FINE_TUNED else None,
         hosting_monthly=_decimal(hosting_monthly, "hosting_monthly"),
+        adapter=adapter,
         max_concurrency=max_concurrency,
         timeout_seconds=timeout_seconds,
         params=params or {},
@@ -109,6 +114,7 @@ def endpoint_provider(endpoint: Endpoint):
 
         return LocalProvider(
             model=endpoint.model,
+            adapter=Path(settings.MEDIA_ROOT) / endpoint.adapter if endpoint.adapter else None,
             price_hour=float(endpoint.price_hour),
             batch_size=settings.FTVP_LOCAL_BATCH,
             max_new_tokens=settings.FTVP_LOCAL_MAX_NEW_TOKENS,

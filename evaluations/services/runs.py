@@ -204,11 +204,10 @@ def _heartbeat(batch_id: int) -> Iterator[None]:
 
 
 def _cache_key(endpoint: Endpoint, params: dict, messages: list[dict]) -> str:
-    payload = json.dumps(
-        {"p": endpoint.provider, "m": endpoint.model, "u": endpoint.base_url, "g": params, "x": messages},
-        sort_keys=True,
-        ensure_ascii=False,
-    )
+    key = {"p": endpoint.provider, "m": endpoint.model, "u": endpoint.base_url, "g": params, "x": messages}
+    if endpoint.adapter:  # a local fine-tune: the base model's name with other weights
+        key["a"] = endpoint.adapter
+    payload = json.dumps(key, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -39,15 +39,15 @@ def suite_import(
     """
     name = name.strip()
     if not name:
-        raise SuiteFormatError(filename, None, "name", "the suite needs a name")
+        raise SuiteFormatError(filename, "the suite needs a name", field="name")
     if task_type is not None and task_type not in TaskType.values:
         raise SuiteFormatError(
-            filename, None, "task_type", f"{task_type!r} is not one of {', '.join(TaskType.values)}"
+            filename, f"{task_type!r} is not one of {', '.join(TaskType.values)}", field="task_type"
         )
     cases = read_suite(fileobj, filename)
     if not any(c["split"] == Split.TEST for c in cases):
         raise SuiteFormatError(
-            filename, None, "split", "no case is in the test split; nothing would be evaluated"
+            filename, "no case is in the test split; nothing would be evaluated", field="split"
         )
 
     suite, created = Suite.objects.select_for_update().get_or_create(
@@ -69,7 +69,7 @@ def suite_import(
         labels = _labels(cases)
         if len(labels) < 2:
             raise SuiteFormatError(
-                filename, None, "expected", "a classification suite needs at least two distinct labels"
+                filename, "a classification suite needs at least two distinct labels", field="expected"
             )
     else:
         labels = []

@@ -69,3 +69,19 @@ def test_a_classification_suite_needs_two_labels():
 def test_a_suite_with_only_train_cases_is_refused():
     with pytest.raises(SuiteFormatError, match="test split"):
         _import(data=b"input,expected,split\na,b,train\n")
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"name": "  "}, "cases.csv, field 'name': the suite needs a name"),
+        ({"task_type": "poetry"}, "cases.csv, field 'task_type': 'poetry' is not one of"),
+        ({"task_type": "classification"}, "cases.csv, field 'expected': a classification suite needs"),
+    ],
+)
+def test_suite_level_errors_name_the_file_and_the_field(db, kw, message):
+    data = b"input,expected\nhello,hi\nbye,hi\n"
+    with pytest.raises(SuiteFormatError) as caught:
+        _import(data=data, **kw)
+    assert str(caught.value).startswith(message)
+    assert not Suite.objects.exists()

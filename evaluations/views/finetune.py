@@ -1,0 +1,99 @@
+"""Fine-tuning jobs: start one, watch its loss curve, cancel it; export a train split for hosted models."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from evaluations.forms import FineTuneForm
+from evaluations.models import FineTuneJob, Suite
+from evaluations.services.finetune import FineTuneError, finetune_cancel, finetune_create, finetune_examples
+from evaluations.views.pages import _page
+
+
+@login_required
+def finetune_list(request: HttpRequest) -> HttpResponse:
+    initial = {}
+    if request.GET.get("suite_version", "").isdigit():
+        initial["suite_version"] = int(request.GET["suite_version"])
+    form = FineTuneForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = finetune_create(
+                suite_version=form.cleaned_data["suite_version"],
+                base_endpoint=form.cleaned_data["base_endpoint"],
+                hyperparameters=form.hyperparameters(),
+                user=request.user,
+            )
+        except FineTuneError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Fine-tune #{job.pk} queued on {job.examples} training examples.")
+            return redirect("evaluations:finetune-detail", pk=job.pk)
+    jobs = FineTuneJob.objects.select_related("suite_version__suite", "base_endpoint", "endpoint")
+    return render(
+        request,
+        "evaluations/finetune_list.html",
+        {"form": form, "page": _page(request, jobs, 25)},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+def _job(pk: int) -> FineTuneJob:
+    return get_object_or_404(
+        FineTuneJob.objects.select_related("suite_version__suite", "base_endpoint", "endpoint", "run"), pk=pk
+    )
+
+
+def _context(job: FineTuneJob) -> dict:
+    return {
+        "job": job,
+        "chart": {"losses": job.losses, "total_steps": job.total_steps},
+    }
+
+
+@login_required
+def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "evaluations/finetune_detail.html", _context(_job(pk)))
+
+
+@login_required
+def finetune_live(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "evaluations/_finetune_live.html", _context(_job(pk)))
+
+
+@login_required
+@require_POST
+def finetune_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(FineTuneJob, pk=pk)
+    if finetune_cancel(job_id=job.pk):
+        messages.info(request, f"Fine-tune #{job.pk} cancelled; its worker stops at the next step.")
+    else:
+        messages.warning(request, f"Fine-tune #{job.pk} had already finished.")
+    return redirect("evaluations:finetune-detail", pk=job.pk)
+
+
+@login_required
+def suite_finetune_export(request: HttpRequest, pk: int) -> HttpResponse:
+    """The latest version's train split as OpenAI chat fine-tuning JSONL ({"messages": [...]})."""
+    suite = get_object_or_404(Suite, pk=pk)
+    version = suite.latest_version()
+    if version is None:
+        return HttpResponse("This suite has no versions.", status=404, content_type="text/plain")
+    if request.GET.get("version", "").isdigit():
+        version = get_object_or_404(suite.versions, number=int(request.GET["version"]))
+
+    def lines():
+        for messages_, answer in finetune_examples(version):
+            record = {"messages": [*messages_, {"role": "assistant", "content": answer}]}
+            yield json.dumps(record, ensure_ascii=False) + "\n"
+
+    response = StreamingHttpResponse(lines(), content_type="application/jsonl; charset=utf-8")
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in suite.name)[:80] or "suite"
+    response["Content-Disposition"] = f'attachment; filename="{safe}-v{version.number}-train.jsonl"'
+    return response

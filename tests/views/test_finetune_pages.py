@@ -1,0 +1,147 @@
+"""Fine-tuning pages and services without training (the real training is in tests/integration)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from evaluations.models import FineTuneJob, FineTuneStatus
+from evaluations.services.finetune import FineTuneError, finetune_cancel, finetune_create, finetunes_recover
+from evaluations.training import Hyperparameters, TrainingError
+from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory
+
+
+@pytest.fixture
+def queue(task_queue, monkeypatch):
+    monkeypatch.setattr("evaluations.services.finetune.enqueue", task_queue)
+    return task_queue
+
+
+@pytest.fixture
+def version(db):
+    version = SuiteVersionFactory(suite__name="routing")
+    for i in range(3):
+        CaseFactory(version=version, key=f"t{i}", position=i, input=f"ticket {i}", expected="billing")
+    for i in range(6):
+        CaseFactory(
+            version=version, key=f"x{i}", position=10 + i, input=f"train {i}", expected=["access", "other"],
+            split="train",
+        )  # fmt: skip
+    return version
+
+
+@pytest.fixture
+def local(db):
+    return EndpointFactory(
+        name="smol", provider="local", model="smollm2-135m-instruct", base_url="", price_hour=0.5
+    )
+
+
+def _form(version, endpoint, **overrides):
+    data = {
+        "suite_version": version.pk, "base_endpoint": endpoint.pk, "epochs": 2, "learning_rate": 0.001,
+        "rank": 8, "alpha": 16, "target_modules": "q_proj, v_proj", "batch_size": 4, "max_length": 128,
+        "seed": 1,
+    }  # fmt: skip
+    return {**data, **overrides}
+
+
+def test_the_pages_need_a_login(client, db):
+    for url in (reverse("evaluations:finetune-list"), reverse("evaluations:finetune-detail", args=[1])):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login" in response["Location"]
+
+
+def test_starting_a_job_queues_it_with_its_hyperparameters(auth_client, version, local, queue):
+    response = auth_client.post(reverse("evaluations:finetune-list"), _form(version, local))
+    job = FineTuneJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/finetunes/{job.pk}/"
+    assert job.status == FineTuneStatus.QUEUED and job.examples == 6
+    assert job.hyperparameters["target_modules"] == ["q_proj", "v_proj"] and job.hyperparameters["rank"] == 8
+    assert job.adapter == f"adapters/finetune-{job.pk}"
+    assert queue.sent == [("finetune", (job.pk,))]
+    page = auth_client.get(response["Location"]).content.decode()
+    assert "Queued" in page and "6 training examples" in page and "Cancel training" in page
+
+
+def test_a_hosted_base_model_is_refused_with_the_other_path(auth_client, version, queue):
+    hosted = EndpointFactory(name="gpt")
+    response = auth_client.post(reverse("evaluations:finetune-list"), _form(version, hosted))
+    # The form only offers local base models; the service says why for any other caller.
+    assert response.status_code == 400 and not FineTuneJob.objects.exists()
+    with pytest.raises(FineTuneError, match="export the train split"):
+        finetune_create(suite_version=version, base_endpoint=hosted)
+    assert queue.sent == []
+
+
+def test_too_few_training_examples_are_refused(version, local, queue):
+    version.cases.filter(split="train").exclude(key="x0").delete()
+    with pytest.raises(FineTuneError, match="has 1 train case"):
+        finetune_create(suite_version=version, base_endpoint=local)
+    assert not FineTuneJob.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"rank": 0}, "rank: 0 is outside 1..256"),
+        ({"learning_rate": "fast"}, "learning_rate: 'fast' is not a number"),
+        ({"learning_rate": 2}, "learning_rate: 2.0 is outside"),
+        ({"target_modules": " , "}, "target_modules: give at least one"),
+        ({"warmup": 3}, "unknown hyperparameter(s): warmup"),
+    ],
+)
+def test_bad_hyperparameters_are_named(values, message):
+    with pytest.raises(TrainingError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Hyperparameters.from_dict(values)
+
+
+def test_cancel_stops_a_queued_job_and_only_once(auth_client, version, local, queue):
+    job = finetune_create(suite_version=version, base_endpoint=local)
+    response = auth_client.post(reverse("evaluations:finetune-cancel", args=[job.pk]), follow=True)
+    assert "cancelled" in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == FineTuneStatus.CANCELLED and job.finished_at
+    assert not finetune_cancel(job_id=job.pk)
+    # The queued message, when it arrives, finds nothing to do.
+    queue.drain()
+    job.refresh_from_db()
+    assert job.status == FineTuneStatus.CANCELLED and job.endpoint is None
+
+
+def test_the_live_part_carries_the_loss_curve(auth_client, version, local, queue):
+    job = finetune_create(suite_version=version, base_endpoint=local)
+    FineTuneJob.objects.filter(pk=job.pk).update(
+        status=FineTuneStatus.RUNNING, step=3, total_steps=10, losses=[2.5, 1.25, 0.5]
+    )
+    html = auth_client.get(reverse("evaluations:finetune-live", args=[job.pk])).content.decode()
+    assert "step 3 of 10" in html and 'hx-trigger="every 2s"' in html
+    data = json.loads(html.split('id="loss-data" type="application/json">')[1].split("</script>")[0])
+    assert data == {"losses": [2.5, 1.25, 0.5], "total_steps": 10}
+
+
+def test_a_job_whose_worker_died_fails_and_a_lost_message_is_sent_again(version, local, queue, settings):
+    settings.FTVP_STALL_SECONDS = 60
+    running = finetune_create(suite_version=version, base_endpoint=local)
+    queued = finetune_create(suite_version=version, base_endpoint=local)
+    long_ago = running.created_at.replace(year=2000)
+    FineTuneJob.objects.filter(pk=running.pk).update(status=FineTuneStatus.RUNNING, heartbeat_at=long_ago)
+    FineTuneJob.objects.filter(pk=queued.pk).update(created_at=long_ago)
+    queue.sent.clear()
+    assert finetunes_recover() == {"failed": 1, "requeued": 1}
+    running.refresh_from_db()
+    assert running.status == FineTuneStatus.FAILED and "the worker training it stopped" in running.error
+    assert queue.sent == [("finetune", (queued.pk,))]
+
+
+def test_the_train_split_exports_as_chat_fine_tuning_jsonl(auth_client, version):
+    url = reverse("evaluations:suite-finetune-export", args=[version.suite.pk])
+    response = auth_client.get(url)
+    assert response["Content-Disposition"] == f'attachment; filename="routing-v{version.number}-train.jsonl"'
+    lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert len(lines) == 6
+    assert lines[0] == {
+        "messages": [{"role": "user", "content": "train 0"}, {"role": "assistant", "content": "access"}]
+    }
