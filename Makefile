@@ -44,6 +44,7 @@ format: install
 
 bench: install
 	$(PY) bench/scoring_throughput.py
+	$(PY) bench/demo_time.py
 
 clean:
 	rm -rf $(VENV) node_modules var

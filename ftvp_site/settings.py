@@ -263,7 +263,7 @@ if FTVP_EMBEDDER not in {"minilm", "hashing"} and not (Path(FTVP_EMBEDDER) / "mo
 # The endpoint (by name) that grades llm-rubric assertions; unset: llm-rubric fails with a message.
 FTVP_JUDGE_ENDPOINT = os.environ.get("FTVP_JUDGE_ENDPOINT", "").strip()
 FTVP_LOCAL_MAX_NEW_TOKENS = env_int("FTVP_LOCAL_MAX_NEW_TOKENS", 96, minimum=1)
-FTVP_LOCAL_BATCH = env_int("FTVP_LOCAL_BATCH", 8, minimum=1)
+FTVP_LOCAL_BATCH = env_int("FTVP_LOCAL_BATCH", 16, minimum=1)
 FTVP_HTTP_RETRIES = env_int("FTVP_HTTP_RETRIES", 4, minimum=0)
 
 LOGGING = {

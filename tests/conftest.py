@@ -161,9 +161,20 @@ class WorkerProcess:
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in logs)
 
 
+def _seed_builtin_strategies() -> None:
+    """Transactional tests flush every table, the migration's built-in strategies too: put them back."""
+    import importlib
+
+    from django.apps import apps
+
+    seed = importlib.import_module("evaluations.migrations.0002_builtin_strategies")
+    seed.add(apps, None)
+
+
 @pytest.fixture
 def worker(transactional_db, tmp_path, settings):
     """A real Celery worker process on the configured broker (Redis, or the filesystem one) and DB."""
+    _seed_builtin_strategies()
     if settings.REDIS_URL:
         import redis
 

@@ -26,6 +26,7 @@ from evaluations.models import (
     SuiteVersion,
 )
 from evaluations.services.endpoints import endpoint_create
+from evaluations.services.leases import heartbeat
 from evaluations.services.queue import enqueue
 from evaluations.services.runs import run_create
 from evaluations.training import Hyperparameters, TrainingCancelled, TrainingError, train_lora
@@ -128,14 +129,16 @@ def finetune_execute(*, job_id: int) -> None:
             )
         )
 
+    alive = FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.RUNNING)
     try:
-        result = train_lora(
-            base_model=job.base_endpoint.model,
-            examples=finetune_examples(job.suite_version),
-            out_dir=out,
-            hp=Hyperparameters.from_dict(job.hyperparameters),
-            progress=progress,
-        )
+        with heartbeat(alive, name=f"finetune-{job_id}"):  # loading the model takes a while too
+            result = train_lora(
+                base_model=job.base_endpoint.model,
+                examples=finetune_examples(job.suite_version),
+                out_dir=out,
+                hp=Hyperparameters.from_dict(job.hyperparameters),
+                progress=progress,
+            )
     except TrainingCancelled:
         shutil.rmtree(out, ignore_errors=True)
         log.info("fine-tune #%s cancelled", job_id)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -38,6 +36,7 @@ from evaluations.models import (
 )
 from evaluations.providers.base import Completion, GenerationParams, ProviderError
 from evaluations.services.endpoints import endpoint_provider
+from evaluations.services.leases import heartbeat
 from evaluations.services.queue import enqueue
 from evaluations.services.scorings import (
     current_scoring,
@@ -174,30 +173,9 @@ def run_fail(*, run_id: int, error: str) -> bool:
     )
 
 
-@contextmanager
-def _heartbeat(batch_id: int) -> Iterator[None]:
-    """Keep the lease alive from a side thread while slow work (model calls) runs."""
-    stop = threading.Event()
-    interval = max(1.0, settings.FTVP_STALL_SECONDS / 4)
-
-    def beat() -> None:
-        try:
-            while not stop.wait(interval):
-                try:
-                    Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now())
-                except DatabaseError:  # a locked or restarting database: try again next beat
-                    log.warning("heartbeat of batch %s failed; retrying", batch_id, exc_info=True)
-                    connection.close()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{batch_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+def _heartbeat(batch_id: int):
+    """Keep the batch's lease alive from a side thread while slow work (model calls) runs."""
+    return heartbeat(Batch.objects.filter(pk=batch_id), name=f"batch-{batch_id}")
 
 
 # --- generation -----------------------------------------------------------------------------------

@@ -1,70 +1,114 @@
-"""`make demo`: set up the embedded installation and serve it with one local worker process."""
+"""`make demo`: set up the embedded installation, tell the whole story with one local worker (a
+ticket-routing suite, its prompting ladder, a LoRA fine-tune trained here, the decision), and serve
+the dashboard while it happens."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import signal
+import socketserver
 import sys
-from pathlib import Path
+import threading
+import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer, get_internal_wsgi_application
 
-from evaluations.models import Endpoint, EndpointKind, Provider, Suite
-from evaluations.services.endpoints import endpoint_create
-from evaluations.services.suites import suite_import
+from evaluations.decisions import suite_decision
+from evaluations.demo import DemoSize, demo_setup, demo_story
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo_data"
-DEMO_SUITES = [
-    ("demo-sentiment", "sentiment.csv", "classification"),
-    ("demo-capitals", "capitals.jsonl", "generation"),
-]
-LOCAL_ENDPOINT = "smollm2-local"
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """Logs failed requests only: the terminal is for the demo's progress."""
+
+    def log_message(self, format, *args):
+        status = str(args[1]) if len(args) > 1 else ""
+        if status[:1] in ("4", "5"):
+            super().log_message(format, *args)
 
 
 class Command(BaseCommand):
-    help = "Migrate, load the demo suites and the local endpoint, start a worker, and serve ftvp."
+    help = (
+        "Migrate, create the demo admin, suites and local endpoint, start a worker, fine-tune the local "
+        "model, evaluate it against its prompting ladder, and serve the dashboard."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--addr", default=os.environ.get("FTVP_DEMO_ADDR", "127.0.0.1:8000"))
-        parser.add_argument("--setup-only", action="store_true", help="prepare everything, then exit")
+        parser.add_argument("--setup-only", action="store_true", help="prepare the data, then exit")
+        parser.add_argument("--no-serve", action="store_true", help="tell the story, then exit (benchmarks)")
+        parser.add_argument(
+            "--train", type=int, default=DemoSize.train, help="train tickets (first run only)"
+        )
+        parser.add_argument("--test", type=int, default=DemoSize.test, help="test tickets (first run only)")
+        parser.add_argument("--epochs", type=int, default=DemoSize.epochs, help="fine-tuning epochs")
 
     def handle(self, *args, **opts):
+        started = time.monotonic()
+        size = DemoSize(train=opts["train"], test=opts["test"], epochs=opts["epochs"])
+        self._say("1/5 migrating the database")
         call_command("migrate", interactive=False, verbosity=0)
         password = self._demo_user()
-        self._demo_data()
+        self._say("2/5 demo suites (demo-tickets: support tickets to route to 5 queues) and the local model")
+        suite = demo_setup(size=size)
         if opts["setup_only"]:
-            self.stdout.write("demo data ready")
+            self._say("demo data ready")
             return
         from workers import embedded
 
         log_path = settings.DATA_DIR / "logs" / "demo-worker.log"
+        self._say(f"3/5 starting a worker (llm, scoring and training queues; log in {log_path})")
         worker = embedded.start_worker(name="demo", log_path=log_path)
-        url = f"http://{opts['addr']}/"
-        self.stdout.write(
-            "\n".join(
-                [
-                    "",
-                    "ftvp demo is starting (embedded: SQLite, filesystem broker, one local worker).",
-                    f"  open      {url}",
-                    f"  log in    user demo, password {password}",
-                    f"  worker    log in {log_path}",
-                    "  try       Runs > New run > demo-sentiment, smollm2-local x zero-shot and few-shot,",
-                    "            then the suite's page > Is prompting enough?",
-                    "  stop      Ctrl-C",
-                    "",
-                ]
-            )
-        )
+        server = None
         # SIGTERM (e.g. from a process manager) ends the demo like Ctrl-C: the worker is stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
-            call_command("runserver", opts["addr"], use_reloader=False, use_threading=True)
+            if not embedded.wait_until_ready(worker):
+                raise CommandError(f"the worker did not start; see {log_path}")
+            url = f"http://{opts['addr']}/"
+            if not opts["no_serve"]:
+                server = self._serve(opts["addr"])
+                self._say(f"    dashboard {url} (user demo, password {password}): watch it happen")
+            self._say("4/5 fine-tuning and evaluating (about 8 minutes on 2 cores the first time)")
+            _, run = demo_story(say=self._say, size=size)
+            decision = suite_decision(suite, run_id=run.pk).decision
+            decision_url = f"{url}suites/{suite.pk}/decision/"
+            elapsed = time.monotonic() - started
+            self._say(f"5/5 decided in {elapsed / 60:.1f} minutes: {decision.title}")
+            self._say(f"    {decision.summary}")
+            self._say("")
+            self._say(f"  log in    user demo, password {password}")
+            self._say(f"  decision  {decision_url}")
+            if opts["no_serve"]:
+                return
+            self._say("  stop      Ctrl-C")
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
         finally:
+            if server is not None:
+                server.shutdown()
             embedded.stop_worker(worker)
+
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
+    def _serve(self, addr: str):
+        """The dashboard in a thread (the main thread tells the story); request logs stay quiet."""
+        host, _, port = addr.rpartition(":")
+        server_cls = type("DemoServer", (socketserver.ThreadingMixIn, WSGIServer), {"daemon_threads": True})
+        try:
+            server = server_cls((host or "127.0.0.1", int(port)), QuietRequestHandler)
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot serve on {addr}: {exc}; set FTVP_DEMO_ADDR=host:port") from None
+        server.set_app(get_internal_wsgi_application())
+        threading.Thread(target=server.serve_forever, name="demo-web", daemon=True).start()
+        return server
 
     def _demo_user(self) -> str:
         password = os.environ.get("FTVP_DEMO_PASSWORD") or secrets.token_urlsafe(9)
@@ -74,19 +118,3 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         return password
-
-    def _demo_data(self) -> None:
-        for name, filename, task_type in DEMO_SUITES:
-            if not Suite.objects.filter(name=name).exists():
-                with (DEMO_DIR / filename).open("rb") as fh:
-                    suite_import(name=name, fileobj=fh, filename=filename, task_type=task_type)
-        if not Endpoint.objects.filter(name=LOCAL_ENDPOINT).exists():
-            endpoint_create(
-                name=LOCAL_ENDPOINT,
-                provider=Provider.LOCAL,
-                model="smollm2-135m-instruct",
-                kind=EndpointKind.BASE,
-                price_hour="0.10",
-                max_concurrency=1,
-                params={"temperature": 0, "max_tokens": 64},
-            )
