@@ -46,6 +46,27 @@ def counts(env: dict) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def fine_tune_vs_zero_shot(env: dict) -> dict:
+    """The acceptance check: the fine-tuned arm against zero-shot, paired on the demo's test cases."""
+    code = """
+import json
+from evaluations.analysis.compare import compare_scores
+from evaluations.models import FineTuneJob, Result
+job = FineTuneJob.objects.filter(status="succeeded").latest("id")
+def per_case(**arm):
+    return dict(Result.objects.filter(arm__run=job.run, **arm).values_list("case__key", "score"))
+zs = per_case(arm__strategy__name="zero-shot")
+ft = per_case(arm__endpoint=job.endpoint)
+c = compare_scores(zs, ft)
+print(json.dumps({"zero_shot": c.mean_a, "fine_tuned": c.mean_b, "diff": c.diff, "p": c.p_value,
+                  "verdict": c.verdict, "cases": c.n}))
+"""
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ftvp-demo-bench-") as tmp:
         env = {**os.environ, "FTVP_DATA_DIR": tmp, "FTVP_DEMO_PASSWORD": "bench-only-password"}
@@ -53,6 +74,7 @@ def main() -> None:
             env.pop(name, None)
         first, out = rundemo(env)
         after_first = counts(env)
+        versus = fine_tune_vs_zero_shot(env)
         second, _ = rundemo(env)
         after_second = counts(env)
     verdict = next((line.strip() for line in out.splitlines() if line.startswith("5/5")), "?")
@@ -62,8 +84,14 @@ def main() -> None:
     print(f"demo, second run: {second:6.1f} s  (reuses everything)")
     print(f"idempotent: {after_first == after_second}  {after_second}")
     print(verdict)
+    print(
+        f"fine-tuned {versus['fine_tuned']:.3f} vs zero-shot {versus['zero_shot']:.3f} on {versus['cases']} "
+        f"paired cases: {versus['diff']:+.3f}, p={versus['p']:.2g} ({versus['verdict']}; target: better)"
+    )
     if after_first != after_second:
         sys.exit("the second run created something: the demo is not idempotent")
+    if versus["verdict"] != "better":
+        sys.exit("the fine-tuned arm is not significantly better than zero-shot")
 
 
 if __name__ == "__main__":

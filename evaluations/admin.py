@@ -32,6 +32,7 @@ class CaseAdmin(admin.ModelAdmin):
 class EndpointAdmin(admin.ModelAdmin):
     list_display = ("name", "provider", "model", "kind", "price_in", "price_out", "price_hour")
     list_filter = ("provider", "kind")
+    readonly_fields = ("adapter",)  # written by fine-tuning jobs only
 
 
 @admin.register(models.Strategy)
@@ -58,3 +59,10 @@ class ResultAdmin(admin.ModelAdmin):
     list_display = ("id", "arm", "case", "sample", "score", "passed", "error")
     list_filter = ("passed",)
     raw_id_fields = ("arm", "case")
+
+
+@admin.register(models.FineTuneJob)
+class FineTuneJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "suite_version", "base_endpoint", "status", "step", "total_steps", "created_at")
+    list_filter = ("status",)
+    readonly_fields = ("adapter", "endpoint", "run", "losses")

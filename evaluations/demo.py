@@ -12,9 +12,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from evaluations.demo_data import tickets
 from evaluations.models import (
@@ -30,7 +33,7 @@ from evaluations.models import (
     TaskType,
 )
 from evaluations.services.endpoints import endpoint_create
-from evaluations.services.finetune import finetune_create
+from evaluations.services.finetune import finetune_cancel, finetune_create, finetune_evaluate
 from evaluations.services.suites import suite_import, suite_update_profile
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
@@ -40,6 +43,7 @@ FILE_SUITES = [
 ]
 TICKETS_SUITE = "demo-tickets"
 LOCAL_ENDPOINT = "smollm2-local"
+DEMO_PARAMS = {"temperature": 0, "max_tokens": 32}
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,11 @@ def demo_setup(*, size: DemoSize = DemoSize()) -> Suite:
             urgency="soon",
             monthly_budget=None,
         )
-    if not Endpoint.objects.filter(name=LOCAL_ENDPOINT).exists():
+    local = Endpoint.objects.filter(name=LOCAL_ENDPOINT).first()
+    if local is not None and local.params != DEMO_PARAMS:
+        local.params = dict(DEMO_PARAMS)  # the demo's settings (an older install had longer answers)
+        local.save(update_fields=["params"])
+    if local is None:
         endpoint_create(
             name=LOCAL_ENDPOINT,
             provider=Provider.LOCAL,
@@ -91,15 +99,20 @@ def demo_setup(*, size: DemoSize = DemoSize()) -> Suite:
             kind=EndpointKind.BASE,
             price_hour="0.10",
             max_concurrency=1,
-            params={"temperature": 0, "max_tokens": 32},
+            params=dict(DEMO_PARAMS),
         )
     return suite
 
 
 def demo_job(suite: Suite, *, size: DemoSize = DemoSize()) -> FineTuneJob:
-    """The demo's fine-tune: the one that succeeded or is under way, else a new one."""
+    """The demo's fine-tune: the one that succeeded or is under way, else a new one. A job left
+    running by an interrupted demo (its heartbeat is stale: no worker trains it) is cancelled and
+    replaced."""
     version = suite.latest_version()
     jobs = FineTuneJob.objects.filter(suite_version=version, base_endpoint__name=LOCAL_ENDPOINT)
+    stale = timezone.now() - timedelta(seconds=settings.FTVP_STALL_SECONDS)
+    for job in jobs.filter(status=FineTuneStatus.RUNNING, heartbeat_at__lt=stale):
+        finetune_cancel(job_id=job.pk)
     current = jobs.filter(
         status__in=[FineTuneStatus.SUCCEEDED, FineTuneStatus.RUNNING, FineTuneStatus.QUEUED]
     ).first()
@@ -114,6 +127,14 @@ def demo_job(suite: Suite, *, size: DemoSize = DemoSize()) -> FineTuneJob:
             "learning_rate": size.learning_rate,
         },
     )
+
+
+def demo_cancel(suite: Suite) -> None:
+    """Stop the demo's fine-tune if it is still queued or training (the demo was interrupted)."""
+    for job in FineTuneJob.objects.filter(
+        suite_version__suite=suite, status__in=[FineTuneStatus.QUEUED, FineTuneStatus.RUNNING]
+    ):
+        finetune_cancel(job_id=job.pk)
 
 
 def demo_story(
@@ -131,7 +152,10 @@ def demo_story(
     if job.status == FineTuneStatus.SUCCEEDED:
         say(f"fine-tune #{job.pk} already done: endpoint {job.endpoint.name if job.endpoint else '?'}")
     else:
-        say(f"fine-tuning {LOCAL_ENDPOINT} on {job.examples} tickets (LoRA, job #{job.pk})")
+        say(
+            f"fine-tuning {LOCAL_ENDPOINT} on {job.examples} tickets (LoRA, job #{job.pk}), then evaluating: "
+            "about 6 minutes on 2 cores"
+        )
     shown, said, last_said = None, "", 0.0
     while job.status != FineTuneStatus.SUCCEEDED:
         if job.status in (FineTuneStatus.FAILED, FineTuneStatus.CANCELLED):
@@ -154,6 +178,11 @@ def demo_story(
         time.sleep(poll)
         job.refresh_from_db()
     run = job.run
+    if run is None or run.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+        say(
+            "the fine-tune's evaluation " + ("is missing" if run is None else f"was {run.status}") + ": again"
+        )
+        run = finetune_evaluate(job=job)
     if job.compute_seconds:
         say(f"  trained in {job.compute_seconds:.0f} s of compute; endpoint {job.endpoint.name} registered")
     say(f"evaluating the prompting ladder and the fine-tune (run #{run.pk})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -122,6 +123,14 @@ def train_lora(
     """Train a LoRA adapter on (messages, answer) pairs and save it (adapter weights only) to out_dir."""
     if not examples:
         raise TrainingError("no training examples")
+    with _one_at_a_time:  # one training per process: two would share the CPU and both crawl
+        return _train(base_model=base_model, examples=examples, out_dir=out_dir, hp=hp, progress=progress)
+
+
+_one_at_a_time = threading.Lock()
+
+
+def _train(*, base_model, examples, out_dir, hp, progress) -> TrainResult:
     import torch
     from peft import LoraConfig, get_peft_model
 

@@ -96,13 +96,6 @@ def load_model(name: str, adapter: str | Path | None = None) -> LoadedModel:
         return _models[key]
 
 
-def unload(adapter: str | Path) -> None:
-    """Forget a loaded adapter (its files are being deleted)."""
-    with _models_lock:
-        for key in [k for k in _models if k[1] == str(adapter)]:
-            del _models[key]
-
-
 class LocalProvider:
     """Batched generation on the CPU; cost is the batch's compute seconds x the hourly price."""
 

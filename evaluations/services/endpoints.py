@@ -69,6 +69,8 @@ def endpoint_create(
         raise ValidationError({"base_endpoint": "only a fine-tuned endpoint has a base endpoint"})
     if adapter and (provider != Provider.LOCAL or kind != EndpointKind.FINE_TUNED):
         raise ValidationError({"adapter": "only a local fine-tuned endpoint loads a LoRA adapter"})
+    if adapter:
+        adapter_path(adapter)  # inside the media directory's adapters/, or refused
     training = _optional_decimal(training_cost, "training_cost")
     if kind == EndpointKind.BASE and training:
         raise ValidationError({"training_cost": "only a fine-tuned endpoint has a training cost"})
@@ -95,6 +97,27 @@ def endpoint_create(
     return endpoint
 
 
+def adapter_path(adapter: str) -> Path:
+    """The folder of a fine-tune's adapter: `adapter` is relative to MEDIA_ROOT/adapters and may not
+    leave it (an absolute path or `..` would let an endpoint load any folder on the worker)."""
+    root = (Path(settings.MEDIA_ROOT) / "adapters").resolve()
+    path = (Path(settings.MEDIA_ROOT) / adapter).resolve()
+    if Path(adapter).is_absolute() or root not in path.parents:
+        raise ValidationError(
+            {"adapter": f"{adapter!r} is not a folder under the media directory's adapters/"}
+        )
+    return path
+
+
+def _provider_adapter(endpoint: Endpoint) -> Path | None:
+    if not endpoint.adapter:
+        return None
+    try:
+        return adapter_path(endpoint.adapter)
+    except ValidationError as exc:
+        raise ProviderError(f"endpoint {endpoint.name!r}: {' '.join(exc.messages)}") from None
+
+
 def endpoint_api_key(endpoint: Endpoint) -> str | None:
     if not endpoint.api_key_env:
         return None
@@ -114,7 +137,7 @@ def endpoint_provider(endpoint: Endpoint):
 
         return LocalProvider(
             model=endpoint.model,
-            adapter=Path(settings.MEDIA_ROOT) / endpoint.adapter if endpoint.adapter else None,
+            adapter=_provider_adapter(endpoint),
             price_hour=float(endpoint.price_hour),
             batch_size=settings.FTVP_LOCAL_BATCH,
             max_new_tokens=settings.FTVP_LOCAL_MAX_NEW_TOKENS,

@@ -4,6 +4,7 @@ model's prompting ladder, so the suite's decision page answers without another c
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from datetime import timedelta
@@ -21,6 +22,7 @@ from evaluations.models import (
     FineTuneJob,
     FineTuneStatus,
     Provider,
+    Run,
     Split,
     Strategy,
     SuiteVersion,
@@ -50,7 +52,9 @@ def finetune_examples(version: SuiteVersion) -> list[tuple[list[dict], str]]:
     rows = version.cases.filter(split=Split.TRAIN).order_by("position").values_list("input", "expected")
     for case_input, expected in rows:
         answer = expected[0] if isinstance(expected, list) and expected else expected
-        if answer is None or isinstance(answer, list | dict) or not str(answer).strip():
+        if isinstance(answer, dict | list):  # a JSON suite's expected object
+            answer = json.dumps(answer, ensure_ascii=False, sort_keys=True)
+        if answer is None or not str(answer).strip():
             continue
         pairs.append((strategies.render("plain", case_input, ctx), str(answer)))
     return pairs
@@ -145,50 +149,82 @@ def finetune_execute(*, job_id: int) -> None:
         return
     except Exception as exc:  # a failed job says why, and leaves nothing behind
         log.exception("fine-tune #%s failed", job_id)
-        shutil.rmtree(out, ignore_errors=True)
-        FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.RUNNING).update(
-            status=FineTuneStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:2000],
-            finished_at=timezone.now(),
-        )
+        _fail(job_id, out, exc)
         return
+    try:
+        job, endpoint, run = _register(job_id, result, losses, out)
+    except Exception as exc:  # e.g. missing strategies: say so rather than look like a dead worker
+        log.exception("fine-tune #%s trained but could not be registered", job_id)
+        _fail(job_id, out, exc)
+        return
+    if job is not None:
+        log.info(
+            "fine-tune #%s trained in %.1fs; endpoint %s, run #%s",
+            job_id,
+            result.seconds,
+            endpoint.name,
+            run.pk,
+        )
+
+
+def _fail(job_id: int, out: Path, exc: Exception) -> None:
+    shutil.rmtree(out, ignore_errors=True)
+    FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.RUNNING).update(
+        status=FineTuneStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def _register(job_id: int, result, losses: list[float], out: Path):
+    """Register the fine-tuned endpoint and start its evaluation, once, unless cancelled meanwhile."""
+    job = FineTuneJob.objects.select_for_update().select_related("base_endpoint").get(pk=job_id)
+    if job.status != FineTuneStatus.RUNNING:  # cancelled during the last step
+        transaction.on_commit(lambda: shutil.rmtree(out, ignore_errors=True))
+        return None, None, None
     base = job.base_endpoint
     cost = compute_cost(result.seconds, float(base.price_hour))
-    with transaction.atomic():
-        job = FineTuneJob.objects.select_for_update().get(pk=job_id)
-        if job.status != FineTuneStatus.RUNNING:  # cancelled during the last step
-            transaction.on_commit(lambda: shutil.rmtree(out, ignore_errors=True))
-            return
-        endpoint = endpoint_create(
-            name=_endpoint_name(base, job),
-            provider=Provider.LOCAL,
-            model=base.model,
-            kind=EndpointKind.FINE_TUNED,
-            base_endpoint=base,
-            price_in=base.price_in,
-            price_out=base.price_out,
-            price_hour=base.price_hour,
-            training_cost=f"{cost:.4f}",
-            adapter=job.adapter,
-            max_concurrency=base.max_concurrency,
-            timeout_seconds=base.timeout_seconds,
-            params=dict(base.params or {}),
-        )
-        run = run_create(
-            suite_version=job.suite_version, arms=_evaluation_arms(base, endpoint), user=job.created_by
-        )
-        job.status = FineTuneStatus.SUCCEEDED
-        job.finished_at = timezone.now()
-        job.compute_seconds = result.seconds
-        job.training_cost = cost
-        job.endpoint = endpoint
-        job.run = run
-        job.step = job.total_steps = result.steps
-        job.losses = losses
-        job.save()
-    log.info(
-        "fine-tune #%s trained in %.1fs; endpoint %s, run #%s", job_id, result.seconds, endpoint.name, run.pk
+    endpoint = endpoint_create(
+        name=_endpoint_name(base, job),
+        provider=Provider.LOCAL,
+        model=base.model,
+        kind=EndpointKind.FINE_TUNED,
+        base_endpoint=base,
+        price_in=base.price_in,
+        price_out=base.price_out,
+        price_hour=base.price_hour,
+        training_cost=f"{cost:.4f}",
+        adapter=job.adapter,
+        max_concurrency=base.max_concurrency,
+        timeout_seconds=base.timeout_seconds,
+        params=dict(base.params or {}),
     )
+    run = run_create(
+        suite_version=job.suite_version, arms=_evaluation_arms(base, endpoint), user=job.created_by
+    )
+    job.status = FineTuneStatus.SUCCEEDED
+    job.finished_at = timezone.now()
+    job.compute_seconds = result.seconds
+    job.training_cost = cost
+    job.endpoint = endpoint
+    job.run = run
+    job.step = job.total_steps = result.steps
+    job.losses = losses
+    job.save()
+    return job, endpoint, run
+
+
+@transaction.atomic
+def finetune_evaluate(*, job: FineTuneJob, user=None) -> Run:
+    """Evaluate a succeeded job's endpoint again, next to its base model's ladder (e.g. when its
+    first evaluation was cancelled or failed)."""
+    if job.status != FineTuneStatus.SUCCEEDED or job.endpoint is None:
+        raise FineTuneError(f"fine-tune #{job.pk} has no fine-tuned endpoint to evaluate")
+    run = run_create(
+        suite_version=job.suite_version, arms=_evaluation_arms(job.base_endpoint, job.endpoint), user=user
+    )
+    FineTuneJob.objects.filter(pk=job.pk).update(run=run)
+    job.run = run
+    return run
 
 
 def finetunes_recover(*, startup: bool = False) -> dict[str, int]:
@@ -213,6 +249,9 @@ def finetunes_recover(*, startup: bool = False) -> dict[str, int]:
             counts["failed"] += 1
     queued = FineTuneJob.objects.filter(status=FineTuneStatus.QUEUED)
     if not startup:
+        # Behind a training job (the trainer takes one at a time) a queued job is only waiting.
+        if FineTuneJob.objects.filter(status=FineTuneStatus.RUNNING).exists():
+            queued = queued.none()
         queued = queued.filter(created_at__lt=stale_before)
     for job_id in queued.values_list("id", flat=True):
         enqueue("finetune", job_id)

@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from evaluations.models import FineTuneJob, FineTuneStatus
-from evaluations.services.finetune import FineTuneError, finetune_cancel, finetune_create, finetunes_recover
-from evaluations.training import Hyperparameters, TrainingError
+from evaluations.models import Endpoint, FineTuneJob, FineTuneStatus
+from evaluations.services.endpoints import endpoint_create
+from evaluations.services.finetune import (
+    FineTuneError,
+    finetune_cancel,
+    finetune_create,
+    finetune_evaluate,
+    finetune_examples,
+    finetune_execute,
+    finetunes_recover,
+)
+from evaluations.training import Hyperparameters, Progress, TrainingCancelled, TrainingError, TrainResult
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory
 
 
@@ -145,3 +155,111 @@ def test_the_train_split_exports_as_chat_fine_tuning_jsonl(auth_client, version)
     assert lines[0] == {
         "messages": [{"role": "user", "content": "train 0"}, {"role": "assistant", "content": "access"}]
     }
+
+
+def test_every_fine_tuning_url_needs_a_login(client, version, local, queue):
+    job = finetune_create(suite_version=version, base_endpoint=local)
+    for url, method in (
+        (reverse("evaluations:finetune-live", args=[job.pk]), client.get),
+        (reverse("evaluations:finetune-cancel", args=[job.pk]), client.post),
+        (reverse("evaluations:suite-finetune-export", args=[version.suite.pk]), client.get),
+    ):
+        response = method(url)
+        assert response.status_code == 302 and "/login" in response["Location"], url
+    job.refresh_from_db()
+    assert job.status == FineTuneStatus.QUEUED
+
+
+@pytest.mark.parametrize("adapter", ["../../etc", "/tmp/elsewhere", "adapters/../../x", "media-root-itself"])
+def test_an_adapter_outside_the_media_adapters_folder_is_refused(db, adapter):
+    base = EndpointFactory(name="smol-base", provider="local", model="smollm2-135m-instruct", base_url="")
+    with pytest.raises(ValidationError, match="adapters/"):
+        endpoint_create(
+            name="escape", provider="local", model="smollm2-135m-instruct", kind="fine_tuned",
+            base_endpoint=base, adapter=adapter,
+        )  # fmt: skip
+
+
+def test_json_answers_are_trained_as_json_text(db):
+    version = SuiteVersionFactory(suite__name="extract", suite__task_type="json")
+    CaseFactory(version=version, key="x0", position=0, input="Ann, 31", expected={"name": "Ann", "age": 31},
+                split="train")  # fmt: skip
+    assert finetune_examples(version) == [
+        ([{"role": "user", "content": "Ann, 31"}], '{"age": 31, "name": "Ann"}')
+    ]
+
+
+def _fake_training(tmp_path, monkeypatch, settings):
+    """train_lora without a model: writes an adapter folder and reports two steps."""
+    settings.MEDIA_ROOT = tmp_path
+
+    def fake(*, out_dir, progress, **kwargs):
+        for step in (1, 2):
+            if progress(Progress(step, 2, 1, 1.0 / step, 0.1)) is False:
+                raise TrainingCancelled("cancelled")
+        out_dir.mkdir(parents=True)
+        (out_dir / "adapter_config.json").write_text("{}")
+        return TrainResult(steps=2, seconds=36.0, final_loss=0.5, examples=6, tokens=100, losses=[1.0, 0.5])
+
+    monkeypatch.setattr("evaluations.services.finetune.train_lora", fake)
+
+
+def test_a_trained_job_registers_its_endpoint_and_starts_the_ladder(
+    version, local, queue, tmp_path, monkeypatch, settings
+):
+    _fake_training(tmp_path, monkeypatch, settings)
+    job = finetune_create(suite_version=version, base_endpoint=local)
+    queue.sent.clear()
+    finetune_execute(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == FineTuneStatus.SUCCEEDED and job.losses == [1.0, 0.5]
+    assert job.training_cost == pytest.approx(36.0 * 0.5 / 3600)
+    assert float(job.endpoint.training_cost) == pytest.approx(0.005)
+    assert job.endpoint.name == f"smol-ft{job.pk}" and job.endpoint.adapter == job.adapter
+    assert sorted(a.strategy.name for a in job.run.arms.all()) == sorted(
+        ["zero-shot", "few-shot", "system", "cot", "structured", "plain"]
+    )
+    # Evaluating again (its run was cancelled, say) starts a new run with the same arms.
+    first = job.run
+    again = finetune_evaluate(job=job)
+    assert again.pk != first.pk and job.run == again
+    job.refresh_from_db()
+    assert job.run == again and again.arms.count() == 6
+
+
+def test_a_failure_after_training_is_reported_with_its_cause(
+    version, local, queue, tmp_path, monkeypatch, settings
+):
+    _fake_training(tmp_path, monkeypatch, settings)
+    job = finetune_create(suite_version=version, base_endpoint=local)
+
+    def broken(*args, **kwargs):
+        raise FineTuneError("built-in strategies missing: plain (run migrate)")
+
+    monkeypatch.setattr("evaluations.services.finetune._evaluation_arms", broken)
+    finetune_execute(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == FineTuneStatus.FAILED and "built-in strategies missing" in job.error
+    assert job.endpoint is None and not (tmp_path / job.adapter).exists()
+    assert not Endpoint.objects.filter(kind="fine_tuned").exists()
+
+
+def test_a_cancel_after_the_last_step_registers_nothing(
+    version, local, queue, tmp_path, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = tmp_path
+    job = finetune_create(suite_version=version, base_endpoint=local)
+
+    def trains_then_is_cancelled(*, out_dir, progress, **kwargs):
+        assert progress(Progress(1, 1, 1, 0.5, 0.1)) is True
+        out_dir.mkdir(parents=True)
+        finetune_cancel(job_id=job.pk)  # pressed while the adapter was being saved
+        return TrainResult(steps=1, seconds=1.0, final_loss=0.5, examples=6, tokens=10, losses=[0.5])
+
+    monkeypatch.setattr("evaluations.services.finetune.train_lora", trains_then_is_cancelled)
+    with django_capture_on_commit_callbacks(execute=True):
+        finetune_execute(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == FineTuneStatus.CANCELLED and job.endpoint is None and job.run is None
+    assert not Endpoint.objects.filter(kind="fine_tuned").exists()
+    assert not (tmp_path / job.adapter).exists()

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer, get_internal_wsgi_application
 
 from evaluations.decisions import suite_decision
-from evaluations.demo import DemoSize, demo_setup, demo_story
+from evaluations.demo import DemoSize, demo_cancel, demo_setup, demo_story
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -73,8 +73,13 @@ class Command(BaseCommand):
             if not opts["no_serve"]:
                 server = self._serve(opts["addr"])
                 self._say(f"    dashboard {url} (user demo, password {password}): watch it happen")
-            self._say("4/5 fine-tuning and evaluating (about 8 minutes on 2 cores the first time)")
-            _, run = demo_story(say=self._say, size=size)
+            self._say("4/5 fine-tuning and evaluating")
+            try:
+                _, run = demo_story(say=self._say, size=size)
+            except (KeyboardInterrupt, SystemExit):
+                demo_cancel(suite)  # a half-trained job would otherwise wait for a worker that is gone
+                self._say("interrupted: the fine-tune was cancelled; run make demo again to start over")
+                raise SystemExit(130) from None
             decision = suite_decision(suite, run_id=run.pk).decision
             decision_url = f"{url}suites/{suite.pk}/decision/"
             elapsed = time.monotonic() - started
