@@ -44,6 +44,7 @@ format: install
 
 bench: install
 	$(PY) bench/scoring_throughput.py
+	$(PY) bench/import_100k.py
 	$(PY) bench/demo_time.py
 
 clean:

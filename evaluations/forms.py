@@ -3,9 +3,28 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
+from evaluations.importers import FORMAT_CHOICES
 from evaluations.models import Endpoint, EndpointKind, Provider, Strategy, SuiteVersion, TaskType, Urgency
 from evaluations.scoring.assertions import validate_assertion
 from evaluations.strategies import ladder_rank
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one field (a config and the files it refers to)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
 
 
 class SuiteUploadForm(forms.Form):
@@ -15,17 +34,30 @@ class SuiteUploadForm(forms.Form):
         required=False,
         help_text="How outputs are scored: similarity, label accuracy, or JSON equality.",
     )
-    file = forms.FileField(
-        help_text="CSV or JSONL with columns input, expected (or ideal), and optional split, tags, id."
+    file = MultipleFileField(
+        help_text="One suite file (ftvp CSV/JSONL/YAML, DeepEval or Langfuse JSON, OpenAI evals or chat "
+        "fine-tuning JSONL, promptfoo test CSV/JSONL), or a promptfoo config / OpenAI evals registry "
+        "together with the files it refers to, or a zip of them."
+    )
+    format = forms.ChoiceField(
+        choices=FORMAT_CHOICES, required=False, help_text="Detected unless you choose."
+    )
+    test_fraction = forms.FloatField(
+        required=False,
+        min_value=0.01,
+        max_value=0.99,
+        help_text="Split the cases at random (seeded): this share is the test split, the rest train.",
     )
 
     def clean_file(self):
-        upload = self.cleaned_data["file"]
-        if upload.size > settings.FTVP_MAX_UPLOAD_BYTES:
+        uploads = self.cleaned_data["file"]
+        total = sum(u.size for u in uploads)
+        if total > settings.FTVP_MAX_UPLOAD_BYTES:
+            names = ", ".join(u.name for u in uploads)
             raise forms.ValidationError(
-                f"{upload.name} is {upload.size:,} bytes; the limit is {settings.FTVP_MAX_UPLOAD_BYTES:,}"
+                f"{names} is {total:,} bytes; the limit is {settings.FTVP_MAX_UPLOAD_BYTES:,}"
             )
-        return upload
+        return uploads
 
 
 class EndpointForm(forms.Form):

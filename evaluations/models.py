@@ -105,6 +105,9 @@ class SuiteVersion(models.Model):
     # never rescores its old versions or a run in progress.
     task_type = models.CharField(max_length=20, choices=TaskType.choices, default=TaskType.GENERATION)
     labels = models.JSONField(default=list, blank=True, help_text="Label set of a classification suite.")
+    notes = models.JSONField(
+        default=list, blank=True, help_text="What the import reported, e.g. assertions kept but skipped."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -239,6 +242,7 @@ class StrategyKind(models.TextChoices):
     COT = "cot", "Chain-of-thought"
     STRUCTURED = "structured", "Structured JSON"
     PLAIN = "plain", "Plain (fine-tuned models)"
+    TEMPLATE = "template", "Template (imported prompt with the case's vars)"
 
 
 class Strategy(models.Model):

@@ -37,6 +37,7 @@ class RenderContext:
     labels: tuple[str, ...] = ()
     examples: tuple[Example, ...] = ()
     params: dict = field(default_factory=dict)
+    vars: dict = field(default_factory=dict)  # an imported case's variables (promptfoo tests)
 
 
 def as_messages(value: str | Messages) -> Messages:
@@ -73,12 +74,39 @@ def _with_instruction(messages: Messages, instruction: str) -> Messages:
     return out
 
 
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
+
+
+def fill_template(template: str, case_input: str | Messages, variables: dict) -> str:
+    """A prompt template with ``{{name}}`` placeholders (promptfoo's, nunjucks-style) filled from the
+    case's vars; ``{{input}}`` is the case's input when no var of that name exists. A placeholder with
+    no value is left as it is, so the prompt shows what is missing."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name in variables:
+            v = variables[name]
+            return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        if name == "input":
+            return input_text(case_input)
+        return match.group(0)
+
+    return _PLACEHOLDER.sub(value, template)
+
+
 def render(kind: str, case_input: str | Messages, ctx: RenderContext) -> Messages:
     """Turn a case input into the chat messages sent to the model for strategy `kind`."""
     base = as_messages(case_input)
     instruction = _task_instruction(ctx)
     if kind == "plain":
         return base
+    if kind == "template":
+        return [
+            {
+                "role": "user",
+                "content": fill_template(str(ctx.params.get("template", "")), case_input, ctx.vars),
+            }
+        ]
     if kind == "zero-shot":
         return _with_instruction(base, instruction)
     if kind == "system":

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from evaluations.views import decision, finetune, pages
+from evaluations.views import exports as export_views
 
 app_name = "evaluations"
 
@@ -33,5 +34,8 @@ urlpatterns = [
     path("runs/<int:pk>/results/", pages.run_results, name="run-results"),
     path("runs/<int:pk>/cancel/", pages.run_cancel_view, name="run-cancel"),
     path("runs/<int:pk>/rescore/", pages.run_rescore_view, name="run-rescore"),
+    path("runs/<int:pk>/export.csv", export_views.run_export_csv, name="run-export-csv"),
+    path("runs/<int:pk>/export.jsonl", export_views.run_export_jsonl, name="run-export-jsonl"),
+    path("runs/<int:pk>/export/finetune.jsonl", export_views.run_export_finetune, name="run-export-finetune"),
     path("compare/", pages.compare_view, name="compare"),
 ]

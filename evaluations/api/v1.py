@@ -11,16 +11,21 @@ import datetime
 import math
 from decimal import Decimal
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from evaluations.decisions import DecisionError, suite_decision
+from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
+from evaluations.importers.sources import FORMATS
 from evaluations.models import Suite
+from evaluations.services.suites import suite_import
 
 
 def json_ready(value):
@@ -118,6 +123,78 @@ class SuiteDecisionView(APIView):
         return Response(payload)
 
 
+class SuiteUploadView(APIView):
+    """Upload a suite (any supported format) as a new version: multipart `name`, one or more `file`,
+    optional `format`, `task_type`, `test_fraction`, `seed`. All or nothing, like the upload page."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        operation_id="suite_upload",
+        summary="Upload a suite file (or a config with its files, or a zip) as a new version",
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "format": {"type": "string", "enum": list(FORMATS)},
+                    "task_type": {"type": "string"},
+                    "test_fraction": {"type": "number"},
+                    "seed": {"type": "integer"},
+                },
+                "required": ["name", "file"],
+            }
+        },
+        responses={
+            201: OpenApiResponse(OpenApiTypes.OBJECT, description="suite, version, format, counts, notes"),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description='`{"detail": ..., "errors": [...]}`'),
+        },
+    )
+    def post(self, request):
+        name = (request.data.get("name") or "").strip()
+        uploads = request.FILES.getlist("file")
+        if not name or not uploads:
+            return _bad_request("give the suite's 'name' and at least one 'file'")
+        limit = settings.FTVP_MAX_UPLOAD_BYTES
+        if sum(u.size for u in uploads) > limit:
+            return _bad_request(f"the upload is larger than the limit of {limit:,} bytes")
+        try:
+            fraction = request.data.get("test_fraction")
+            fraction = float(fraction) if fraction not in (None, "") else None
+            seed = int(request.data.get("seed") or 0)
+        except ValueError:
+            return _bad_request("test_fraction must be a number between 0 and 1, seed a whole number")
+        try:
+            version = suite_import(
+                name=name,
+                files=[SourceFile(u.name, u.read()) for u in uploads],
+                fmt=request.data.get("format") or None,
+                test_fraction=fraction,
+                seed=seed,
+                task_type=request.data.get("task_type") or None,
+                user=request.user,
+            )
+        except SuiteValidationError as exc:
+            return Response(
+                {"detail": str(exc).splitlines()[0], "errors": [str(e) for e in exc.errors]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        except SuiteFormatError as exc:
+            return _bad_request(str(exc))
+        counts = {split: version.cases.filter(split=split).count() for split in ("test", "train")}
+        return Response(
+            {
+                "suite": {"id": version.suite_id, "name": version.suite.name},
+                "version": version.number,
+                "format": version.source_format,
+                "cases": counts,
+                "notes": version.notes,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
 def _bad_request(detail: str) -> Response:
     return Response({"detail": detail}, status=status.HTTP_400_BAD_REQUEST)
 
@@ -125,5 +202,6 @@ def _bad_request(detail: str) -> Response:
 app_name = "api-v1"
 
 urlpatterns = [
+    path("suites/", SuiteUploadView.as_view(), name="suite-upload"),
     path("suites/<int:id>/decision", SuiteDecisionView.as_view(), name="suite-decision"),
 ]

@@ -29,19 +29,24 @@ from .base import (
 )
 from .csv_format import read_csv
 from .jsonl_format import read_jsonl
+from .sources import FORMAT_CHOICES, ImportResult, SourceFile, read_sources
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 SUPPORTED_EXTENSIONS = tuple(FORMATS)
 
 __all__ = [
+    "FORMAT_CHOICES",
     "MAX_CASES",
     "MAX_FIELD_CHARS",
     "SUPPORTED_EXTENSIONS",
     "CaseDict",
+    "ImportResult",
     "Message",
+    "SourceFile",
     "SuiteFormatError",
     "SuiteValidationError",
     "detect_format",
+    "read_sources",
     "read_suite",
 ]
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import IO, Any, Literal, NotRequired, TypedDict
 
+import yaml
+
 # The scorer registry is pure Python too: an assertion is checked where it is read.
-from evaluations.scoring.assertions import validate_assertion
+from evaluations.scoring.assertions import unrunnable_reason, validate_assertion
 
 MAX_FIELD_CHARS = 100_000
 MAX_CASES = 100_000
@@ -24,7 +27,7 @@ SHOWN_ERRORS = 5
 
 ROLES = ("system", "user", "assistant")
 SPLITS = ("test", "train")
-EXPECTED_ALIASES = ("expected", "ideal", "expected_output")
+EXPECTED_ALIASES = ("expected", "ideal", "expected_output", "expectedOutput")
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _TAG_SEPARATORS = re.compile(r"[,;]")
@@ -87,7 +90,8 @@ class SuiteValidationError(SuiteFormatError):
 
     def describe(self, *, with_file: bool = True) -> str:
         lines = [super().describe(with_file=with_file)]
-        lines += [f"  {err.describe(with_file=False)}" for err in self.errors[:SHOWN_ERRORS]]
+        # An error in another file (one a config refers to) names that file.
+        lines += [f"  {err.describe(with_file=err.file != self.file)}" for err in self.errors[:SHOWN_ERRORS]]
         hidden = len(self.errors) - SHOWN_ERRORS
         if hidden > 0:
             lines.append(f"  and {hidden} more")
@@ -137,6 +141,11 @@ class SuiteReader:
         self.cases: list[CaseDict] = []
         self.records = 0
         self._keys: dict[str, int] = {}
+        self.notes: list[str] = []  # for the person importing: e.g. assertions kept but skipped
+        self.key_prefix = ""  # for cases without an id, when several files are read into one suite
+        # Assertions every case gets (a config's defaults): a case then needs no expected output.
+        self.has_default_assertions = False
+        self._skipped: dict[str, int] = {}
 
     # -- errors -----------------------------------------------------------------------------------------
 
@@ -222,7 +231,9 @@ class SuiteReader:
         case_assertions = self._assertions(line, assertions)
         # Invalid assertions are reported on their own; they still count as "given" for 'expected'.
         has_assertions = isinstance(assertions, list) and bool(assertions)
-        case_expected = self._expected(line, expected, expected_field, has_assertions=has_assertions)
+        case_expected = self._expected(
+            line, expected, expected_field, has_assertions=has_assertions or self.has_default_assertions
+        )
         case_tags = self._tags(line, tags)
         case_metadata = self._metadata(line, metadata, extra_metadata or {})
         case_split = self._split(line, split)
@@ -249,7 +260,7 @@ class SuiteReader:
             return None
         key = (raw or "").strip()
         if not key:
-            key = f"case-{line:04d}"
+            key = f"{self.key_prefix}case-{line:04d}"
         elif len(key) > MAX_KEY_CHARS:
             self.error(line, "id", f"is longer than {MAX_KEY_CHARS} characters; use a shorter id")
             return None
@@ -392,6 +403,9 @@ class SuiteReader:
             elif problem := validate_assertion(item):
                 self.error(line, f"assertions[{index}]", problem)
                 ok = False
+            elif (why := unrunnable_reason(item)) and why not in self._skipped:
+                self._skipped[why] = line
+                self.notes.append(f"line {line}: {why}")
         if ok and len(json.dumps(raw)) > MAX_FIELD_CHARS:
             self.error(line, "assertions", TOO_LONG)
             ok = False
@@ -451,3 +465,60 @@ class SuiteReader:
         shown = repr(raw) if isinstance(raw, str) else f"a {json_type(raw)}"
         self.error(line, "split", f"is {shown}; use 'test' (evaluated) or 'train' (examples and training)")
         return "test"
+
+
+# -- several files, and what an importer returns beyond cases --------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One uploaded file (or a member of an uploaded zip): its name as uploaded and its bytes."""
+
+    name: str
+    data: bytes
+
+    def open(self) -> IO[bytes]:
+        import io
+
+        return io.BytesIO(self.data)
+
+
+@dataclass
+class SuiteExtras:
+    """What a format brings besides cases: prompt templates (become strategies), assertions for
+    every case (the suite's defaults), and notes for the person importing (e.g. skipped assertions)."""
+
+    prompts: list[dict[str, str]] = field(default_factory=list)
+    default_assertions: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without anchors/aliases: a few lines of aliases can expand to gigabytes."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(
+                f"line {event.start_mark.line + 1}: YAML aliases (*name) are not accepted; "
+                "write the values out"
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(source: SourceFile) -> Any:
+    """Parse a YAML file safely (no object tags, no aliases); SuiteFormatError with the line."""
+    try:
+        text = source.data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SuiteFormatError(
+            source.name, f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SuiteFormatError(source.name, f"is not valid YAML: {exc.problem or exc}", line) from None
+    except yaml.YAMLError as exc:
+        raise SuiteFormatError(source.name, f"is not valid YAML: {exc}") from None

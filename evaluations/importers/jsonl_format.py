@@ -20,7 +20,8 @@ KNOWN_FIELDS = {"id", "input", "assertions", "tags", "metadata", "split", *EXPEC
 CONVERSATION_FIELDS = ("sample", "messages")
 
 
-def read_jsonl(fileobj: IO[bytes], reader: SuiteReader) -> None:
+def read_jsonl(fileobj: IO[bytes], reader: SuiteReader, transform=None) -> None:
+    """Read every line; `transform` (optional) reshapes each object first (peer formats' fields)."""
     for line, text in enumerate(reader.text_lines(fileobj), start=1):
         if not text.strip():
             continue
@@ -43,7 +44,7 @@ def read_jsonl(fileobj: IO[bytes], reader: SuiteReader) -> None:
                 'write each case as {"input": ..., "expected": ...}',
             )
             continue
-        _add_object(reader, line, obj)
+        _add_object(reader, line, transform(obj) if transform else obj)
 
 
 def _add_object(reader: SuiteReader, line: int, obj: dict[str, Any]) -> None:

@@ -44,6 +44,7 @@ class Verdict:
     score: float
     passed: bool
     reason: str
+    skipped: bool = False  # kept but not run (ftvp cannot run it): counts in neither score nor pass
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,9 @@ def _verdict(passed: bool, reason: str) -> Verdict:
 
 def _split_type(kind: object) -> tuple[str, bool]:
     kind = kind.strip() if isinstance(kind, str) else ""
-    if kind.startswith(NOT_PREFIX) and kind[len(NOT_PREFIX) :] in SCORERS:
-        return kind[len(NOT_PREFIX) :], True
+    rest = kind[len(NOT_PREFIX) :]
+    if kind.startswith(NOT_PREFIX) and (rest in SCORERS or rest in UNRUNNABLE):
+        return rest, True
     return kind, False
 
 
@@ -624,7 +626,9 @@ def _label(value: Any, threshold: float | None, ctx: Context) -> Verdict:
 def _llm_rubric(value: Any, threshold: float | None, ctx: Context) -> Verdict:
     rubric = _text_value(value)
     if ctx.judge is None:
-        raise ScorerInputError("no judge endpoint is configured")
+        return Verdict(
+            0.0, True, "skipped: no judge endpoint is configured (FTVP_JUDGE_ENDPOINT)", skipped=True
+        )
     limit = RUBRIC_DEFAULT_THRESHOLD if threshold is None else threshold
     try:
         raw_score, why = ctx.judge(rubric, ctx.output, tuple(ctx.expected))
@@ -717,6 +721,64 @@ _THRESHOLD_MEANING = {
 }
 
 
+# Assertions other tools run that ftvp cannot (code, or graders it has no model for): imported and
+# kept, reported as skipped on import and in every result, never dropped.
+UNRUNNABLE = {
+    "javascript": "runs JavaScript",
+    "python": "runs Python code",
+    "webhook": "calls a webhook",
+    "model-graded-closedqa": "needs a grading model",
+    "model-graded-factuality": "needs a grading model",
+    "factuality": "needs a grading model",
+    "answer-relevance": "needs a grading model",
+    "context-faithfulness": "needs a grading model",
+    "context-recall": "needs a grading model",
+    "context-relevance": "needs a grading model",
+    "g-eval": "needs a grading model",
+    "select-best": "compares several outputs",
+    "perplexity": "needs token log-probabilities",
+    "moderation": "needs a moderation API",
+    "rouge-n": "has no ROUGE scorer in ftvp",
+    "bleu": "has no BLEU scorer in ftvp",
+    "classifier": "needs a classifier model",
+    "is-valid-openai-function-call": "needs function-call outputs",
+    "is-valid-openai-tools-call": "needs tool-call outputs",
+    "is-xml": "has no XML scorer in ftvp",
+    "contains-xml": "has no XML scorer in ftvp",
+    "is-sql": "has no SQL scorer in ftvp",
+    "contains-sql": "has no SQL scorer in ftvp",
+    "is-html": "has no HTML scorer in ftvp",
+    "contains-html": "has no HTML scorer in ftvp",
+    "is-refusal": "needs a refusal classifier",
+    "finish-reason": "needs the provider's finish reason",
+    "guardrails": "needs a guardrails provider",
+    "ruby": "runs Ruby code",
+    "word-count": "has no word-count scorer in ftvp (use length)",
+    "tool-call-f1": "needs tool-call outputs",
+    "conversation-relevance": "needs a grading model",
+    "search-rubric": "needs a grading model with search",
+    "pi": "needs a grading model",
+    "meteor": "has no METEOR scorer in ftvp",
+    "gleu": "has no GLEU scorer in ftvp",
+    "perplexity-score": "needs token log-probabilities",
+    "similar:cosine": "uses another similarity (ftvp's similar is cosine on MiniLM)",
+    "similar:dot": "uses another similarity",
+    "similar:euclidean": "uses another similarity",
+    "human": "needs a human grader (use ftvp's review queue)",
+    "max-score": "compares several outputs",
+    "skill-used": "needs agent traces",
+}
+
+
+def unrunnable_reason(assertion: object) -> str | None:
+    """Why ftvp keeps but skips this assertion, or None when it runs it."""
+    if not isinstance(assertion, dict):
+        return None
+    name, _negated = _split_type(assertion.get("type"))
+    why = UNRUNNABLE.get(name)
+    return f"'{name}' {why}: kept, and skipped when scoring" if why else None
+
+
 def _known() -> str:
     return ", ".join(SCORERS) + " (any of them prefixed with 'not-')"
 
@@ -729,6 +791,8 @@ def validate_assertion(assertion: dict) -> str | None:
     if not isinstance(kind, str) or not kind.strip():
         return f"the assertion has no 'type'; use one of: {_known()}"
     name, _negated = _split_type(kind)
+    if name in UNRUNNABLE:
+        return None  # kept as it is; unrunnable_reason says why it will be skipped
     scorer = SCORERS.get(name)
     if scorer is None:
         return f"unknown assertion type {kind.strip()!r}; use one of: {_known()}"
@@ -770,6 +834,8 @@ def evaluate(assertion: dict, ctx: Context) -> Verdict:
     try:
         kind = assertion.get("type") if isinstance(assertion, dict) else None
         name, negated = _split_type(kind)
+        if name in UNRUNNABLE:
+            return Verdict(0.0, True, f"skipped: '{name}' {UNRUNNABLE[name]}", skipped=True)
         scorer = SCORERS.get(name)
         if scorer is None:
             shown = kind.strip() if isinstance(kind, str) else kind
@@ -783,6 +849,8 @@ def evaluate(assertion: dict, ctx: Context) -> Verdict:
         return Verdict(0.0, False, str(exc))
     except Exception as exc:  # a scorer bug or an input nobody thought of must not stop a run
         return Verdict(0.0, False, f"scorer error: {type(exc).__name__}: {str(exc)[:80]}")
+    if verdict.skipped:
+        return verdict
     score = _clip(verdict.score)
     if negated:
         return Verdict(1.0 - score, not verdict.passed, f"negated: {verdict.reason}")
@@ -820,9 +888,11 @@ def combine(assertions: list[dict], verdicts: list[Verdict]) -> Verdict:
     """
     if len(assertions) != len(verdicts):
         raise ValueError(f"{len(assertions)} assertions but {len(verdicts)} verdicts")
-    weights = [_weight(a) for a in assertions]
+    weights = [0.0 if v.skipped else _weight(a) for a, v in zip(assertions, verdicts, strict=True)]
     total = sum(weights)
     if total <= 0:
+        if assertions and all(v.skipped for v in verdicts):
+            return Verdict(0.0, False, "every assertion was skipped: nothing ftvp can run", skipped=True)
         return Verdict(0.0, False, "no assertions" if not assertions else "no weighted assertions")
     score = _clip(sum(w * _clip(v.score) for w, v in zip(weights, verdicts, strict=True)) / total)
     failing = [v.reason for w, v in zip(weights, verdicts, strict=True) if w > 0 and not v.passed]

@@ -208,8 +208,13 @@ def _render(arm: Arm, version: SuiteVersion, case: Case, pool: list[strategies.E
     examples = strategies.pick_examples(
         pool, int(params.get("k", 3)), seed=f"{version.pk}:{case.key}", exclude_input=case.input
     )
+    variables = (case.metadata or {}).get("vars")
     ctx = strategies.RenderContext(
-        task_type=version.task_type, labels=tuple(version.labels), examples=examples, params=params
+        task_type=version.task_type,
+        labels=tuple(version.labels),
+        examples=examples,
+        params=params,
+        vars=variables if isinstance(variables, dict) else {},
     )
     return strategies.render(arm.strategy.kind, case.input, ctx)
 

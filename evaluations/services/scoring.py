@@ -141,6 +141,7 @@ def score_results(
         r.scores = {
             "assertions": [
                 {"type": a["type"], "score": round(v.score, 6), "passed": v.passed, "reason": v.reason}
+                | ({"skipped": True} if v.skipped else {})
                 for a, v in zip(checks, verdicts, strict=True)
             ],
             "reason": total.reason,

@@ -7,8 +7,8 @@ from typing import BinaryIO
 from django.db import transaction
 from django.db.models import Max
 
-from evaluations.importers import SuiteFormatError, read_suite
-from evaluations.models import Case, Split, Suite, SuiteVersion, TaskType
+from evaluations.importers import SourceFile, SuiteFormatError, read_sources
+from evaluations.models import Case, Split, Strategy, StrategyKind, Suite, SuiteVersion, TaskType
 
 
 def _labels(cases: list[dict]) -> list[str]:
@@ -25,8 +25,12 @@ def _labels(cases: list[dict]) -> list[str]:
 def suite_import(
     *,
     name: str,
-    fileobj: BinaryIO,
-    filename: str,
+    fileobj: BinaryIO | None = None,
+    filename: str = "",
+    files: list[SourceFile] | None = None,
+    fmt: str | None = None,
+    test_fraction: float | None = None,
+    seed: int = 0,
     task_type: str | None = None,
     description: str | None = None,
     quality_target: float | None = None,
@@ -44,7 +48,13 @@ def suite_import(
         raise SuiteFormatError(
             filename, f"{task_type!r} is not one of {', '.join(TaskType.values)}", field="task_type"
         )
-    cases = read_suite(fileobj, filename)
+    if files is None:
+        if fileobj is None:
+            raise SuiteFormatError(filename or "upload", "no file was given")
+        files = [SourceFile(filename, fileobj.read())]
+    result = read_sources(files, fmt=fmt or None, test_fraction=test_fraction, seed=seed)
+    cases = result.cases
+    filename = ", ".join(result.files)[:255] if len(result.files) > 1 else result.files[0]
     if not any(c["split"] == Split.TEST for c in cases):
         raise SuiteFormatError(
             filename, "no case is in the test split; nothing would be evaluated", field="split"
@@ -79,29 +89,58 @@ def suite_import(
         suite=suite,
         number=number,
         source_name=filename[:255],
-        source_format=filename.rsplit(".", 1)[-1].lower() if "." in filename else "",
+        source_format=result.format,
         task_type=suite.task_type,
         labels=labels,
+        notes=result.extras.notes,
         created_by=user,
     )
-    Case.objects.bulk_create(
-        [
-            Case(
-                version=version,
-                key=c["key"],
-                position=i,
-                input=c["input"],
-                expected=c["expected"],
-                assertions=c["assertions"],
-                tags=c["tags"],
-                metadata=c["metadata"],
-                split=c["split"],
-            )
-            for i, c in enumerate(cases)
-        ],
-        batch_size=1000,
-    )
+    if result.extras.default_assertions:  # promptfoo's defaultTest.assert, ftvp YAML's defaults
+        suite.default_assertions = result.extras.default_assertions
+        suite.save(update_fields=["default_assertions"])
+    _import_prompts(suite, result.extras.prompts)
+    # In chunks: 100,000 model instances at once would double the import's memory.
+    for start in range(0, len(cases), 1000):
+        Case.objects.bulk_create(
+            [
+                Case(
+                    version=version,
+                    key=c["key"],
+                    position=start + i,
+                    input=c["input"],
+                    expected=c["expected"],
+                    assertions=c["assertions"],
+                    tags=c["tags"],
+                    metadata=c["metadata"],
+                    split=c["split"],
+                )
+                for i, c in enumerate(cases[start : start + 1000])
+            ]
+        )
     return version
+
+
+def _import_prompts(suite: Suite, prompts: list[dict]) -> list[Strategy]:
+    """An imported file's prompt templates become `template` strategies named after the suite; a
+    changed template becomes the strategy's next version (strategies are versioned like suites)."""
+    made = []
+    for prompt in prompts:
+        name = f"{suite.name}: {prompt['name']}"[:100]
+        params = {"template": prompt["template"]}
+        latest = Strategy.objects.filter(name=name).order_by("-version").first()
+        if latest is not None and latest.params == params:
+            made.append(latest)
+            continue
+        made.append(
+            Strategy.objects.create(
+                name=name,
+                version=(latest.version + 1) if latest else 1,
+                kind=StrategyKind.TEMPLATE,
+                params=params,
+                description=f"Imported prompt of {suite.name}",
+            )
+        )
+    return made
 
 
 def suite_update_settings(

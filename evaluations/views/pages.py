@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from evaluations import comparisons, selectors
 from evaluations.forms import EndpointForm, RunForm, SuiteSettingsForm, SuiteUploadForm
-from evaluations.importers import SuiteFormatError, SuiteValidationError
+from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
 from evaluations.models import Arm, Endpoint, Run, Split, Strategy, Suite
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.runs import RunError, run_cancel, run_create
@@ -69,12 +69,13 @@ def suite_upload(request: HttpRequest) -> HttpResponse:
         )
     form = SuiteUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        upload = form.cleaned_data["file"]
+        files = [SourceFile(u.name, u.read()) for u in form.cleaned_data["file"]]
         try:
             version = suite_import(
                 name=form.cleaned_data["name"],
-                fileobj=upload.file,
-                filename=upload.name,
+                files=files,
+                fmt=form.cleaned_data["format"] or None,
+                test_fraction=form.cleaned_data["test_fraction"],
                 task_type=form.cleaned_data["task_type"] or None,
                 user=request.user,
             )
@@ -83,7 +84,11 @@ def suite_upload(request: HttpRequest) -> HttpResponse:
         except SuiteFormatError as exc:
             errors = [str(exc)]
         else:
-            messages.success(request, f"Imported {version.cases.count()} cases as {version}.")
+            messages.success(
+                request, f"Imported {version.cases.count()} cases as {version} ({version.source_format})."
+            )
+            for note in version.notes:
+                messages.warning(request, note)
             return redirect("evaluations:suite-detail", pk=version.suite_id)
     status = 400 if request.method == "POST" else 200
     return render(request, "evaluations/suite_upload.html", {"form": form, "errors": errors}, status=status)
@@ -99,6 +104,7 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     split = request.GET.get("split", "")
     query = request.GET.get("q", "").strip()
     cases = _page(request, selectors.version_cases(version, split=split, query=query)) if version else None
+    previous = next((v for v in versions if version and v.number < version.number), None)
     return render(
         request,
         "evaluations/suite_detail.html",
@@ -110,7 +116,10 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "split": split,
             "q": query,
             "splits": Split.choices,
-            "runs": Run.objects.filter(suite_version__suite=suite).order_by("-created_at")[:10],
+            "runs": Run.objects.filter(suite_version__suite=suite)
+            .select_related("suite_version")
+            .order_by("-created_at")[:10],
+            "diff": selectors.version_diff(previous, version) if previous else None,
             "settings_form": SuiteSettingsForm(
                 initial={f: getattr(suite, f) for f in SuiteSettingsForm.base_fields}
             ),

@@ -19,7 +19,7 @@ def suite_file(tmp_path):
 def test_import_suite_reports_what_it_imported(db, suite_file):
     out = io.StringIO()
     call_command("import_suite", str(suite_file), "--name", "greet", stdout=out)
-    assert "imported greet v1 (generation): 2 test and 0 train cases" in out.getvalue()
+    assert "imported greet v1 (generation, csv): 2 test and 0 train cases" in out.getvalue()
 
 
 def test_import_suite_refuses_a_bad_file_with_exit_code_2_and_adds_nothing(db, tmp_path):

@@ -15,6 +15,7 @@ from evaluations.scoring.assertions import (
     parse_json_path,
     scorer_versions,
     texts_to_embed,
+    unrunnable_reason,
     validate_assertion,
 )
 
@@ -507,9 +508,10 @@ def test_llm_rubric_asks_the_judge_and_passes_at_the_threshold():
     assert not check("llm-rubric", "Hello!", "Is it polite?", threshold=0.8, judge=judge).passed
 
 
-def test_llm_rubric_without_a_judge_fails_even_when_negated():
-    assert check("llm-rubric", "x", "Is it polite?") == Verdict(0.0, False, "no judge endpoint is configured")
-    assert not check("not-llm-rubric", "x", "Is it polite?").passed
+def test_llm_rubric_without_a_judge_is_skipped_even_when_negated():
+    skipped = check("llm-rubric", "x", "Is it polite?")
+    assert skipped.skipped and skipped.reason.startswith("skipped: no judge endpoint is configured")
+    assert check("not-llm-rubric", "x", "Is it polite?").skipped
 
 
 def test_llm_rubric_survives_a_failing_or_odd_judge():
@@ -544,8 +546,8 @@ def test_not_is_json():
 
 
 def test_unknown_types_fail_without_raising():
-    assert evaluate({"type": "javascript", "value": "1"}, Context(output="x")) == Verdict(
-        0.0, False, "unknown assertion type 'javascript'"
+    assert evaluate({"type": "telepathy", "value": "1"}, Context(output="x")) == Verdict(
+        0.0, False, "unknown assertion type 'telepathy'"
     )
     assert not evaluate({"type": "not-not-contains", "value": "x"}, Context(output="x")).passed
     assert not evaluate({}, Context(output="x")).passed
@@ -656,7 +658,7 @@ def test_valid_assertions_pass_validation(assertion):
     [
         ("contains", "an assertion must be an object with a 'type', not a str"),
         ({"value": "x"}, "the assertion has no 'type'; use one of: equals, contains,"),
-        ({"type": "javascript"}, "unknown assertion type 'javascript'; use one of: equals, contains,"),
+        ({"type": "telepathy"}, "unknown assertion type 'telepathy'; use one of: equals, contains,"),
         ({"type": "not-nonsense"}, "unknown assertion type 'not-nonsense'"),
         ({"type": "contains"}, "'contains' needs a 'value' (the text to look for)"),
         ({"type": "not-contains"}, "'not-contains' needs a 'value' (the text to look for)"),
@@ -702,7 +704,7 @@ def test_invalid_assertions_are_explained(assertion, message):
 
 
 def test_unknown_type_message_lists_every_known_type():
-    problem = validate_assertion({"type": "python"})
+    problem = validate_assertion({"type": "telepathy"})
     for name in SCORERS:
         assert name in problem
     assert "not-" in problem
@@ -786,3 +788,19 @@ def test_base_type_strips_the_negation():
 
     assert base_type({"type": " not-llm-rubric "}) == "llm-rubric"
     assert base_type({"type": "contains"}) == "contains"
+
+
+def test_assertions_other_tools_run_but_ftvp_cannot_are_kept_and_skipped():
+    for kind in ("javascript", "python", "not-javascript"):
+        assert validate_assertion({"type": kind, "value": "output.length > 3"}) is None
+        assert unrunnable_reason({"type": kind}).endswith("kept, and skipped when scoring")
+        verdict = evaluate({"type": kind, "value": "1"}, Context(output="x"))
+        assert verdict.skipped and verdict.reason.startswith("skipped:")
+    assert unrunnable_reason({"type": "contains"}) is None
+    # Skipped assertions count in neither the score nor the pass.
+    checks = [{"type": "contains", "value": "x"}, {"type": "python", "value": "False"}]
+    verdicts = [evaluate(a, Context(output="x")) for a in checks]
+    assert combine(checks, verdicts) == Verdict(1.0, True, "contains 'x'")
+    only = [{"type": "python", "value": "1"}]
+    total = combine(only, [evaluate(only[0], Context(output="x"))])
+    assert total.skipped and not total.passed and "every assertion was skipped" in total.reason

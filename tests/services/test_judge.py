@@ -53,7 +53,9 @@ def test_llm_rubric_assertions_are_graded_by_the_judge_endpoint(db, fake_openai,
     assert len(judge_calls) == 2
 
 
-def test_without_a_judge_endpoint_llm_rubric_fails_with_a_reason(db, fake_openai, task_queue, settings):
+def test_without_a_judge_endpoint_llm_rubric_is_kept_and_reported_skipped(
+    db, fake_openai, task_queue, settings
+):
     settings.FTVP_JUDGE_ENDPOINT = ""
     version = SuiteVersionFactory()
     CaseFactory(version=version, expected=None, assertions=[{"type": "llm-rubric", "value": "polite?"}])
@@ -62,4 +64,6 @@ def test_without_a_judge_endpoint_llm_rubric_fails_with_a_reason(db, fake_openai
     )
     task_queue.drain()
     result = Result.objects.get()
-    assert result.passed is False and "no judge endpoint is configured" in result.scores["reason"]
+    assert result.passed is False and "every assertion was skipped" in result.scores["reason"]
+    (check,) = result.scores["assertions"]
+    assert check["skipped"] is True and "no judge endpoint is configured" in check["reason"]

@@ -85,3 +85,67 @@ def test_suite_level_errors_name_the_file_and_the_field(db, kw, message):
         _import(data=data, **kw)
     assert str(caught.value).startswith(message)
     assert not Suite.objects.exists()
+
+
+def test_a_promptfoo_config_with_its_files_becomes_a_version_with_template_strategies(
+    db, fake_openai, task_queue
+):
+    from pathlib import Path
+
+    from evaluations.importers import SourceFile
+    from evaluations.models import Result, Strategy
+    from evaluations.services.runs import run_create
+    from tests.factories import EndpointFactory
+
+    fixtures = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "peer-formats"
+    files = [
+        SourceFile(
+            "promptfooconfig.yaml", (fixtures / "promptfoo__simple-test__promptfooconfig.yaml").read_bytes()
+        ),
+        SourceFile("prompts.txt", (fixtures / "promptfoo__simple-test__prompts.txt").read_bytes()),
+    ]
+    version = suite_import(name="pirate", files=files)
+    assert version.source_format == "promptfoo"
+    templates = list(Strategy.objects.filter(kind="template", name__startswith="pirate: ").order_by("name"))
+    assert [t.params["template"] for t in templates] == [
+        "Rephrase this from English to Pirate: {{body}}",
+        "Pretend you're a pirate and speak these words: {{body}}",
+    ]
+    # Re-importing the same prompts makes no new strategy versions.
+    suite_import(name="pirate", files=files)
+    assert Strategy.objects.filter(kind="template", name__startswith="pirate: ").count() == 2
+    # A run renders each case's vars into the template.
+    case = version.cases.get(metadata__vars__body="I'm hungry")
+    run = run_create(
+        suite_version=version, arms=[(EndpointFactory(base_url=fake_openai.base_url), templates[0])]
+    )
+    task_queue.drain()
+    result = Result.objects.get(arm__run=run, case=case)
+    assert result.prompt == [{"role": "user", "content": "Rephrase this from English to Pirate: I'm hungry"}]
+
+
+def test_assertions_ftvp_cannot_run_are_noted_on_import_and_shown_skipped_in_results(
+    db, fake_openai, task_queue, auth_client
+):
+    from django.urls import reverse
+
+    from evaluations.models import Result
+    from evaluations.services.runs import run_create
+    from tests.factories import EndpointFactory, strategy
+
+    data = (
+        b'{"input": "hi", "assertions": [{"type": "contains", "value": "hi"}, '
+        b'{"type": "javascript", "value": "output.length > 1"}]}\n'
+    )
+    version = _import(name="js", data=data, filename="js.jsonl")
+    assert version.notes == ["line 1: 'javascript' runs JavaScript: kept, and skipped when scoring"]
+    fake_openai.responder = lambda body: "hi there"
+    run = run_create(
+        suite_version=version, arms=[(EndpointFactory(base_url=fake_openai.base_url), strategy("plain"))]
+    )
+    task_queue.drain()
+    result = Result.objects.get(arm__run=run)
+    assert result.passed is True and result.score == 1.0
+    assert result.scores["assertions"][1]["skipped"] is True
+    page = auth_client.get(reverse("evaluations:run-results", args=[run.pk])).content.decode()
+    assert 'class="check skipped"' in page and "javascript (skipped)" in page

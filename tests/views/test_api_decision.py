@@ -7,6 +7,7 @@ import json
 import warnings
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -124,3 +125,24 @@ def test_the_schema_generates_without_warnings(db, tmp_path):
         warnings.simplefilter("error")
         call_command("spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert "/api/v1/suites/{id}/decision" in (tmp_path / "schema.yaml").read_text()
+
+
+def test_a_suite_is_uploaded_through_the_api_in_a_peer_format(auth_client, db):
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "peer-formats"
+    with (fixtures / "deepeval__goldens.json").open("rb") as fh:
+        response = auth_client.post(
+            "/api/v1/suites/", {"name": "goldens", "file": fh, "test_fraction": "0.2"}
+        )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["format"] == "deepeval" and body["cases"] == {"test": 3, "train": 12} and body["version"] == 1
+    bad = auth_client.post(
+        "/api/v1/suites/", {"name": "broken", "file": SimpleUploadedFile("x.jsonl", b'{"input": 1}\n')}
+    )
+    assert bad.status_code == 400 and "x.jsonl" in bad.json()["detail"] and bad.json()["errors"]
+
+
+def test_the_upload_api_needs_a_login(client, db):
+    assert client.post("/api/v1/suites/", {"name": "x"}).status_code in (401, 403)

@@ -1,0 +1,68 @@
+"""Importing a large suite: 100,000 cases (about 50 MB of JSON Lines) through the same service the
+upload page and `import_suite` use, into a fresh SQLite database.
+
+Figures: wall time and the process's peak memory (ru_maxrss) against the targets: under 20 s and
+under 300 MB. Nothing outside a temporary folder is written.
+
+    .venv/bin/python bench/import_100k.py [--cases 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_SECONDS = 20.0
+TARGET_MB = 300.0
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=100_000)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="ftvp-import-bench-")
+    os.environ.update({"FTVP_DATA_DIR": tmp, "DJANGO_SETTINGS_MODULE": "ftvp_site.settings"})
+    for name in ("DATABASE_URL", "REDIS_URL", "FTVP_SQLITE_PATH"):
+        os.environ.pop(name, None)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from evaluations.importers import SourceFile
+    from evaluations.services.suites import suite_import
+
+    filler = "lorem ipsum dolor sit amet " * 14  # ~380 characters of input per case
+    path = Path(tmp) / "bench.jsonl"
+    with path.open("w") as fh:  # written line by line: the generator holds no copy in memory
+        for i in range(args.cases):
+            fh.write(json.dumps({"id": f"c{i:06d}", "input": f"Question {i}: {filler}",
+                                 "expected": f"answer {i % 97}", "tags": ["bench"],
+                                 "split": "test" if i % 5 else "train"}) + "\n")  # fmt: skip
+    data = path.read_bytes()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.monotonic()
+    version = suite_import(name="bench", files=[SourceFile("bench.jsonl", data)])
+    elapsed = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    count = version.cases.count()
+    print(f"file: {len(data) / 1e6:.1f} MB, {count:,} cases imported")
+    print(
+        f"import time: {elapsed:6.1f} s   (target < {TARGET_SECONDS:.0f} s)  "
+        + ("OK" if elapsed < TARGET_SECONDS else "MISSED")
+    )
+    print(f"peak memory: {peak:6.0f} MB  (target < {TARGET_MB:.0f} MB; {before:.0f} MB before the import, "
+          "the file itself held in memory)  " + ("OK" if peak < TARGET_MB else "MISSED"))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

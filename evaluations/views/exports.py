@@ -1,0 +1,69 @@
+"""Downloads of a run: its results as CSV or JSONL, its passing outputs as fine-tuning JSONL.
+
+Streamed: the rows are read and written a chunk at a time (see evaluations/exports.py), so a run of
+any size downloads with bounded memory.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+
+from evaluations import exports
+from evaluations.models import Run
+
+
+def _run(pk: int) -> Run:
+    return get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
+
+
+def _download(lines, content_type: str, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(lines, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _stem(run: Run) -> str:
+    version = run.suite_version
+    return f"{exports.filename_part(version.suite.name)}-v{version.number}-run{run.pk}"
+
+
+@login_required
+def run_export_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    run = _run(pk)
+    return _download(
+        exports.csv_lines(exports.run_records(run)),
+        "text/csv; charset=utf-8",
+        f"{_stem(run)}-results.csv",
+    )
+
+
+@login_required
+def run_export_jsonl(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    run = _run(pk)
+    return _download(
+        exports.jsonl_lines(exports.run_records(run)),
+        "application/jsonl; charset=utf-8",
+        f"{_stem(run)}-results.jsonl",
+    )
+
+
+@login_required
+def run_export_finetune(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The passing outputs (optionally of one arm: ?arm=<id>) as OpenAI chat fine-tuning JSONL."""
+    run = _run(pk)
+    arm = request.GET.get("arm", "").strip()
+    arm_id = None
+    suffix = ""
+    if arm:
+        if not arm.isdigit() or not run.arms.filter(pk=int(arm)).exists():
+            raise Http404("No such arm in this run.")
+        arm_id = int(arm)
+        suffix = f"-arm{arm_id}"
+    return _download(
+        exports.finetune_lines(exports.passing_pairs(run, arm_id=arm_id)),
+        "application/jsonl; charset=utf-8",
+        f"{_stem(run)}{suffix}-passing.jsonl",
+    )

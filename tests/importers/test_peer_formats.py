@@ -1,0 +1,221 @@
+"""Suites from other tools (real files in shared/fixtures/peer-formats), format detection, several
+files and zips, the seeded train/test split, and hostile files."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evaluations.importers import SourceFile, SuiteFormatError, read_sources
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "peer-formats"
+
+
+def fixture(name: str, as_name: str | None = None) -> SourceFile:
+    return SourceFile(as_name or name, (FIXTURES / name).read_bytes())
+
+
+def test_deepeval_goldens_json_and_csv_import_with_their_context():
+    for name in ("deepeval__goldens.json", "deepeval__goldens.csv"):
+        result = read_sources([fixture(name)])
+        assert len(result.cases) == 15, name
+        first = result.cases[0]
+        assert first["input"] == "What is the tallest mountain in the world?"
+        assert first["expected"] == "Mount Everest"
+        assert "context" in first["metadata"] and "actual_output" in first["metadata"]
+    assert read_sources([fixture("deepeval__goldens.json")]).format == "deepeval"
+
+
+def test_openai_chat_fine_tuning_jsonl_ends_with_the_answer_and_can_be_split():
+    result = read_sources([fixture("openai-cookbook__toy_chat_fine_tuning.jsonl")])
+    assert result.format == "openai-chat" and len(result.cases) == 5
+    first = result.cases[0]
+    assert first["expected"] == "It's great that you're getting exercise outdoors!"
+    assert first["input"][-1] == {"role": "user", "content": "I fell off my bike today."}
+    split = read_sources([fixture("openai-cookbook__toy_chat_fine_tuning.jsonl")], test_fraction=0.4, seed=3)
+    assert [c["split"] for c in split.cases].count("test") == 2
+    again = read_sources([fixture("openai-cookbook__toy_chat_fine_tuning.jsonl")], test_fraction=0.4, seed=3)
+    assert [c["split"] for c in again.cases] == [c["split"] for c in split.cases]
+
+
+def test_openai_evals_samples_and_few_shot_files():
+    samples = read_sources([fixture("openai-evals__test_fuzzy_match__samples.jsonl")])
+    assert samples.format == "openai-evals-jsonl" and len(samples.cases) == 3
+    assert [c["expected"] for c in samples.cases] == [
+        "Millie Bobby Brown",
+        ["Season 11", "11"],
+        "Evangeline Lilly",
+    ] or [c["expected"] for c in samples.cases][1] == ["Season 11", "11"]
+    few = read_sources([fixture("openai-evals__sarcasm__few_shot.jsonl")])
+    assert len(few.cases) == 5 and few.cases[0]["expected"] in ("0", "1")
+
+
+def test_the_openai_evals_registry_ties_samples_and_few_shot_together():
+    registry = fixture("openai-evals__registry__sarcasm.yaml", "registry/sarcasm.yaml")
+    few_shot = fixture("openai-evals__sarcasm__few_shot.jsonl", "sarcasm/few_shot.jsonl")
+    samples = SourceFile(
+        "sarcasm/samples.jsonl",
+        b'{"input": [{"role": "user", "content": "great, another meeting"}], "ideal": "1"}\n'
+        b'{"input": [{"role": "user", "content": "the report is ready"}], "ideal": "0"}\n',
+    )
+    result = read_sources([registry, few_shot, samples])
+    assert result.format == "openai-evals"
+    assert [c["split"] for c in result.cases] == ["test"] * 2 + ["train"] * 5
+    # Without the samples file the error names the registry, the field and the missing path.
+    with pytest.raises(SuiteFormatError) as caught:
+        read_sources([registry, few_shot])
+    message = str(caught.value)
+    assert (
+        "registry/sarcasm.yaml" in message
+        and "samples_jsonl" in message
+        and "sarcasm/samples.jsonl" in message
+    )
+
+
+def test_langfuse_items_with_expected_output_and_structured_input():
+    items = [
+        {"id": "a", "input": {"question": "2+2?"}, "expectedOutput": "4", "metadata": {"source": "prod"}},
+        {"id": "b", "input": "Capital of France?", "expectedOutput": "Paris"},
+    ]
+    result = read_sources([SourceFile("items.json", json.dumps(items).encode())])
+    assert result.format == "langfuse" and len(result.cases) == 2
+    assert result.cases[0]["input"] == '{"question": "2+2?"}' and result.cases[0]["expected"] == "4"
+    lines = "\n".join(json.dumps(i) for i in items).encode()
+    assert read_sources([SourceFile("items.jsonl", lines)]).format == "langfuse-jsonl"
+
+
+def test_ftvp_yaml_with_default_assertions():
+    data = b"""
+default_assertions:
+  - type: icontains
+    value: paris
+cases:
+  - id: fr
+    input: Capital of France?
+    expected: Paris
+  - input: Capital of Italy?
+    expected: Rome
+    split: train
+"""
+    result = read_sources([SourceFile("suite.yaml", data)])
+    assert result.format == "yaml" and next(c["key"] for c in result.cases) == "fr"
+    assert result.extras.default_assertions == [{"type": "icontains", "value": "paris"}]
+
+
+def test_a_zip_is_opened_and_its_members_read():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("goldens.json", (FIXTURES / "deepeval__goldens.json").read_bytes())
+    result = read_sources([SourceFile("upload.zip", buffer.getvalue())])
+    assert len(result.cases) == 15 and result.files == ["goldens.json"]
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("cases.jsonl", b"0" * (5 * 1024 * 1024))
+    with pytest.raises(SuiteFormatError, match="unpacks to more than"):
+        read_sources([SourceFile("bomb.zip", buffer.getvalue())], max_bytes=1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("cases.jsonl", b"", "is empty"),
+        ("cases.jsonl", b'{\n  "input": "x",\n  "expected": "y"\n}\n', "line 1: is not valid JSON"),
+        ("cases.csv", b"input,expected\nhi,hello,extra\n", "line 2"),
+        ("cases.csv", b"input,expected\n\xff\xfehi,hello\n", "is not valid UTF-8"),
+        ("cases.jsonl", b'{"input": "x", "assertions": [{"type": "telepathy"}]}\n', "unknown assertion type"),
+        ("suite.yaml", b"a: &x [1]\nb: *x\n", "aliases"),
+        ("suite.yaml", b"cases: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
+        ("deep.json", b"[" * 100 + b"]" * 100, "nests JSON 100 levels deep"),
+        ("notes.txt", b"hello", "file type '.txt' is not supported"),
+    ],
+)
+def test_invalid_files_fail_with_the_file_line_and_reason(name, data, message):
+    with pytest.raises(SuiteFormatError) as caught:
+        read_sources([SourceFile(name, data)])
+    assert name in str(caught.value) and message in str(caught.value)
+
+
+def test_a_format_can_be_forced_and_an_unknown_one_is_refused():
+    data = (FIXTURES / "openai-cookbook__toy_chat_fine_tuning.jsonl").read_bytes()
+    assert read_sources([SourceFile("x.jsonl", data)], fmt="openai-chat").format == "openai-chat"
+    with pytest.raises(SuiteFormatError, match="is not a format"):
+        read_sources([SourceFile("x.jsonl", data)], fmt="excel")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(["s.csv", "s.jsonl", "s.json", "s.yaml", "s.zip"]),
+    data=st.binary(max_size=2000),
+)
+def test_random_bytes_give_a_clear_error_or_cases_never_a_crash(name, data):
+    try:
+        result = read_sources([SourceFile(name, data)])
+    except SuiteFormatError as exc:
+        assert str(exc)
+    else:
+        assert result.cases
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.dictionaries(
+            st.sampled_from(
+                ["input", "expected", "ideal", "tags", "split", "id", "assertions", "metadata", "x"]
+            ),
+            st.one_of(
+                st.text(max_size=30), st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=3)
+            ),
+            max_size=6,
+        ),
+        max_size=8,
+    )
+)
+def test_random_rows_give_a_clear_error_or_valid_cases(rows):
+    data = "\n".join(json.dumps(r) for r in rows).encode()
+    try:
+        result = read_sources([SourceFile("rows.jsonl", data)])
+    except SuiteFormatError as exc:
+        assert "rows.jsonl" in str(exc)
+    else:
+        assert all(c["input"] and c["split"] in ("test", "train") for c in result.cases)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "cases"),
+    [
+        ("promptfoo__csv-metadata__tests.csv", "promptfoo-csv", 3),
+        ("promptfoo__jsonl-test-cases__cases.jsonl", "promptfoo-jsonl", 2),
+        ("deepeval__goldens.csv", "csv", 15),
+        ("deepeval__goldens.json", "deepeval", 15),
+        ("openai-cookbook__toy_chat_fine_tuning.jsonl", "openai-chat", 5),
+        ("openai-evals__sarcasm__few_shot.jsonl", "openai-evals-jsonl", 5),
+        ("openai-evals__test_fuzzy_match__samples.jsonl", "openai-evals-jsonl", 3),
+    ],
+)
+def test_every_single_file_fixture_is_detected_and_imported(name, fmt, cases):
+    result = read_sources([fixture(name)])
+    assert (result.format, len(result.cases)) == (fmt, cases)
+
+
+def test_the_promptfoo_configs_import_with_the_files_they_refer_to():
+    simple = read_sources(
+        [
+            fixture("promptfoo__simple-test__promptfooconfig.yaml", "promptfooconfig.yaml"),
+            fixture("promptfoo__simple-test__prompts.txt", "prompts.txt"),
+        ]
+    )
+    assert simple.format == "promptfoo" and len(simple.extras.prompts) == 2 and simple.cases
+    # f-score's config refers to a CSV the fixtures do not ship: the error says which.
+    with pytest.raises(SuiteFormatError) as caught:
+        read_sources([fixture("promptfoo__f-score__promptfooconfig.yaml", "promptfooconfig.yaml")])
+    assert "imdb_eval_sample.csv" in str(caught.value)
