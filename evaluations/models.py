@@ -108,6 +108,12 @@ class SuiteVersion(models.Model):
     notes = models.JSONField(
         default=list, blank=True, help_text="What the import reported, e.g. assertions kept but skipped."
     )
+    default_assertions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Assertions the imported file set for every case (promptfoo defaultTest); they take the "
+        "place of the suite's defaults for this version.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 

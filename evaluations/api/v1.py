@@ -152,6 +152,13 @@ class SuiteUploadView(APIView):
         },
     )
     def post(self, request):
+        limit = settings.FTVP_MAX_UPLOAD_BYTES
+        if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
+            # Refused before the body is read (DRF would spool it to disk first).
+            return Response(
+                {"detail": f"the upload is larger than the limit of {limit:,} bytes (FTVP_MAX_UPLOAD_BYTES)"},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
         name = (request.data.get("name") or "").strip()
         uploads = request.FILES.getlist("file")
         if not name or not uploads:

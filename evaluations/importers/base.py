@@ -22,6 +22,8 @@ MAX_FIELD_CHARS = 100_000
 MAX_CASES = 100_000
 MAX_KEY_CHARS = 200
 MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+MAX_YAML_BYTES = 5 * 1024 * 1024  # YAML is parsed in pure Python: big suites belong in JSON Lines
 DEFAULT_MAX_ERRORS = 20
 SHOWN_ERRORS = 5
 
@@ -105,6 +107,70 @@ class SuiteValidationError(SuiteFormatError):
 
 class TooManyErrors(Exception):
     """Internal: raised once ``max_errors`` errors are collected, to stop reading the file."""
+
+
+def max_depth(text: str) -> int:
+    """Bracket depth outside strings, without parsing (deep nesting fails fast instead of recursing)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str):
+    raise json.JSONDecodeError(f"{name} is not a number JSON allows; write a number or a string", name, 0)
+
+
+def loads_json(text: str) -> Any:
+    """json.loads for uploaded text: NaN/Infinity and nesting deeper than MAX_JSON_DEPTH are refused as
+    JSONDecodeError (so every caller reports them like any other invalid JSON)."""
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        depth = max_depth(text)
+        if depth > MAX_JSON_DEPTH:
+            raise json.JSONDecodeError(
+                f"nests {depth} levels deep (the limit is {MAX_JSON_DEPTH}); flatten it", text, 0
+            )
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def has_nul(value: object) -> bool:
+    """A NUL character anywhere in the value (PostgreSQL cannot store one in text or JSON)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
+
+
+def plain_yaml(value: Any) -> Any:
+    """JSON-ready data from YAML: dates, binary and sets (standard YAML tags) become text or lists."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): plain_yaml(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain_yaml(v) for v in value]
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 def json_type(value: object) -> str:
@@ -237,6 +303,13 @@ class SuiteReader:
         case_tags = self._tags(line, tags)
         case_metadata = self._metadata(line, metadata, extra_metadata or {})
         case_split = self._split(line, split)
+        for name, value in (
+            (input_field, input), (expected_field, expected), ("metadata", metadata), ("tags", tags),
+            ("assertions", assertions), ("metadata", extra_metadata),
+        ):  # fmt: skip
+            if has_nul(value):
+                self.error(line, name, "contains a NUL character (\\u0000); remove it")
+                break
         if len(self.errors) > errors_before or case_key is None:
             return
         self.cases.append(
@@ -507,7 +580,13 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 
 def load_yaml(source: SourceFile) -> Any:
-    """Parse a YAML file safely (no object tags, no aliases); SuiteFormatError with the line."""
+    """Parse a YAML file safely (no Python object tags, no aliases, at most MAX_YAML_BYTES; dates and
+    other standard tags come back as text); SuiteFormatError with the line."""
+    if len(source.data) > MAX_YAML_BYTES:
+        raise SuiteFormatError(
+            source.name,
+            f"is larger than {MAX_YAML_BYTES // 2**20} MB of YAML; write big suites as JSON Lines",
+        )
     try:
         text = source.data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -515,10 +594,12 @@ def load_yaml(source: SourceFile) -> Any:
             source.name, f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
         ) from None
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        return plain_yaml(yaml.load(text, Loader=_NoAliasLoader))  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise SuiteFormatError(source.name, f"is not valid YAML: {exc.problem or exc}", line) from None
     except yaml.YAMLError as exc:
         raise SuiteFormatError(source.name, f"is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise SuiteFormatError(source.name, "nests too deeply to be read; flatten it") from None

@@ -13,7 +13,7 @@ import csv
 import json
 from typing import IO, Any
 
-from .base import EXPECTED_ALIASES, MAX_FIELD_CHARS, SuiteReader
+from .base import EXPECTED_ALIASES, MAX_FIELD_CHARS, SuiteReader, loads_json
 
 JSON_COLUMNS = ("assertions", "metadata")
 KNOWN_COLUMNS = {"id", "input", "tags", "split", *JSON_COLUMNS, *EXPECTED_ALIASES}
@@ -117,7 +117,7 @@ def _add_row(reader: SuiteReader, line: int, cells: dict[str, str]) -> None:
         if not cell.strip():
             continue
         try:
-            parsed[name] = json.loads(cell)
+            parsed[name] = loads_json(cell)
         except json.JSONDecodeError as exc:
             example = (
                 '[{"type": "contains", "value": "Paris"}]' if name == "assertions" else '{"source": "faq"}'
@@ -146,7 +146,7 @@ def _acceptable_outputs(cell: str) -> str | list[str]:
     if not cell.lstrip().startswith("["):
         return cell
     try:
-        value = json.loads(cell)
+        value = loads_json(cell)
     except json.JSONDecodeError:
         return cell
     if isinstance(value, list) and value and all(isinstance(item, str) for item in value):

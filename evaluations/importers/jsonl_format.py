@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from .base import EXPECTED_ALIASES, SuiteReader, json_type
+from .base import EXPECTED_ALIASES, SuiteReader, json_type, loads_json
 
 KNOWN_FIELDS = {"id", "input", "assertions", "tags", "metadata", "split", *EXPECTED_ALIASES}
 CONVERSATION_FIELDS = ("sample", "messages")
@@ -27,7 +27,7 @@ def read_jsonl(fileobj: IO[bytes], reader: SuiteReader, transform=None) -> None:
             continue
         reader.count_record(line)
         try:
-            obj = json.loads(text)
+            obj = loads_json(text)
         except json.JSONDecodeError as exc:
             reader.error(
                 line,

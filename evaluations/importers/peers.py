@@ -14,10 +14,8 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from .base import SourceFile, SuiteExtras, SuiteFormatError, SuiteReader, json_type, load_yaml
+from .base import SourceFile, SuiteExtras, SuiteFormatError, SuiteReader, json_type, load_yaml, loads_json
 from .jsonl_format import _add_object, read_jsonl
-
-MAX_JSON_DEPTH = 64
 
 # DeepEval golden fields kept in metadata (the rest of a golden is kept there too).
 DEEPEVAL_FIELDS = (
@@ -40,39 +38,12 @@ def load_json(source: SourceFile) -> Any:
         ) from None
     if not text.strip():
         raise SuiteFormatError(source.name, "is empty; it should hold a JSON list of cases")
-    depth = _max_depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise SuiteFormatError(
-            source.name, f"nests JSON {depth} levels deep (the limit is {MAX_JSON_DEPTH}); flatten it"
-        )
     try:
-        return json.loads(text)
+        return loads_json(text)
     except json.JSONDecodeError as exc:
         raise SuiteFormatError(
             source.name, f"is not valid JSON ({exc.msg} at column {exc.colno})", exc.lineno
         ) from None
-
-
-def _max_depth(text: str) -> int:
-    """Bracket depth outside strings, without parsing (a deeply nested file fails fast and safely)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
 
 
 def read_json_cases(source: SourceFile, reader: SuiteReader) -> None:

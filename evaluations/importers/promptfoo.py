@@ -77,12 +77,14 @@ from evaluations.scoring.assertions import NOT_PREFIX, unrunnable_reason, valida
 
 from .base import (
     MAX_FIELD_CHARS,
+    MAX_YAML_BYTES,
     SourceFile,
     SuiteExtras,
     SuiteFormatError,
     SuiteReader,
     _NoAliasLoader,
     json_type,
+    loads_json,
 )
 
 # promptfoo's assertion types (BaseAssertionTypesSchema), in its order: the CSV shorthand recognises
@@ -154,7 +156,8 @@ def looks_like_promptfoo_config(data: object) -> bool:
 
 def looks_like_promptfoo_csv(header: list[str]) -> bool:
     """A CSV header with promptfoo's special columns (``__expected``, ``__description``...)."""
-    return any(isinstance(name, str) and name.strip().startswith("__") for name in header)
+    special = ("__expected", "__description", "__metadata", "__threshold", "__prefix", "__suffix", "__config")
+    return any(isinstance(name, str) and name.strip().startswith(special) for name in header)
 
 
 def looks_like_promptfoo_jsonl(first_object: dict) -> bool:
@@ -198,6 +201,10 @@ _Yaml12Loader.add_implicit_resolver(
 
 def _load_yaml(source: SourceFile) -> Any:
     """Parse a YAML file of promptfoo's; SuiteFormatError with the line."""
+    if len(source.data) > MAX_YAML_BYTES:
+        raise SuiteFormatError(
+            source.name, f"is larger than {MAX_YAML_BYTES // 2**20} MB of YAML; write big test files as JSONL"
+        )
     text = _decode(source)
     try:
         return _plain(yaml.load(text, Loader=_Yaml12Loader))  # noqa: S506 - a SafeLoader subclass
@@ -213,7 +220,7 @@ def _load_yaml(source: SourceFile) -> Any:
 
 def _load_json(source: SourceFile) -> Any:
     try:
-        return json.loads(_decode(source))
+        return loads_json(_decode(source))
     except json.JSONDecodeError as exc:
         raise SuiteFormatError(
             source.name, f"is not valid JSON ({exc.msg} at column {exc.colno})", exc.lineno
@@ -734,7 +741,7 @@ def _read_jsonl(ctx: _Context, source: SourceFile) -> None:
                 continue
             reader.count_record(line)
             try:
-                obj = json.loads(text)
+                obj = loads_json(text)
             except json.JSONDecodeError as exc:
                 reader.error(
                     line,

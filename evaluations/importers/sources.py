@@ -13,6 +13,7 @@ import io
 import json
 import random
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -29,6 +30,7 @@ from .base import (
     SuiteValidationError,
     TooManyErrors,
     load_yaml,
+    loads_json,
 )
 from .csv_format import read_csv
 from .jsonl_format import read_jsonl
@@ -39,6 +41,7 @@ from .peers import (
     read_json_cases,
     read_openai_evals_registry,
 )
+from .promptfoo import looks_like_promptfoo_csv, looks_like_promptfoo_jsonl
 
 FORMAT_CHOICES = (
     ("", "detect from the file"),
@@ -142,8 +145,11 @@ def _expand(files: list[SourceFile], *, max_bytes: int) -> list[SourceFile]:
                 raise SuiteFormatError(
                     f.name, f"unpacks to more than {max_bytes:,} bytes; upload less at once"
                 )
-            with archive.open(member) as fh:
-                data = fh.read(max_bytes - total + 1)  # the header's size may lie: read no more
+            try:
+                with archive.open(member) as fh:
+                    data = fh.read(max_bytes - total + 1)  # the header's size may lie: read no more
+            except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, OSError) as exc:
+                raise SuiteFormatError(f.name, f"{name} cannot be unpacked ({exc}); zip it again") from None
             total += len(data)
             if total > max_bytes:
                 raise SuiteFormatError(
@@ -164,6 +170,9 @@ def _entry(files: list[SourceFile], fmt: str | None) -> tuple[SourceFile, str]:
         entry = files[0]
     else:
         roots = [f for f in configs if _config_kind(f) in ("promptfoo", "openai-evals")]
+        if len(roots) > 1:  # e.g. a tests.yaml written as {tests: [...]}: the config is the one named so
+            named = [f for f in roots if PurePosixPath(f.name).stem.startswith("promptfooconfig")]
+            roots = named or roots
         if len(roots) != 1:
             names = ", ".join(f.name for f in files[:5])
             raise SuiteFormatError(
@@ -201,8 +210,8 @@ def _first_object(source: SourceFile) -> dict | None:
     for raw in source.data.splitlines()[:50]:
         if raw.strip():
             try:
-                obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                obj = loads_json(raw.decode("utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 return None
             return obj if isinstance(obj, dict) else None
     return None
@@ -243,7 +252,7 @@ def _detect(entry: SourceFile) -> str:
         return "json"
     if suffix in (".jsonl", ".ndjson"):
         first = _first_object(entry) or {}
-        if "vars" in first:
+        if looks_like_promptfoo_jsonl(first):
             return "promptfoo-jsonl"
         if "messages" in first:
             return "openai-chat"
@@ -253,8 +262,7 @@ def _detect(entry: SourceFile) -> str:
             return "langfuse-jsonl"
         return "jsonl"
     if suffix == ".csv":
-        header = _csv_header(entry)
-        if any(column.startswith("__") for column in header):
+        if looks_like_promptfoo_csv(_csv_header(entry)):
             return "promptfoo-csv"
         return "csv"
     what = f"file type {suffix!r} is not supported" if suffix else "the file name has no extension"
@@ -318,7 +326,8 @@ def _promptfoo_tests(entry: SourceFile, files, reader: SuiteReader) -> SuiteExtr
     from .promptfoo import read_promptfoo_config
 
     # A bare list of tests is a config with only `tests`.
-    wrapped = SourceFile(entry.name, b"tests: file://" + PurePosixPath(entry.name).name.encode())
+    reference = json.dumps("file://" + PurePosixPath(entry.name).name)  # a JSON string is valid YAML
+    wrapped = SourceFile(entry.name, b"tests: " + reference.encode())
     return read_promptfoo_config(wrapped, {**files, PurePosixPath(entry.name).name: entry}, reader)
 
 

@@ -148,4 +148,7 @@ def score_results(
         }
         if task_type == TaskType.CLASSIFICATION:
             r.scores["predicted"] = scorers.extract_label(r.answer, labels)
-        r.score, r.passed = round(total.score, 6), total.passed
+        if total.skipped:  # nothing ftvp can run: neither a failure nor a pass
+            r.score, r.passed = None, None
+        else:
+            r.score, r.passed = round(total.score, 6), total.passed

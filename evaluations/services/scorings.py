@@ -28,7 +28,8 @@ class RescoreError(ValueError):
 def scoring_create(*, run: Run, trigger: str = Scoring.Trigger.RUN, user=None) -> Scoring:
     """Snapshot how the run is scored now: the suite's default assertions, scorer versions, embedder."""
     version = run.suite_version
-    defaults = list(version.suite.default_assertions or [])
+    # A version imported with its own defaults (promptfoo's defaultTest) keeps them; else the suite's.
+    defaults = list(version.default_assertions or version.suite.default_assertions or [])
     if defaults:
         used = list(defaults)
     else:  # the task type's defaults apply to cases with an expected output

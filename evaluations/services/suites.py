@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
@@ -52,7 +53,13 @@ def suite_import(
         if fileobj is None:
             raise SuiteFormatError(filename or "upload", "no file was given")
         files = [SourceFile(filename, fileobj.read())]
-    result = read_sources(files, fmt=fmt or None, test_fraction=test_fraction, seed=seed)
+    result = read_sources(
+        files,
+        fmt=fmt or None,
+        test_fraction=test_fraction,
+        seed=seed,
+        max_bytes=settings.FTVP_MAX_UPLOAD_BYTES,
+    )
     cases = result.cases
     filename = ", ".join(result.files)[:255] if len(result.files) > 1 else result.files[0]
     if not any(c["split"] == Split.TEST for c in cases):
@@ -93,11 +100,10 @@ def suite_import(
         task_type=suite.task_type,
         labels=labels,
         notes=result.extras.notes,
+        # promptfoo's defaultTest.assert, ftvp YAML's defaults: this version's, not the suite's
+        default_assertions=result.extras.default_assertions,
         created_by=user,
     )
-    if result.extras.default_assertions:  # promptfoo's defaultTest.assert, ftvp YAML's defaults
-        suite.default_assertions = result.extras.default_assertions
-        suite.save(update_fields=["default_assertions"])
     _import_prompts(suite, result.extras.prompts)
     # In chunks: 100,000 model instances at once would double the import's memory.
     for start in range(0, len(cases), 1000):

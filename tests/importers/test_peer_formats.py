@@ -134,7 +134,16 @@ def test_a_zip_bomb_is_refused_before_it_is_unpacked():
         ("cases.jsonl", b'{"input": "x", "assertions": [{"type": "telepathy"}]}\n', "unknown assertion type"),
         ("suite.yaml", b"a: &x [1]\nb: *x\n", "aliases"),
         ("suite.yaml", b"cases: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
-        ("deep.json", b"[" * 100 + b"]" * 100, "nests JSON 100 levels deep"),
+        ("deep.json", b"[" * 100 + b"]" * 100, "nests 100 levels deep"),
+        (
+            "deep.jsonl",
+            b'{"input": "a", "expected": "b", "m": ' + b"[" * 200_000 + b"]" * 200_000 + b"}\n",
+            "nests 200001 levels deep",
+        ),
+        ("deep.yaml", b"[" * 50_000 + b"]" * 50_000, "nests too deeply"),
+        ("nan.jsonl", b'{"input": "a", "expected": "b", "metadata": {"x": NaN}}\n', "NaN is not a number"),
+        ("nul.jsonl", b'{"input": "a\\u0000b", "expected": "b"}\n', "NUL character"),
+        ("big.yaml", b"cases: []\n" + b"#" * (6 * 1024 * 1024), "larger than 5 MB of YAML"),
         ("notes.txt", b"hello", "file type '.txt' is not supported"),
     ],
 )
@@ -219,3 +228,33 @@ def test_the_promptfoo_configs_import_with_the_files_they_refer_to():
     with pytest.raises(SuiteFormatError) as caught:
         read_sources([fixture("promptfoo__f-score__promptfooconfig.yaml", "promptfooconfig.yaml")])
     assert "imdb_eval_sample.csv" in str(caught.value)
+
+
+def test_yaml_dates_and_binary_become_text():
+    data = b"cases:\n  - input: a\n    expected: b\n    metadata: {d: 2024-01-01, raw: !!binary aGk=}\n"
+    (case,) = read_sources([SourceFile("s.yaml", data)]).cases
+    assert case["metadata"] == {"d": "2024-01-01", "raw": "hi"}
+
+
+def test_a_corrupt_zip_member_is_a_clear_error():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("cases.jsonl", b'{"input": "a", "expected": "b"}\n' * 50)
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"cases.jsonl") + len(b"cases.jsonl")
+    data[start + 5 : start + 25] = b"\xff" * 20  # damage the compressed bytes
+    with pytest.raises(SuiteFormatError, match=r"cannot be unpacked|not a valid zip"):
+        read_sources([SourceFile("broken.zip", bytes(data))])
+
+
+def test_ftvp_files_that_share_a_name_with_promptfoo_fields_stay_ftvp():
+    jsonl = b'{"input": "What is 2+2?", "expected": "4", "vars": {"x": "y"}}\n'
+    assert read_sources([SourceFile("a.jsonl", jsonl)]).format == "jsonl"
+    csv_data = b"input,expected,__note\nhi,hello,internal\n"
+    assert read_sources([SourceFile("a.csv", csv_data)]).format == "csv"
+
+
+def test_a_promptfoo_tests_file_with_an_odd_name_imports():
+    data = b"- vars: {q: hi}\n  assert: [{type: contains, value: hi}]\n"
+    result = read_sources([SourceFile("my tests #2.yaml", data)])
+    assert result.format == "promptfoo-tests" and len(result.cases) == 1

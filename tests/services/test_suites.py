@@ -149,3 +149,26 @@ def test_assertions_ftvp_cannot_run_are_noted_on_import_and_shown_skipped_in_res
     assert result.scores["assertions"][1]["skipped"] is True
     page = auth_client.get(reverse("evaluations:run-results", args=[run.pk])).content.decode()
     assert 'class="check skipped"' in page and "javascript (skipped)" in page
+
+
+def test_imported_default_assertions_belong_to_their_version_not_to_the_suite(db):
+    from evaluations.importers import SourceFile
+    from evaluations.models import Run
+    from evaluations.services.scorings import scoring_create
+
+    config = b"""
+defaultTest:
+  assert:
+    - type: icontains
+      value: arr
+tests:
+  - vars: {body: hello}
+"""
+    first = suite_import(name="pirates", files=[SourceFile("promptfooconfig.yaml", config)])
+    second = _import(name="pirates", data=b"input,expected\nhi,hello\n")
+    assert first.default_assertions == [{"type": "icontains", "value": "arr"}]
+    assert second.default_assertions == [] and first.suite.default_assertions == []
+    run = Run.objects.create(suite_version=first)
+    assert scoring_create(run=run).default_assertions == [{"type": "icontains", "value": "arr"}]
+    run2 = Run.objects.create(suite_version=second)
+    assert scoring_create(run=run2).default_assertions == []
