@@ -59,6 +59,18 @@ class Suite(models.Model):
     )
     training_epochs = models.PositiveIntegerField(default=3, help_text="Epochs, for that estimate.")
     urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.SOON)
+    baseline_run = models.ForeignKey(
+        "Run",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The run every finished run is compared with, arm by arm.",
+    )
+    regression_tolerance = models.FloatField(
+        default=0.02,
+        help_text="A significant drop larger than this (0..1) against the baseline is a regression.",
+    )
     monthly_budget = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, help_text="USD a month; optional."
     )
@@ -76,6 +88,10 @@ class Suite(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(horizon_months__gte=1) & Q(horizon_months__lte=120), name="suite_horizon_1_120"
+            ),
+            models.CheckConstraint(
+                condition=Q(regression_tolerance__gte=0) & Q(regression_tolerance__lte=1),
+                name="suite_tolerance_0_1",
             ),
             models.CheckConstraint(
                 condition=Q(retrains_per_year__gte=0) & Q(retrains_per_year__lte=365),
@@ -524,3 +540,42 @@ class FineTuneJob(models.Model):
     @property
     def percent(self) -> float:
         return round(100.0 * self.step / self.total_steps, 1) if self.total_steps else 0.0
+
+
+class FindingKind(models.TextChoices):
+    REGRESSION = "regression", "Regression"
+    DRIFT = "drift", "Drift"
+    THRESHOLD = "threshold", "Below threshold"
+
+
+class Severity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class Finding(models.Model):
+    """Something a team should know about a run: a regression against the baseline, drift, a breach."""
+
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="findings")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="findings")
+    arm = models.ForeignKey(Arm, null=True, blank=True, on_delete=models.CASCADE, related_name="findings")
+    baseline_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=12, choices=FindingKind.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.WARNING)
+    title = models.CharField(max_length=300)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["run", "arm", "kind"], name="finding_unique_per_arm")]
+        indexes = [models.Index(fields=["suite", "acknowledged_at", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.title

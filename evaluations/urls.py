@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evaluations.views import decision, finetune, pages
+from evaluations.views import decision, findings, finetune, pages
 from evaluations.views import exports as export_views
 
 app_name = "evaluations"
@@ -38,4 +38,7 @@ urlpatterns = [
     path("runs/<int:pk>/export.jsonl", export_views.run_export_jsonl, name="run-export-jsonl"),
     path("runs/<int:pk>/export/finetune.jsonl", export_views.run_export_finetune, name="run-export-finetune"),
     path("compare/", pages.compare_view, name="compare"),
+    path("runs/<int:pk>/baseline/", findings.run_set_baseline, name="run-set-baseline"),
+    path("findings/", findings.finding_list, name="finding-list"),
+    path("findings/<int:pk>/", findings.finding_detail, name="finding-detail"),
 ]

@@ -108,6 +108,10 @@ def scoring_finish(*, scoring: Scoring) -> dict[int, dict]:
         scoring.summaries = {str(k): v for k, v in summaries.items()}
         scoring.finished_at = timezone.now()
         scoring.save(update_fields=["summaries", "finished_at"])
+    if run.status == RunStatus.SUCCEEDED:
+        from evaluations.services.findings import run_compare_with_baseline
+
+        run_compare_with_baseline(run=run)  # the run, as scored now, against the suite's baseline
     return summaries
 
 

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evaluations import selectors
 from evaluations.models import Endpoint, Run, RunStatus, Strategy, Suite, Trigger
+from evaluations.services.findings import run_regressions
 from evaluations.services.runs import RunError, run_create
 
 ARM_FIELDS = (
@@ -58,6 +59,17 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait with --wait")
+        parser.add_argument(
+            "--fail-on-regression",
+            action="store_true",
+            help="with --wait: exit 1 when an arm regressed against the suite's baseline run",
+        )
+        parser.add_argument(
+            "--min-pass-rate",
+            type=float,
+            default=None,
+            help="with --wait: exit 1 when an arm's pass rate is below",
+        )
 
     def handle(self, *args, **opts):
         suite = Suite.objects.filter(name=opts["suite"]).first()
@@ -82,11 +94,25 @@ class Command(BaseCommand):
         self.stderr.write(
             f"run #{run.pk} queued: {version}, {len(arms)} arm(s), {run.expected_results} results"
         )
+        if (opts["fail_on_regression"] or opts["min_pass_rate"] is not None) and not opts["wait"]:
+            raise fail("--fail-on-regression and --min-pass-rate need --wait")
         if opts["wait"]:
             run = self._wait(run, timeout=opts["timeout"])
-        self._report(run, as_json=opts["json"])
+        regressions = run_regressions(run) if opts["wait"] else []
+        self._report(run, as_json=opts["json"], regressions=regressions)
         if opts["wait"] and run.status != RunStatus.SUCCEEDED:
             raise fail(f"run #{run.pk} ended {run.status}{': ' + run.error if run.error else ''}")
+        problems = []
+        if opts["fail_on_regression"] and regressions:
+            problems += [f.title for f in regressions]
+        if opts["min_pass_rate"] is not None:
+            for arm, summary in selectors.run_arms_with_summaries(run):
+                rate = summary.get("pass_rate")
+                if rate is None or rate < opts["min_pass_rate"]:
+                    shown = "no pass rate" if rate is None else f"pass rate {rate:.1%}"
+                    problems.append(f"{arm.label}: {shown}, below {opts['min_pass_rate']:.1%}")
+        if problems:
+            raise CommandError("; ".join(problems), returncode=1)
 
     def _wait(self, run: Run, *, timeout: float) -> Run:
         from workers import embedded
@@ -141,7 +167,7 @@ class Command(BaseCommand):
                 )
             time.sleep(1.0)
 
-    def _report(self, run: Run, *, as_json: bool) -> None:
+    def _report(self, run: Run, *, as_json: bool, regressions=()) -> None:
         arms = [
             {
                 "endpoint": arm.endpoint.name,
@@ -151,8 +177,23 @@ class Command(BaseCommand):
             for arm, s in selectors.run_arms_with_summaries(run)
         ]
         if as_json:
-            payload = {"run_id": run.pk, "status": run.status, "suite": run.suite_version.suite.name,
-                       "suite_version": run.suite_version.number, "arms": arms}  # fmt: skip
+            found = [
+                {
+                    "arm": f.arm.label if f.arm else None,
+                    "severity": f.severity,
+                    "title": f.title,
+                    "details": f.details,
+                }
+                for f in regressions
+            ]
+            payload = {
+                "run_id": run.pk,
+                "status": run.status,
+                "suite": run.suite_version.suite.name,
+                "suite_version": run.suite_version.number,
+                "arms": arms,
+                "regressions": found,
+            }
             self.stdout.write(json.dumps(payload))
             return
         self.stdout.write(f"run #{run.pk} {run.status}")
@@ -165,3 +206,5 @@ class Command(BaseCommand):
                 f"  {a['endpoint']}:{a['strategy']}  score {mean}{ci_text}  pass {passed}  "
                 f"errors {a['errors']}  cost ${a['cost_total'] or 0:.6f}"
             )
+        for f in regressions:
+            self.stdout.write(f"  REGRESSION ({f.severity}): {f.title}")

@@ -1,0 +1,54 @@
+"""Baselines and findings: set a suite's baseline run; list, read and acknowledge findings."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from evaluations.models import Finding, Run
+from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge
+from evaluations.views.pages import _page
+
+
+@login_required
+@require_POST
+def run_set_baseline(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
+    suite = run.suite_version.suite
+    try:
+        baseline_set(suite=suite, run=run, user=request.user)
+    except BaselineError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"Run #{run.pk} is now the baseline of {suite.name}: later runs are compared with it."
+        )
+    return redirect("evaluations:run-detail", pk=run.pk)
+
+
+@login_required
+def finding_list(request: HttpRequest) -> HttpResponse:
+    show = request.GET.get("show", "open")
+    findings = Finding.objects.select_related(
+        "suite", "run", "arm__endpoint", "arm__strategy", "acknowledged_by"
+    )
+    if show == "open":
+        findings = findings.filter(acknowledged_at__isnull=True)
+    return render(
+        request, "evaluations/finding_list.html", {"page": _page(request, findings, 25), "show": show}
+    )
+
+
+@login_required
+def finding_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    finding = get_object_or_404(Finding.objects.select_related("suite", "run", "arm", "baseline_run"), pk=pk)
+    if request.method == "POST":
+        finding_acknowledge(
+            finding=finding, user=request.user, comment=request.POST.get("comment", "")[:2000]
+        )
+        messages.success(request, "Finding acknowledged.")
+        return redirect("evaluations:finding-detail", pk=finding.pk)
+    return render(request, "evaluations/finding_detail.html", {"finding": finding})
