@@ -579,9 +579,10 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def load_yaml(source: SourceFile) -> Any:
+def load_yaml(source: SourceFile, loader: type[yaml.SafeLoader] | None = None) -> Any:
     """Parse a YAML file safely (no Python object tags, no aliases, at most MAX_YAML_BYTES; dates and
-    other standard tags come back as text); SuiteFormatError with the line."""
+    other standard tags come back as text); SuiteFormatError with the line. `loader` may narrow the
+    rules further (a subclass of the alias-free safe loader, e.g. YAML 1.2 scalars for promptfoo)."""
     if len(source.data) > MAX_YAML_BYTES:
         raise SuiteFormatError(
             source.name,
@@ -594,7 +595,7 @@ def load_yaml(source: SourceFile) -> Any:
             source.name, f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
         ) from None
     try:
-        return plain_yaml(yaml.load(text, Loader=_NoAliasLoader))  # noqa: S506 - a SafeLoader subclass
+        return plain_yaml(yaml.load(text, Loader=loader or _NoAliasLoader))  # noqa: S506 - safe loaders only
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

@@ -71,8 +71,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
-import yaml
-
 from evaluations.scoring.assertions import NOT_PREFIX, unrunnable_reason, validate_assertion
 
 from .base import (
@@ -84,6 +82,7 @@ from .base import (
     SuiteReader,
     _NoAliasLoader,
     json_type,
+    load_yaml,
     loads_json,
 )
 
@@ -200,22 +199,13 @@ _Yaml12Loader.add_implicit_resolver(
 
 
 def _load_yaml(source: SourceFile) -> Any:
-    """Parse a YAML file of promptfoo's; SuiteFormatError with the line."""
-    if len(source.data) > MAX_YAML_BYTES:
+    """Parse a YAML file of promptfoo's (YAML 1.2 scalars, as promptfoo reads them)."""
+    if len(source.data) > MAX_YAML_BYTES:  # promptfoo's wording: test files, not suites
         raise SuiteFormatError(
             source.name, f"is larger than {MAX_YAML_BYTES // 2**20} MB of YAML; write big test files as JSONL"
         )
-    text = _decode(source)
-    try:
-        return _plain(yaml.load(text, Loader=_Yaml12Loader))  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise SuiteFormatError(source.name, f"is not valid YAML: {exc.problem or exc}", line) from None
-    except yaml.YAMLError as exc:
-        raise SuiteFormatError(source.name, f"is not valid YAML: {exc}") from None
-    except RecursionError:
-        raise SuiteFormatError(source.name, "nests too deeply to be read; flatten it") from None
+    _decode(source)  # promptfoo's UTF-8 message, with the byte's value
+    return load_yaml(source, _Yaml12Loader)
 
 
 def _load_json(source: SourceFile) -> Any:
@@ -227,19 +217,6 @@ def _load_json(source: SourceFile) -> Any:
         ) from None
     except RecursionError:
         raise SuiteFormatError(source.name, "nests too deeply to be read; flatten it") from None
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready data: explicit YAML tags (!!binary, !!set...) become text or lists."""
-    if isinstance(value, dict):
-        return {k if isinstance(k, str) else str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 def _decode(source: SourceFile) -> str:

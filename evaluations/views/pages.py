@@ -120,6 +120,7 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
             .select_related("suite_version")
             .order_by("-created_at")[:10],
             "diff": selectors.version_diff(previous, version) if previous else None,
+            "open_findings": suite.findings.filter(acknowledged_at__isnull=True).order_by("-created_at")[:10],
             "settings_form": SuiteSettingsForm(
                 initial={f: getattr(suite, f) for f in SuiteSettingsForm.base_fields}
             ),

@@ -123,12 +123,20 @@ def test_the_findings_page_lists_and_acknowledges(suite_runs, auth_client):
     finding = Finding.objects.get()
     page = auth_client.get(reverse("evaluations:finding-list")).content.decode()
     assert finding.title in page
+    suite_page = auth_client.get(
+        reverse("evaluations:suite-detail", args=[version.suite.pk])
+    ).content.decode()
+    assert "Open findings" in suite_page and finding.title in suite_page
     auth_client.post(
         reverse("evaluations:finding-detail", args=[finding.pk]), {"comment": "model update, rolled back"}
     )
     finding.refresh_from_db()
     assert finding.acknowledged_at and finding.comment == "model update, rolled back"
     assert finding.title not in auth_client.get(reverse("evaluations:finding-list")).content.decode()
+    suite_page = auth_client.get(
+        reverse("evaluations:suite-detail", args=[version.suite.pk])
+    ).content.decode()
+    assert "Open findings" not in suite_page
     # The run page offers to make a run the baseline; the suite page shows the baseline.
     run_page = auth_client.get(reverse("evaluations:run-detail", args=[finding.run_id])).content.decode()
     assert "Make this run the baseline" in run_page
