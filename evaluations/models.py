@@ -308,6 +308,11 @@ class Run(models.Model):
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     repeats = models.PositiveIntegerField(default=1)
+    use_cache = models.BooleanField(
+        default=True,
+        help_text="Serve temperature-0 answers already seen from the cache. Off for runs that must call "
+        "the model (a model can change behind an unchanged endpoint).",
+    )
     expected_results = models.PositiveIntegerField(default=0)
     batches_total = models.PositiveIntegerField(default=0)
     batches_scored = models.PositiveIntegerField(default=0)

@@ -65,6 +65,7 @@ def run_create(
     repeats: int = 1,
     trigger: str = Trigger.MANUAL,
     user=None,
+    use_cache: bool = True,
 ) -> Run:
     """Create a run, its arms and their batches in one transaction; start it once committed."""
     if not arms:
@@ -88,6 +89,7 @@ def run_create(
             suite_version=suite_version,
             trigger=trigger,
             repeats=repeats,
+            use_cache=use_cache,
             created_by=user,
             expected_results=len(case_ids) * len(arms) * repeats,
             batches_total=len(chunks) * len(arms),
@@ -259,10 +261,17 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
     params = dict(endpoint.params or {})
     gen_params = GenerationParams.from_dict(params)
     cacheable = not gen_params.temperature
+    # Without the cache the model is called, and its answers replace the cached ones (identical
+    # prompts within a batch are still sent once): later runs see the model as it answers now.
+    read_cache = cacheable and run.use_cache
     pool = _examples(arm, version)
     prompts = [_render(arm, version, case, pool) for case, _ in todo]
     keys = [_cache_key(endpoint, params, p) for p in prompts] if cacheable else [None] * len(prompts)
-    cached = {c.key: c for c in CompletionCache.objects.filter(key__in=[k for k in keys if k])}
+    cached = (
+        {c.key: c for c in CompletionCache.objects.filter(key__in=[k for k in keys if k])}
+        if read_cache
+        else {}
+    )
 
     completions: list[Completion | None] = [None] * len(todo)
     from_cache = [False] * len(todo)
@@ -374,8 +383,20 @@ def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
                 "latency_ms", "compute_seconds", "cost", "error", "cached",
             ],
         )  # fmt: skip
-        if cache_rows:
-            CompletionCache.objects.bulk_create(cache_rows, ignore_conflicts=True)
+        if cache_rows:  # the latest answer wins: a run that bypassed the cache refreshes it
+            CompletionCache.objects.bulk_create(
+                cache_rows,
+                update_conflicts=True,
+                unique_fields=["key"],
+                update_fields=[
+                    "output",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "latency_ms",
+                    "cost",
+                    "compute_seconds",
+                ],
+            )
 
 
 # --- scoring and finalize ------------------------------------------------------------------------

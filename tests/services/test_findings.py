@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from evaluations.models import CompletionCache, Finding, FindingKind, Run
+from evaluations.models import Finding, FindingKind, Result, Run
 from evaluations.services.findings import BaselineError, baseline_set
 from evaluations.services.runs import run_create
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
@@ -37,9 +37,8 @@ def suite_runs(db, fake_openai, task_queue, settings):
             return LABELS[i % 2] if i in right else LABELS[1 - i % 2]
 
         fake_openai.responder = answer
-        # The endpoint changed behind the same name: answers cached at temperature 0 are stale.
-        CompletionCache.objects.all().delete()
-        run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+        # The endpoint may change behind the same name: the run calls it rather than the cache.
+        run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))], use_cache=False)
         task_queue.drain()
         run.refresh_from_db()
         return run
@@ -99,7 +98,7 @@ def test_evaluate_fails_on_regression_and_reports_it_in_json(suite_runs, task_qu
     out = io.StringIO()
     with pytest.raises(CommandError) as caught:
         call_command(
-            "evaluate", "--suite", "reviews", "--arm", "model:plain", "--wait", "--json",
+            "evaluate", "--suite", "reviews", "--arm", "model:plain", "--wait", "--json", "--no-cache",
             "--fail-on-regression", stdout=out, stderr=io.StringIO(),
         )  # fmt: skip
     assert caught.value.returncode == 1 and "fell from 0.900 to 0.700" in str(caught.value)
@@ -108,7 +107,8 @@ def test_evaluate_fails_on_regression_and_reports_it_in_json(suite_runs, task_qu
     # --min-pass-rate alone: 70% is below 0.8.
     with pytest.raises(CommandError, match=r"below 80\.0%") as caught:
         call_command(
-            "evaluate", "--suite", "reviews", "--arm", "model:plain", "--wait", "--min-pass-rate", "0.8",
+            "evaluate", "--suite", "reviews", "--arm", "model:plain", "--wait", "--no-cache",
+            "--min-pass-rate", "0.8",
             stdout=io.StringIO(), stderr=io.StringIO(),
         )  # fmt: skip
     assert caught.value.returncode == 1
@@ -143,3 +143,25 @@ def test_the_findings_page_lists_and_acknowledges(suite_runs, auth_client):
     response = auth_client.post(reverse("evaluations:run-set-baseline", args=[finding.run_id]))
     version.suite.refresh_from_db()
     assert response.status_code == 302 and version.suite.baseline_run_id == finding.run_id
+
+
+def test_a_run_without_the_cache_sees_a_changed_model_and_refreshes_the_cache(
+    suite_runs, fake_openai, task_queue
+):
+    version, run_with = suite_runs
+    run_with(set(range(N)))  # every answer right, written to the cache
+    endpoint = version.runs.first().arms.get().endpoint
+    fake_openai.responder = lambda body: "neither"  # the model behind the endpoint changed
+
+    def outputs(**kwargs):
+        run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))], **kwargs)
+        task_queue.drain()
+        return {r.output for r in Result.objects.filter(arm__run=run)}, run
+
+    seen, cached_run = outputs()
+    assert cached_run.use_cache
+    assert "neither" not in seen  # served from the cache: the change is invisible
+    seen, fresh = outputs(use_cache=False)
+    assert seen == {"neither"} and not fresh.use_cache
+    seen, _ = outputs()  # the cache now holds what the model answers today
+    assert seen == {"neither"}

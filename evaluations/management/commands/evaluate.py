@@ -60,6 +60,11 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait with --wait")
         parser.add_argument(
+            "--no-cache",
+            action="store_true",
+            help="call the model for every case even at temperature 0 (see whether it changed)",
+        )
+        parser.add_argument(
             "--fail-on-regression",
             action="store_true",
             help="with --wait: exit 1 when an arm regressed against the suite's baseline run",
@@ -87,7 +92,11 @@ class Command(BaseCommand):
         arms = [parse_arm(spec) for spec in opts["arm"]]
         try:
             run = run_create(
-                suite_version=version, arms=arms, repeats=opts["repeats"], trigger=opts["trigger"]
+                suite_version=version,
+                arms=arms,
+                repeats=opts["repeats"],
+                trigger=opts["trigger"],
+                use_cache=not opts["no_cache"],
             )
         except RunError as exc:
             raise fail(str(exc)) from None
