@@ -317,6 +317,10 @@ class Run(models.Model):
     batches_total = models.PositiveIntegerField(default=0)
     batches_scored = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    schedule = models.ForeignKey(
+        "Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        help_text="The schedule that started this run (trigger `schedule`).",
+    )  # fmt: skip
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -549,7 +553,8 @@ class FineTuneJob(models.Model):
 
 class FindingKind(models.TextChoices):
     REGRESSION = "regression", "Regression"
-    DRIFT = "drift", "Drift"
+    DRIFT = "drift", "Output drift"
+    TREND = "trend", "Score trend"
     THRESHOLD = "threshold", "Below threshold"
 
 
@@ -584,3 +589,168 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class Schedule(models.Model):
+    """Runs of a suite on a cron schedule (nightly at 02:00 by default), fired by celery beat.
+
+    The beat entry is a django-celery-beat PeriodicTask kept in step by services/schedules.py;
+    a scheduled run is an ordinary run with trigger `schedule` that always calls the model."""
+
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="schedules")
+    name = models.CharField(max_length=200)
+    suite_version = models.ForeignKey(
+        SuiteVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Pinned version; empty means the suite's latest version when the schedule fires.",
+    )  # fmt: skip
+    cron = models.CharField(
+        max_length=100, default="0 2 * * *", help_text="minute hour day-of-month month day-of-week"
+    )
+    timezone = models.CharField(max_length=64, default="UTC")
+    enabled = models.BooleanField(default=True)
+    repeats = models.PositiveIntegerField(default=1)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    last_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["suite", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["suite", "name"], name="schedule_unique_name"),
+            models.CheckConstraint(condition=Q(repeats__gte=1), name="schedule_repeats_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.suite.name}: {self.name} ({self.cron})"
+
+
+class ScheduleArm(models.Model):
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="arms")
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
+    strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["schedule", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "endpoint", "strategy"], name="schedule_arm_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint.name}:{self.strategy}"
+
+
+class TrendPoint(models.Model):
+    """One arm of a finished run, as the trends page reads it: aggregates stored at finalize so a
+    page over years of nightly runs never touches raw results. Series are keyed by endpoint and
+    strategy name; fingerprints and versions mark where the suite, a prompt or an endpoint changed."""
+
+    arm = models.OneToOneField(Arm, on_delete=models.CASCADE, related_name="trend")
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="trend_points")
+    at = models.DateTimeField(help_text="When the run finished.")
+    series = models.CharField(max_length=250, help_text="endpoint name · strategy name")
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="+")
+    strategy = models.ForeignKey(Strategy, on_delete=models.CASCADE, related_name="+")
+    suite_version_number = models.PositiveIntegerField()
+    strategy_version = models.PositiveIntegerField(default=1)
+    endpoint_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="Hash of the endpoint's model, URL and parameters."
+    )
+    mean_score = models.FloatField(null=True, blank=True)
+    score_ci_low = models.FloatField(null=True, blank=True)
+    score_ci_high = models.FloatField(null=True, blank=True)
+    pass_rate = models.FloatField(null=True, blank=True)
+    cost_per_request = models.FloatField(null=True, blank=True)
+    latency_p95_ms = models.FloatField(null=True, blank=True)
+    completion_tokens_mean = models.FloatField(null=True, blank=True)
+    output_chars_mean = models.FloatField(null=True, blank=True)
+    drift_auc = models.FloatField(null=True, blank=True, help_text="Output drift against the baseline.")
+    centroid_distance = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["suite", "at"]
+        indexes = [models.Index(fields=["suite", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.series} @ {self.at:%Y-%m-%d}"
+
+
+class AlertKind(models.TextChoices):
+    EMAIL = "email", "E-mail"
+    WEBHOOK = "webhook", "Webhook (JSON)"
+    SLACK = "slack", "Slack-compatible webhook"
+
+
+class AlertChannel(models.Model):
+    """Where findings are sent. A webhook URL can carry a secret (Slack's do), so the database
+    holds only the NAME of the environment variable with the URL, like an endpoint's API key."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=AlertKind.choices)
+    suite = models.ForeignKey(
+        Suite, null=True, blank=True, on_delete=models.CASCADE, related_name="alert_channels",
+        help_text="Empty: findings of every suite.",
+    )  # fmt: skip
+    recipients = models.TextField(blank=True, help_text="E-mail: addresses, comma separated.")
+    url_env = models.CharField(
+        max_length=100, blank=True, help_text="Webhook: name of the environment variable holding the URL."
+    )
+    min_severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.WARNING)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class AlertDelivery(models.Model):
+    """One finding sent (or tried) on one channel: at most one success each, retried on failure."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["finding", "channel"], name="delivery_unique_per_channel"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.finding_id} -> {self.channel_id}: {self.status}"
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only its SHA-256 is stored: the token itself is shown once, at creation."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'CI'.")
+    prefix = models.CharField(max_length=12, help_text="The token's first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -110,7 +110,9 @@ def scoring_finish(*, scoring: Scoring) -> dict[int, dict]:
         scoring.save(update_fields=["summaries", "finished_at"])
     if run.status == RunStatus.SUCCEEDED:
         from evaluations.services.findings import run_compare_with_baseline
+        from evaluations.services.trends import trends_record
 
+        trends_record(run=run)  # the figures the trends page charts, stored once
         run_compare_with_baseline(run=run)  # the run, as scored now, against the suite's baseline
     return summaries
 
