@@ -46,6 +46,7 @@ bench: install
 	$(PY) bench/scoring_throughput.py
 	$(PY) bench/import_100k.py
 	$(PY) bench/demo_time.py
+	$(PY) bench/trends_page.py
 
 clean:
 	rm -rf $(VENV) node_modules var

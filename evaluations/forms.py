@@ -4,8 +4,20 @@ from django import forms
 from django.conf import settings
 
 from evaluations.importers import FORMAT_CHOICES
-from evaluations.models import Endpoint, EndpointKind, Provider, Strategy, SuiteVersion, TaskType, Urgency
+from evaluations.models import (
+    AlertKind,
+    Endpoint,
+    EndpointKind,
+    Provider,
+    Severity,
+    Strategy,
+    Suite,
+    SuiteVersion,
+    TaskType,
+    Urgency,
+)
 from evaluations.scoring.assertions import validate_assertion
+from evaluations.services.runs import MAX_REPEATS
 from evaluations.strategies import ladder_rank
 
 
@@ -100,6 +112,18 @@ class EndpointForm(forms.Form):
         return self.cleaned_data["hosting_monthly"] or 0
 
 
+def arms_from_choices(values: list[str]) -> list[tuple[Endpoint, Strategy]]:
+    """The ticked "endpoint_id:strategy_id" arm choices (already validated against the choices), as
+    (endpoint, strategy) pairs on the ladder: zero-shot, few-shot, system/structured, cot, then
+    fine-tuned models."""
+    pairs = [tuple(int(x) for x in value.split(":")) for value in values]
+    endpoints = Endpoint.objects.in_bulk([e for e, _ in pairs])
+    strategies = Strategy.objects.in_bulk([s for _, s in pairs])
+    arms = [(endpoints[e], strategies[s]) for e, s in pairs]
+    arms.sort(key=lambda a: (*ladder_rank(a[1].kind, fine_tuned=a[0].kind == "fine_tuned"), a[0].name))
+    return arms
+
+
 class RunForm(forms.Form):
     suite_version = forms.ModelChoiceField(queryset=SuiteVersion.objects.select_related("suite"))
     arms = forms.MultipleChoiceField(
@@ -119,16 +143,7 @@ class RunForm(forms.Form):
         ]
 
     def clean_arms(self):
-        pairs = []
-        for value in self.cleaned_data["arms"]:
-            endpoint_id, strategy_id = (int(x) for x in value.split(":"))
-            pairs.append((endpoint_id, strategy_id))
-        endpoints = Endpoint.objects.in_bulk([e for e, _ in pairs])
-        strategies = Strategy.objects.in_bulk([s for _, s in pairs])
-        arms = [(endpoints[e], strategies[s]) for e, s in pairs]
-        # Arms go on the ladder: zero-shot, few-shot, system/structured, cot, then fine-tuned models.
-        arms.sort(key=lambda a: (*ladder_rank(a[1].kind, fine_tuned=a[0].kind == "fine_tuned"), a[0].name))
-        return arms
+        return arms_from_choices(self.cleaned_data["arms"])
 
 
 class SuiteSettingsForm(forms.Form):
@@ -255,3 +270,101 @@ class FineTuneForm(forms.Form):
 
     def hyperparameters(self) -> dict:
         return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}
+
+
+class AlertChannelForm(forms.Form):
+    """An alert channel: where findings are sent (services/alerts.py validates what depends on the kind)."""
+
+    name = forms.CharField(max_length=100)
+    kind = forms.ChoiceField(choices=AlertKind.choices)
+    suite = forms.ModelChoiceField(
+        queryset=Suite.objects.none(),
+        required=False,
+        empty_label="All suites",
+        help_text="Only this suite's findings; empty: every suite's.",
+    )
+    recipients = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="E-mail: addresses, comma separated.",
+    )
+    url_env = forms.CharField(
+        required=False,
+        max_length=100,
+        label="URL variable",
+        help_text="Webhooks: the NAME of the environment variable holding the URL (e.g. "
+        "FTVP_SLACK_WEBHOOK_URL), set in the workers' environment and the web's (for Send test). "
+        "The URL itself is never stored: a webhook URL is a password (anyone who has it can post), "
+        "so it stays out of the database, the pages, the API and the logs.",
+    )
+    min_severity = forms.ChoiceField(
+        choices=Severity.choices,
+        initial=Severity.WARNING,
+        label="Minimum severity",
+        help_text="Findings below it are not sent.",
+    )
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["suite"].queryset = Suite.objects.order_by("name")
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. CI or a dashboard script.")
+    expires_in_days = forms.TypedChoiceField(
+        choices=[("", "never"), ("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year")],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        label="Expires",
+    )
+
+
+def _arm_choices() -> list[tuple[str, str]]:
+    endpoints = list(Endpoint.objects.order_by("name"))
+    strategies = list(Strategy.objects.order_by("name", "-version"))
+    return [(f"{e.pk}:{s.pk}", f"{e.name} · {s}") for e in endpoints for s in strategies]
+
+
+class ScheduleForm(forms.Form):
+    """A schedule of a suite's runs (services/schedules.py checks the cron, time zone and the rest)."""
+
+    name = forms.CharField(max_length=200, initial="nightly")
+    arms = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple, help_text="Each arm is one endpoint with one strategy."
+    )
+    suite_version = forms.ModelChoiceField(
+        queryset=SuiteVersion.objects.none(),
+        required=False,
+        empty_label="the latest version when it runs",
+        label="Version",
+        help_text="Pin a version to compare like with like while the suite grows.",
+    )
+    cron = forms.CharField(
+        max_length=100,
+        initial="0 2 * * *",
+        help_text="minute hour day-of-month month day-of-week, in the time zone below: "
+        "0 2 * * * is 02:00 every night, 30 6 * * 1-5 is 06:30 on weekdays, 0 */6 * * * every 6 hours. "
+        "If both day fields are set, a day must match both.",
+    )
+    timezone = forms.ChoiceField(choices=(), help_text="The time zone the cron times are in.")
+    repeats = forms.IntegerField(
+        min_value=1, max_value=MAX_REPEATS, initial=1, help_text="Samples per case and arm."
+    )
+    enabled = forms.BooleanField(required=False, initial=True, help_text="Untick to pause the schedule.")
+
+    def __init__(self, *args, suite: Suite, **kwargs):
+        from zoneinfo import available_timezones
+
+        super().__init__(*args, **kwargs)
+        self.fields["suite_version"].queryset = suite.versions.order_by("-number")
+        self.fields["suite_version"].label_from_instance = lambda v: f"v{v.number} (pinned)"
+        self.fields["arms"].choices = _arm_choices()
+        zones = sorted(available_timezones() - {"localtime"})
+        self.fields["timezone"].choices = [(z, z) for z in zones]
+        self.fields["timezone"].initial = settings.TIME_ZONE
+
+    def clean_arms(self):
+        return arms_from_choices(self.cleaned_data["arms"])

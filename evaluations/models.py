@@ -325,6 +325,16 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    analysed_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When trends, the baseline comparison, drift and alerts were done for the run as scored.",
+    )  # fmt: skip
+    analysis_sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the analysis task was last sent (a lease for the recovery sweep).",
+    )
+    analysis_error = models.TextField(blank=True, help_text="Steps of the analysis that failed, and why.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -600,7 +610,7 @@ class Schedule(models.Model):
     suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="schedules")
     name = models.CharField(max_length=200)
     suite_version = models.ForeignKey(
-        SuiteVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        SuiteVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
         help_text="Pinned version; empty means the suite's latest version when the schedule fires.",
     )  # fmt: skip
     cron = models.CharField(
@@ -725,6 +735,9 @@ class AlertDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the send task was last enqueued (a lease for recovery)."
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -1,7 +1,11 @@
 from django.urls import path
 
+from evaluations.views import alerts as alert_views
 from evaluations.views import decision, findings, finetune, pages
 from evaluations.views import exports as export_views
+from evaluations.views import schedules as schedule_views
+from evaluations.views import tokens as token_views
+from evaluations.views import trends as trends_views
 
 app_name = "evaluations"
 
@@ -41,4 +45,17 @@ urlpatterns = [
     path("runs/<int:pk>/baseline/", findings.run_set_baseline, name="run-set-baseline"),
     path("findings/", findings.finding_list, name="finding-list"),
     path("findings/<int:pk>/", findings.finding_detail, name="finding-detail"),
+    path("suites/<int:pk>/trends/", trends_views.suite_trends_page, name="suite-trends"),
+    path("alerts/", alert_views.alert_list, name="alert-list"),
+    path("alerts/new/", alert_views.alert_channel_new, name="alert-channel-new"),
+    path("alerts/<int:pk>/edit/", alert_views.alert_channel_edit, name="alert-channel-edit"),
+    path("alerts/<int:pk>/delete/", alert_views.alert_channel_delete_view, name="alert-channel-delete"),
+    path("alerts/<int:pk>/test/", alert_views.alert_channel_test_view, name="alert-channel-test"),
+    path("alerts/deliveries/<int:pk>/retry/", alert_views.alert_delivery_retry_view, name="alert-retry"),
+    path("tokens/", token_views.token_list, name="token-list"),
+    path("tokens/<int:pk>/revoke/", token_views.token_revoke, name="token-revoke"),
+    path("suites/<int:pk>/schedules/new/", schedule_views.schedule_new, name="schedule-new"),
+    path("schedules/<int:pk>/edit/", schedule_views.schedule_edit, name="schedule-edit"),
+    path("schedules/<int:pk>/toggle/", schedule_views.schedule_toggle, name="schedule-toggle"),
+    path("schedules/<int:pk>/delete/", schedule_views.schedule_delete_view, name="schedule-delete"),
 ]

@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "evaluations",
 ]
@@ -184,6 +185,9 @@ WHITENOISE_USE_FINDERS = True
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FTVP_MAX_UPLOAD_BYTES = env_int("FTVP_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
+# Names of the environment variables endpoints may read API keys from and alert channels webhook
+# URLs from (comma list); empty: any name except ftvp's own settings (see services/endpoints.py).
+FTVP_ENV_ALLOWLIST = env_list("FTVP_ENV_ALLOWLIST", [])
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("FTVP_SECURE_COOKIES", False)
@@ -192,7 +196,10 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 REST_FRAMEWORK = {
+    # API tokens first: a request without credentials gets a 401 with a Bearer challenge. Session
+    # auth serves the browser (the docs page); Basic stays for scripts written before tokens.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "evaluations.api.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
@@ -200,12 +207,28 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every error is {"detail": ...}; validation errors add their per-field messages as "errors".
+    "EXCEPTION_HANDLER": "evaluations.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ftvp API",
     "DESCRIPTION": "Evaluation runs, suites and results: is prompting enough, or does fine-tuning pay off?",
     "VERSION": "0.1.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The docs page (/api/docs/) serves Swagger UI from drf-spectacular-sidecar's static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "EndpointKindEnum": "evaluations.models.EndpointKind",
+        "StrategyKindEnum": "evaluations.models.StrategyKind",
+        "FindingKindEnum": "evaluations.models.FindingKind",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "evaluations.api.schema.document_errors",
+    ],
 }
 
 # --- Celery -------------------------------------------------------------------------------------
@@ -245,6 +268,7 @@ CELERY_TASK_DEFAULT_QUEUE = "scoring"
 CELERY_TASK_ROUTES = {
     "workers.tasks.run_batch": {"queue": "llm"},
     "workers.tasks.finetune": {"queue": "training"},
+    "workers.tasks.scheduled_run": {"queue": "scoring"},  # sent by beat; only creates the run
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -265,6 +289,32 @@ FTVP_JUDGE_ENDPOINT = os.environ.get("FTVP_JUDGE_ENDPOINT", "").strip()
 FTVP_LOCAL_MAX_NEW_TOKENS = env_int("FTVP_LOCAL_MAX_NEW_TOKENS", 96, minimum=1)
 FTVP_LOCAL_BATCH = env_int("FTVP_LOCAL_BATCH", 16, minimum=1)
 FTVP_HTTP_RETRIES = env_int("FTVP_HTTP_RETRIES", 4, minimum=0)
+# Score trends: the Mann-Kendall test looks at this many latest runs of an arm's series (at least
+# 6: fewer can never reach the test's significance level of 0.01).
+FTVP_TREND_RUNS = env_int("FTVP_TREND_RUNS", 14, minimum=6)
+
+# --- alerts (e-mail and webhooks for findings) -----------------------------------------------------
+# The web app's absolute URL, for the links in alerts (workers have no request to build them from).
+FTVP_BASE_URL = (os.environ.get("FTVP_BASE_URL", "").strip() or "http://localhost:8000").rstrip("/")
+if not FTVP_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"FTVP_BASE_URL={FTVP_BASE_URL!r} must be an absolute http(s) URL, e.g. https://ftvp.example.com"
+    )
+FTVP_WEBHOOK_TIMEOUT = env_int("FTVP_WEBHOOK_TIMEOUT", 10, minimum=1)
+_email_host = os.environ.get("EMAIL_HOST", "").strip()
+EMAIL_HOST = _email_host or "localhost"
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")  # never logged nor shown
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "ftvp@localhost"
+# SMTP when EMAIL_HOST is set; otherwise e-mails are printed to the console (the worker's log).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "").strip() or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if _email_host
+    else "django.core.mail.backends.console.EmailBackend"
+)
 
 LOGGING = {
     "version": 1,

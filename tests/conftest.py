@@ -47,6 +47,16 @@ def fake_openai():
     server.stop()
 
 
+@pytest.fixture
+def webhook():
+    """A loopback HTTP server that records webhook POSTs (see tests/webhooks.py)."""
+    from tests.webhooks import WebhookReceiver
+
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()
+
+
 class TaskQueue:
     """Collects enqueued task names in unit tests; `drain()` runs them in-process, in order."""
 
@@ -75,6 +85,7 @@ def task_queue(monkeypatch):
     queue = TaskQueue()
     monkeypatch.setattr("evaluations.services.runs.enqueue", queue)
     monkeypatch.setattr("evaluations.services.scorings.enqueue", queue)
+    monkeypatch.setattr("evaluations.services.alerts.enqueue", queue)
     return queue
 
 

@@ -23,20 +23,28 @@ def live_worker_count() -> int:
     return WorkerBeat.objects.filter(last_seen__gte=fresh).count()
 
 
-def worker_command(*, name: str, concurrency: int = 4) -> list[str]:
+def worker_command(*, name: str, concurrency: int = 4, beat: bool = False) -> list[str]:
+    """The worker's command line. `beat` also runs celery beat inside it (schedules from the
+    database): only for `make demo`, where it is the one beat of the installation; a second beat
+    (say, `evaluate --wait`'s worker) would send every due schedule twice."""
     # A thread pool: one copy of the local model and the embedder serves every task of the process.
-    return [
+    command = [
         sys.executable, "-m", "celery", "-A", "workers", "worker",
         "-Q", QUEUES, "--pool", "threads", "--concurrency", str(concurrency),
         "--loglevel", "INFO", "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
+    if beat:
+        command += ["--beat", "--scheduler", settings.CELERY_BEAT_SCHEDULER]
+    return command
 
 
-def start_worker(*, name: str, log_path: Path, env: dict | None = None) -> subprocess.Popen:
+def start_worker(
+    *, name: str, log_path: Path, env: dict | None = None, beat: bool = False
+) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - the child process owns it
     return subprocess.Popen(
-        worker_command(name=name),
+        worker_command(name=name, beat=beat),
         cwd=settings.BASE_DIR,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -63,5 +71,8 @@ def stop_worker(proc: subprocess.Popen, timeout: float = 20.0) -> None:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        try:  # the whole group: an embedded beat is a child process of the worker
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
         proc.wait(timeout=5)

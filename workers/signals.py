@@ -22,6 +22,7 @@ def _loop(hostname: str, queues: str) -> None:
     from django.utils import timezone
 
     from evaluations.models import WorkerBeat
+    from evaluations.services.alerts import alerts_recover
     from evaluations.services.finetune import finetunes_recover
     from evaluations.services.runs import runs_recover
 
@@ -42,6 +43,8 @@ def _loop(hostname: str, queues: str) -> None:
                 jobs = finetunes_recover(startup=first)
                 if any(jobs.values()):
                     log.info("fine-tuning recovery: %s", jobs)
+                if alerts := alerts_recover():
+                    log.info("alert recovery re-enqueued %d delivery(ies)", alerts)
                 first, last_sweep = False, time.monotonic()
         except Exception:  # the loop must outlive a database hiccup
             log.exception("worker heartbeat/recovery failed; retrying")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from evaluations.services import alerts, runs, schedules, scorings
 from evaluations.services import finetune as finetunes
-from evaluations.services import runs, scorings
 
 
 @shared_task(name="workers.tasks.start_run", acks_late=True)
@@ -33,6 +33,22 @@ def finalize_run(run_id: int) -> None:
     runs.run_finalize(run_id=run_id)
 
 
+@shared_task(name="workers.tasks.analyse_run", acks_late=True)
+def analyse_run(run_id: int) -> None:
+    scorings.run_analyse(run_id=run_id)
+
+
 @shared_task(name="workers.tasks.finetune", acks_late=True)
 def finetune(job_id: int) -> None:
     finetunes.finetune_execute(job_id=job_id)
+
+
+@shared_task(name="workers.tasks.send_alert", acks_late=True)
+def send_alert(delivery_id: int) -> None:
+    alerts.alert_send(delivery_id=delivery_id)
+
+
+@shared_task(name="workers.tasks.scheduled_run", acks_late=True)
+def scheduled_run(schedule_id: int) -> None:
+    """Sent by celery beat (a PeriodicTask per schedule); a second delivery for one slot is skipped."""
+    schedules.schedule_fire(schedule_id=schedule_id)

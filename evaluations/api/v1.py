@@ -1,7 +1,8 @@
-"""API v1: the decision on a suite (is prompting enough, or does fine-tuning pay off?).
+"""API v1: its routes, the decision on a suite, and the suite upload.
 
 `GET /api/v1/suites/<id>/decision[?run=<id>]` returns `SuiteDecision.to_dict()`, made JSON-safe
-(`json_ready`): the `decision --json` command prints the very same dict.
+(`json_ready`): the `decision --json` command prints the very same dict. The other resources
+(suites, endpoints, strategies, runs, findings, schedules) are the viewsets of `viewsets.py`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
+from evaluations.api import viewsets
+from evaluations.api.serializers import SuiteUploadFields
 from evaluations.decisions import DecisionError, suite_decision
 from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
-from evaluations.importers.sources import FORMATS
 from evaluations.models import Suite
 from evaluations.services.suites import suite_import
 
@@ -123,83 +125,56 @@ class SuiteDecisionView(APIView):
         return Response(payload)
 
 
-class SuiteUploadView(APIView):
+def upload_suite(request) -> Response:
     """Upload a suite (any supported format) as a new version: multipart `name`, one or more `file`,
-    optional `format`, `task_type`, `test_fraction`, `seed`. All or nothing, like the upload page."""
-
-    parser_classes = [MultiPartParser]
-
-    @extend_schema(
-        operation_id="suite_upload",
-        summary="Upload a suite file (or a config with its files, or a zip) as a new version",
-        request={
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    "format": {"type": "string", "enum": list(FORMATS)},
-                    "task_type": {"type": "string"},
-                    "test_fraction": {"type": "number"},
-                    "seed": {"type": "integer"},
-                },
-                "required": ["name", "file"],
-            }
-        },
-        responses={
-            201: OpenApiResponse(OpenApiTypes.OBJECT, description="suite, version, format, counts, notes"),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description='`{"detail": ..., "errors": [...]}`'),
-        },
-    )
-    def post(self, request):
-        limit = settings.FTVP_MAX_UPLOAD_BYTES
-        if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
-            # Refused before the body is read (DRF would spool it to disk first).
-            return Response(
-                {"detail": f"the upload is larger than the limit of {limit:,} bytes (FTVP_MAX_UPLOAD_BYTES)"},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        name = (request.data.get("name") or "").strip()
-        uploads = request.FILES.getlist("file")
-        if not name or not uploads:
-            return _bad_request("give the suite's 'name' and at least one 'file'")
-        limit = settings.FTVP_MAX_UPLOAD_BYTES
-        if sum(u.size for u in uploads) > limit:
-            return _bad_request(f"the upload is larger than the limit of {limit:,} bytes")
-        try:
-            fraction = request.data.get("test_fraction")
-            fraction = float(fraction) if fraction not in (None, "") else None
-            seed = int(request.data.get("seed") or 0)
-        except ValueError:
-            return _bad_request("test_fraction must be a number between 0 and 1, seed a whole number")
-        try:
-            version = suite_import(
-                name=name,
-                files=[SourceFile(u.name, u.read()) for u in uploads],
-                fmt=request.data.get("format") or None,
-                test_fraction=fraction,
-                seed=seed,
-                task_type=request.data.get("task_type") or None,
-                user=request.user,
-            )
-        except SuiteValidationError as exc:
-            return Response(
-                {"detail": str(exc).splitlines()[0], "errors": [str(e) for e in exc.errors]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        except SuiteFormatError as exc:
-            return _bad_request(str(exc))
-        counts = {split: version.cases.filter(split=split).count() for split in ("test", "train")}
+    optional `format`, `task_type`, `test_fraction`, `seed`. All or nothing, like the upload page.
+    Served as `POST /api/v1/suites/` (viewsets.SuiteViewSet.create, which documents it)."""
+    limit = settings.FTVP_MAX_UPLOAD_BYTES
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
+        # Refused before the body is read (DRF would spool it to disk first).
         return Response(
-            {
-                "suite": {"id": version.suite_id, "name": version.suite.name},
-                "version": version.number,
-                "format": version.source_format,
-                "cases": counts,
-                "notes": version.notes,
-            },
-            status=status.HTTP_201_CREATED,
+            {"detail": f"the upload is larger than the limit of {limit:,} bytes (FTVP_MAX_UPLOAD_BYTES)"},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
+    uploads = request.FILES.getlist("file")
+    fields = {k: request.data.get(k) for k in ("name", "format", "task_type", "test_fraction", "seed")}
+    checked = SuiteUploadFields(data={k: v for k, v in fields.items() if v not in (None, "")})
+    if not (fields["name"] or "").strip() or not uploads:
+        return _bad_request("give the suite's 'name' and at least one 'file'")
+    if not checked.is_valid():
+        field, errors = next(iter(checked.errors.items()))
+        return _bad_request(f"{field}: {' '.join(str(e) for e in errors)}")
+    data = checked.validated_data
+    if sum(u.size for u in uploads) > limit:
+        return _bad_request(f"the upload is larger than the limit of {limit:,} bytes")
+    try:
+        version = suite_import(
+            name=data["name"].strip(),
+            files=[SourceFile(u.name, u.read()) for u in uploads],
+            fmt=data.get("format") or None,
+            test_fraction=data.get("test_fraction"),
+            seed=data.get("seed", 0),
+            task_type=data.get("task_type") or None,
+            user=request.user,
+        )
+    except SuiteValidationError as exc:
+        return Response(
+            {"detail": str(exc).splitlines()[0], "errors": [str(e) for e in exc.errors]},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    except SuiteFormatError as exc:
+        return _bad_request(str(exc))
+    counts = {split: version.cases.filter(split=split).count() for split in ("test", "train")}
+    return Response(
+        {
+            "suite": {"id": version.suite_id, "name": version.suite.name},
+            "version": version.number,
+            "format": version.source_format,
+            "cases": counts,
+            "notes": version.notes,
+        },
+        status=status.HTTP_201_CREATED,
+    )
 
 
 def _bad_request(detail: str) -> Response:
@@ -208,7 +183,15 @@ def _bad_request(detail: str) -> Response:
 
 app_name = "api-v1"
 
+router = SimpleRouter(trailing_slash=True, use_regex_path=False)
+router.register("suites", viewsets.SuiteViewSet, basename="suite")
+router.register("endpoints", viewsets.EndpointViewSet, basename="endpoint")
+router.register("strategies", viewsets.StrategyViewSet, basename="strategy")
+router.register("runs", viewsets.RunViewSet, basename="run")
+router.register("findings", viewsets.FindingViewSet, basename="finding")
+router.register("schedules", viewsets.ScheduleViewSet, basename="schedule")
+
 urlpatterns = [
-    path("suites/", SuiteUploadView.as_view(), name="suite-upload"),
     path("suites/<int:id>/decision", SuiteDecisionView.as_view(), name="suite-decision"),
+    *router.urls,
 ]

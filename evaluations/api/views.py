@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import generics, serializers
 
 from evaluations import selectors
 from evaluations.models import Run
 
 
+@extend_schema_serializer(component_name="LegacyRun")  # API v1 has its own "Run"
 class RunSerializer(serializers.ModelSerializer):
     suite = serializers.CharField(source="suite_version.suite.name")
     suite_version = serializers.IntegerField(source="suite_version.number")

@@ -11,12 +11,92 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from evaluations.models import Endpoint, EndpointKind, Provider
+from evaluations.models import AlertChannel, Endpoint, EndpointKind, Provider
 from evaluations.providers.base import ProviderError
 
 # Environment variable names as people write them (OPENAI_API_KEY): upper case, short. Anything else
 # (hf_..., gsk_..., sk-...) is more likely a pasted key, which must never be stored.
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+
+# Variables an endpoint (`api_key_env`) or an alert channel (`url_env`) may never name. An endpoint
+# sends its variable's value as `Authorization: Bearer <value>` to its base_url, and a channel POSTs
+# to the URL its variable holds: naming one of ftvp's own settings would hand ftvp's secrets (the
+# signing key, the database and broker URLs with their passwords, the mail login) to whichever host
+# the endpoint or the value points at. Every variable ftvp_site/settings.py, docker-compose.yml and
+# the demo read is listed (tests/services/test_endpoints.py checks the list against those files),
+# plus the usual Django, Celery and PostgreSQL ones. FTVP_ENV_ALLOWLIST (a setting) can narrow the
+# names allowed further; it never admits a reserved one.
+RESERVED_ENV = frozenset(
+    {
+        # ftvp's settings (ftvp_site/settings.py, .env.example) and deployment (docker-compose.yml)
+        "FTVP_SECRET_KEY", "FTVP_DB_PASSWORD", "FTVP_DEMO_PASSWORD", "FTVP_DEMO_ADDR", "FTVP_DEBUG",
+        "FTVP_ALLOWED_HOSTS", "FTVP_CSRF_TRUSTED_ORIGINS", "FTVP_DATA_DIR", "FTVP_SQLITE_PATH",
+        "FTVP_TEST_SQLITE", "FTVP_TIME_ZONE", "FTVP_STATIC_ROOT", "FTVP_MEDIA_ROOT",
+        "FTVP_MAX_UPLOAD_BYTES", "FTVP_SECURE_COOKIES", "FTVP_VISIBILITY_TIMEOUT", "FTVP_BROKER_PREFIX",
+        "FTVP_BATCH_SIZE", "FTVP_STALL_SECONDS", "FTVP_WORKER_BEAT_SECONDS", "FTVP_EMBEDDER",
+        "FTVP_JUDGE_ENDPOINT", "FTVP_LOCAL_MAX_NEW_TOKENS", "FTVP_LOCAL_BATCH", "FTVP_HTTP_RETRIES",
+        "FTVP_TREND_RUNS", "FTVP_BASE_URL", "FTVP_WEBHOOK_TIMEOUT", "FTVP_LOG_LEVEL",
+        "FTVP_ENV_ALLOWLIST", "FTVP_IMAGE", "FTVP_WEB_PORT",
+        "DATABASE_URL", "REDIS_URL",
+        "EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS",
+        "EMAIL_TIMEOUT", "EMAIL_BACKEND", "DEFAULT_FROM_EMAIL",
+        # Django, Celery and PostgreSQL secrets by their usual names
+        "SECRET_KEY", "BROKER_URL", "RESULT_BACKEND", "PGPASSWORD", "PGPASSFILE", "POSTGRES_PASSWORD",
+    }
+)  # fmt: skip
+RESERVED_ENV_PREFIXES = ("DJANGO_", "CELERY_")
+
+# What each field's variable holds, for the messages.
+_ENV_FIELDS = {
+    "api_key_env": ("OPENAI_API_KEY", "the key"),
+    "url_env": ("FTVP_SLACK_WEBHOOK_URL", "the URL"),
+}
+
+
+def env_reserved(name: str) -> bool:
+    """True when `name` is one of ftvp's own settings (or a framework's secret)."""
+    return name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES)
+
+
+def env_name_check(name: str, *, field: str) -> str:
+    """`name` stripped, when an endpoint's key variable (field `api_key_env`) or a channel's URL
+    variable (field `url_env`) may be it: a variable name (never a value: what fails is not echoed),
+    none of ftvp's own settings (RESERVED_ENV), within FTVP_ENV_ALLOWLIST when that is set, and not
+    a variable the other kind already uses (an endpoint would send a webhook URL to its host as its
+    key). "" stays "" (no variable). ValidationError naming `field` otherwise."""
+    name = (name or "").strip()
+    if not name:
+        return ""
+    example, holds = _ENV_FIELDS[field]
+    if not ENV_NAME.match(name):
+        raise ValidationError(
+            {
+                field: f"give the NAME of an environment variable (e.g. {example}: capitals, digits "
+                f"and _), never {holds} itself"
+            }
+        )
+    if env_reserved(name):
+        raise ValidationError(
+            {
+                field: f"{name} is one of ftvp's own settings (or a framework's secret): its value "
+                f"would be sent to another host; put {holds} in a variable of its own, e.g. {example}"
+            }
+        )
+    allowed = settings.FTVP_ENV_ALLOWLIST
+    if allowed and name not in allowed:
+        raise ValidationError(
+            {field: f"{name} is not in FTVP_ENV_ALLOWLIST (the variables endpoints and alerts may use)"}
+        )
+    if field == "api_key_env":
+        clash = AlertChannel.objects.filter(url_env=name).exists()
+    else:
+        clash = Endpoint.objects.filter(api_key_env=name).exists()
+    if clash:
+        other = "an alert channel's URL" if field == "api_key_env" else "an endpoint's API key"
+        raise ValidationError(
+            {field: f"{name} holds {other}: give {holds} a variable of its own, e.g. {example}"}
+        )
+    return name
 
 
 def _decimal(value: object, field: str) -> Decimal:
@@ -56,44 +136,97 @@ def endpoint_create(
     timeout_seconds: int = 60,
     params: dict | None = None,
 ) -> Endpoint:
-    if api_key_env and not ENV_NAME.match(api_key_env):
-        raise ValidationError(
-            {
-                "api_key_env": "give the NAME of an environment variable (e.g. OPENAI_API_KEY), "
-                "never the key itself"
-            }
-        )
-    if provider == Provider.OPENAI and not model:
-        raise ValidationError({"model": "an OpenAI-compatible endpoint needs a model name"})
-    if kind == EndpointKind.BASE and base_endpoint is not None:
-        raise ValidationError({"base_endpoint": "only a fine-tuned endpoint has a base endpoint"})
-    if adapter and (provider != Provider.LOCAL or kind != EndpointKind.FINE_TUNED):
-        raise ValidationError({"adapter": "only a local fine-tuned endpoint loads a LoRA adapter"})
-    if adapter:
-        adapter_path(adapter)  # inside the media directory's adapters/, or refused
+    api_key_env = env_name_check(api_key_env, field="api_key_env")
     training = _optional_decimal(training_cost, "training_cost")
-    if kind == EndpointKind.BASE and training:
-        raise ValidationError({"training_cost": "only a fine-tuned endpoint has a training cost"})
     endpoint = Endpoint(
         name=name.strip(),
         provider=provider,
         model=model.strip(),
         base_url=base_url.strip(),
-        api_key_env=api_key_env.strip(),
+        api_key_env=api_key_env,
         kind=kind,
         base_endpoint=base_endpoint,
         price_in=_decimal(price_in, "price_in"),
         price_out=_decimal(price_out, "price_out"),
         price_hour=_decimal(price_hour, "price_hour"),
-        training_cost=training if kind == EndpointKind.FINE_TUNED else None,
+        training_cost=training,
         hosting_monthly=_decimal(hosting_monthly, "hosting_monthly"),
         adapter=adapter,
         max_concurrency=max_concurrency,
         timeout_seconds=timeout_seconds,
         params=params or {},
     )
+    _check(endpoint)
     endpoint.full_clean()
     endpoint.save()
+    return endpoint
+
+
+def _check(endpoint: Endpoint) -> None:
+    """The rules an endpoint keeps beyond its field types (a fine-tuned model's base, adapter, costs)."""
+    if endpoint.provider == Provider.OPENAI and not endpoint.model:
+        raise ValidationError({"model": "an OpenAI-compatible endpoint needs a model name"})
+    if endpoint.kind == EndpointKind.BASE and endpoint.base_endpoint_id is not None:
+        raise ValidationError({"base_endpoint": "only a fine-tuned endpoint has a base endpoint"})
+    if endpoint.base_endpoint_id is not None and endpoint.base_endpoint_id == endpoint.pk:
+        raise ValidationError({"base_endpoint": "an endpoint cannot be its own base endpoint"})
+    if endpoint.adapter and (endpoint.provider != Provider.LOCAL or endpoint.kind != EndpointKind.FINE_TUNED):
+        raise ValidationError({"adapter": "only a local fine-tuned endpoint loads a LoRA adapter"})
+    if endpoint.adapter:
+        adapter_path(endpoint.adapter)  # inside the media directory's adapters/, or refused
+    if endpoint.kind == EndpointKind.BASE and endpoint.training_cost:
+        raise ValidationError({"training_cost": "only a fine-tuned endpoint has a training cost"})
+    if endpoint.kind != EndpointKind.FINE_TUNED:
+        endpoint.training_cost = None
+
+
+# What `endpoint_update` may change. The provider, kind, base endpoint and adapter make the endpoint
+# another model: register a new endpoint for that, so past runs keep saying what they ran.
+UPDATABLE = (
+    "name", "model", "base_url", "api_key_env", "params", "price_in", "price_out", "price_hour",
+    "training_cost", "hosting_monthly", "max_concurrency", "timeout_seconds",
+)  # fmt: skip
+
+
+@transaction.atomic
+def endpoint_update(*, endpoint: Endpoint, **changes) -> Endpoint:
+    """Change some of an endpoint's fields (any of UPDATABLE), with the rules of `endpoint_create`."""
+    unknown = sorted(set(changes) - set(UPDATABLE))
+    if unknown:
+        raise ValidationError(
+            {unknown[0]: "cannot be changed on an existing endpoint; register a new endpoint instead"}
+        )
+    if "api_key_env" in changes:
+        changes["api_key_env"] = env_name_check(changes["api_key_env"], field="api_key_env")
+    for field in ("name", "model", "base_url"):
+        if field in changes:
+            changes[field] = (changes[field] or "").strip()
+    if (
+        "base_url" in changes
+        and changes["base_url"] != endpoint.base_url
+        and endpoint.api_key_env
+        and "api_key_env" not in changes
+    ):
+        # Else a new URL alone would send the key (e.g. a production one) to whatever host it names.
+        raise ValidationError(
+            {
+                "api_key_env": f"give api_key_env again when base_url changes: the key in "
+                f"{endpoint.api_key_env} would be sent to the new host (send it unchanged to confirm, "
+                "or empty to send no key)"
+            }
+        )
+    for field in ("price_in", "price_out", "price_hour", "hosting_monthly"):
+        if field in changes:
+            changes[field] = _decimal(changes[field], field)
+    if "training_cost" in changes:
+        changes["training_cost"] = _optional_decimal(changes["training_cost"], "training_cost")
+    if "params" in changes:
+        changes["params"] = changes["params"] or {}
+    for field, value in changes.items():
+        setattr(endpoint, field, value)
+    _check(endpoint)
+    endpoint.full_clean()
+    endpoint.save(update_fields=list(changes) or None)
     return endpoint
 
 
@@ -121,6 +254,11 @@ def _provider_adapter(endpoint: Endpoint) -> Path | None:
 def endpoint_api_key(endpoint: Endpoint) -> str | None:
     if not endpoint.api_key_env:
         return None
+    if env_reserved(endpoint.api_key_env):  # a row saved before the rule: still never sent
+        raise ProviderError(
+            f"endpoint {endpoint.name!r}: {endpoint.api_key_env} is one of ftvp's own settings, never "
+            "sent as an API key; set api_key_env to the variable holding the provider's key"
+        )
     key = os.environ.get(endpoint.api_key_env)
     if not key:
         raise ProviderError(

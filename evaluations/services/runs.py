@@ -40,6 +40,7 @@ from evaluations.services.leases import heartbeat
 from evaluations.services.queue import enqueue
 from evaluations.services.scorings import (
     current_scoring,
+    runs_unanalysed_before,
     save_scores,
     scoring_apply,
     scoring_create,
@@ -481,6 +482,9 @@ def runs_recover(*, startup: bool = False) -> dict[str, int]:
     ).values_list("id", flat=True):
         enqueue("finalize_run", run_id)
         counts["finalize"] += 1
+    for run_id in runs_unanalysed_before(stale_before):  # analysing again is harmless
+        enqueue("analyse_run", run_id)
+        counts["analyse"] = counts.get("analyse", 0) + 1
     if startup:  # a re-score whose worker died (re-scoring again is harmless)
         for scoring_id in scorings_unfinished_before(stale_before):
             enqueue("rescore_run", scoring_id)

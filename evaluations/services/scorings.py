@@ -7,9 +7,10 @@ embedding cache means only texts never embedded before are embedded.
 from __future__ import annotations
 
 import json
+import logging
 
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from evaluations import selectors
@@ -19,6 +20,9 @@ from evaluations.services.queue import enqueue
 from evaluations.services.scoring import TASK_DEFAULTS, get_embedder, score_results
 
 RESCORE_CHUNK = 500
+RECOVER_LIMIT = 200  # runs re-sent for analysis per sweep
+
+log = logging.getLogger(__name__)
 
 
 class RescoreError(ValueError):
@@ -109,12 +113,61 @@ def scoring_finish(*, scoring: Scoring) -> dict[int, dict]:
         scoring.finished_at = timezone.now()
         scoring.save(update_fields=["summaries", "finished_at"])
     if run.status == RunStatus.SUCCEEDED:
-        from evaluations.services.findings import run_compare_with_baseline
-        from evaluations.services.trends import trends_record
-
-        trends_record(run=run)  # the figures the trends page charts, stored once
-        run_compare_with_baseline(run=run)  # the run, as scored now, against the suite's baseline
+        # Trends, the baseline comparison, drift and alerts run in their own task once this commits:
+        # drift embeds outputs, which must not hold the finalize transaction (and SQLite's lock).
+        Run.objects.filter(pk=run.pk).update(analysed_at=None, analysis_sent_at=timezone.now())
+        enqueue("analyse_run", run.pk)
     return summaries
+
+
+def run_analyse(*, run_id: int) -> bool:
+    """What a succeeded run tells about the suite over time, in order: its trend points, the comparison
+    with the baseline (regressions), output drift and the score trend, then alerts for its findings.
+
+    Idempotent (every step updates in place), so a redelivered task or a re-score just runs it again.
+    A step that fails does not stop the others: its error is kept on the run (`analysis_error`), the
+    findings the other steps made are still sent, and `evaluate` reports it."""
+    from evaluations.services.alerts import findings_notify
+    from evaluations.services.drift import run_drift
+    from evaluations.services.findings import run_compare_with_baseline
+    from evaluations.services.trends import trends_record
+
+    run = Run.objects.select_related("suite_version__suite").filter(pk=run_id).first()
+    if run is None or run.status != RunStatus.SUCCEEDED:
+        return False
+    steps = (
+        ("trends", trends_record),  # the figures the trends page charts, stored once
+        ("baseline comparison", run_compare_with_baseline),  # regressions against the baseline
+        ("drift", run_drift),  # output drift against the baseline, and the score trend
+    )
+    errors = []
+    for name, step in steps:
+        try:  # no transaction around a step: drift embeds outputs, and must not hold the database
+            step(run=run)
+        except Exception as exc:  # one failing step must not hide the findings of the others
+            log.exception("analysis of run #%s: the %s step failed", run.pk, name)
+            errors.append(f"{name}: {type(exc).__name__}: {exc}"[:500])
+    with transaction.atomic():
+        findings_notify(run=run)  # alerts for the run's open findings, each sent once per channel
+        Run.objects.filter(pk=run.pk).update(analysed_at=timezone.now(), analysis_error="\n".join(errors))
+    return not errors
+
+
+def runs_unanalysed_before(cutoff) -> list[int]:
+    """Claim succeeded runs whose analysis was sent before `cutoff` and never finished (its message
+    lost, its worker killed): each is claimed by a conditional update of its lease, so the sweeps of
+    several workers send it once, and again only once the new lease has gone stale too."""
+    candidates = Run.objects.filter(status=RunStatus.SUCCEEDED, analysed_at__isnull=True).filter(
+        Q(analysis_sent_at__lt=cutoff) | Q(analysis_sent_at__isnull=True, finished_at__lt=cutoff)
+    )
+    claimed = []
+    now = timezone.now()
+    for run_id, sent_at in candidates.values_list("id", "analysis_sent_at")[:RECOVER_LIMIT]:
+        if Run.objects.filter(pk=run_id, analysed_at__isnull=True, analysis_sent_at=sent_at).update(
+            analysis_sent_at=now
+        ):
+            claimed.append(run_id)
+    return claimed
 
 
 def run_rescore(*, run_id: int, user=None) -> Scoring:

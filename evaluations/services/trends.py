@@ -68,3 +68,16 @@ def trends_record(*, run: Run) -> list[TrendPoint]:
         )
         points.append(point)
     return points
+
+
+def trends_backfill(*, suite=None) -> int:
+    """Trend points for succeeded runs finished before trend points existed (any arm lacking one);
+    returns how many runs were recorded. Safe to repeat: recording refreshes, never duplicates."""
+    runs = Run.objects.filter(status=RunStatus.SUCCEEDED, finished_at__isnull=False, arms__trend__isnull=True)
+    if suite is not None:
+        runs = runs.filter(suite_version__suite=suite)
+    recorded = 0
+    for run in list(runs.select_related("suite_version").distinct().order_by("finished_at", "pk")):
+        trends_record(run=run)
+        recorded += 1
+    return recorded

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from evaluations.alert_selectors import finding_deliveries
 from evaluations.models import Finding, Run
 from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge
 from evaluations.views.pages import _page
@@ -51,4 +52,8 @@ def finding_detail(request: HttpRequest, pk: int) -> HttpResponse:
         )
         messages.success(request, "Finding acknowledged.")
         return redirect("evaluations:finding-detail", pk=finding.pk)
-    return render(request, "evaluations/finding_detail.html", {"finding": finding})
+    return render(
+        request,
+        "evaluations/finding_detail.html",
+        {"finding": finding, "deliveries": finding_deliveries(finding)},
+    )

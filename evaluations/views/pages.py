@@ -16,6 +16,7 @@ from evaluations import comparisons, selectors
 from evaluations.forms import EndpointForm, RunForm, SuiteSettingsForm, SuiteUploadForm
 from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
 from evaluations.models import Arm, Endpoint, Run, Split, Strategy, Suite
+from evaluations.schedule_selectors import schedule_rows
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.runs import RunError, run_cancel, run_create
 from evaluations.services.scorings import RescoreError, run_rescore
@@ -121,6 +122,7 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
             .order_by("-created_at")[:10],
             "diff": selectors.version_diff(previous, version) if previous else None,
             "open_findings": suite.findings.filter(acknowledged_at__isnull=True).order_by("-created_at")[:10],
+            "schedules": schedule_rows(suite),
             "settings_form": SuiteSettingsForm(
                 initial={f: getattr(suite, f) for f in SuiteSettingsForm.base_fields}
             ),

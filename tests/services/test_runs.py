@@ -267,3 +267,97 @@ def test_a_run_whose_start_message_was_lost_is_started_by_the_sweep(endpoint, ta
     Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=1))
     runs.runs_recover()
     assert task_queue.sent == [("start_run", (run.pk,))]
+
+
+def test_a_succeeded_run_is_analysed_after_finalize_in_its_own_task(endpoint, task_queue):
+    version = _suite(4)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    while "analyse_run" not in task_queue.names():  # everything up to the analysis
+        assert task_queue.drain(limit=1) == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and run.analysed_at is None
+    assert not run.trend_points.exists()
+    task_queue.drain()
+    run.refresh_from_db()
+    assert run.analysed_at is not None and run.trend_points.count() == 1
+
+
+def test_recovery_analyses_a_succeeded_run_whose_analysis_was_lost_once_per_lease(endpoint, task_queue):
+    version = _suite(4)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    while "analyse_run" not in task_queue.names():
+        task_queue.drain(limit=1)
+    task_queue.sent.clear()  # the analyse_run message was lost
+    runs.runs_recover()
+    assert task_queue.names() == []  # sent just now: maybe still on its way
+    hour_ago = timezone.now() - timedelta(hours=1)
+    Run.objects.filter(pk=run.pk).update(analysis_sent_at=hour_ago, finished_at=hour_ago)
+    runs.runs_recover()
+    runs.runs_recover()  # a second sweep (another worker's) while the first message is on its way
+    assert task_queue.sent == [("analyse_run", (run.pk,))]
+    Run.objects.filter(pk=run.pk).update(analysis_sent_at=hour_ago)  # that one was lost too
+    runs.runs_recover()
+    assert task_queue.sent == [("analyse_run", (run.pk,))] * 2
+    task_queue.drain()
+    run.refresh_from_db()
+    assert run.analysed_at is not None and run.trend_points.count() == 1
+    Run.objects.filter(pk=run.pk).update(analysis_sent_at=hour_ago)
+    runs.runs_recover()
+    assert task_queue.names() == []  # analysed: nothing to recover
+
+
+def test_a_rescore_analyses_the_run_again_and_the_sweep_does_not_duplicate_it(endpoint, task_queue):
+    from evaluations.services.scorings import run_rescore
+
+    version = _suite(4)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain()
+    hour_ago = timezone.now() - timedelta(hours=1)
+    Run.objects.filter(pk=run.pk).update(finished_at=hour_ago, analysis_sent_at=hour_ago)
+    run_rescore(run_id=run.pk)
+    while "analyse_run" not in task_queue.names():
+        task_queue.drain(limit=1)
+    run.refresh_from_db()
+    assert run.analysed_at is None
+    runs.runs_recover()
+    assert task_queue.names() == ["analyse_run"]  # only the re-score's own
+    task_queue.drain()
+    run.refresh_from_db()
+    assert run.analysed_at is not None
+
+
+def test_a_failing_analysis_step_keeps_its_error_and_the_other_steps_still_run(
+    endpoint, task_queue, monkeypatch
+):
+    def broken(*, run):
+        raise RuntimeError("embedder out of memory")
+
+    monkeypatch.setattr("evaluations.services.drift.run_drift", broken)
+    sent = []
+    monkeypatch.setattr(
+        "evaluations.services.alerts.findings_notify", lambda *, run: sent.append(run.pk) or []
+    )
+    version = _suite(4)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    task_queue.drain()
+    run.refresh_from_db()
+    assert run.analysed_at is not None and run.trend_points.count() == 1
+    assert run.analysis_error == "drift: RuntimeError: embedder out of memory"
+    assert sent == [run.pk]  # the findings of the other steps are still sent
+
+
+def test_runs_finished_before_the_upgrade_are_not_analysed_again(db):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("evaluations.migrations.0011_run_analysis")
+    version = _suite(1)
+    done = Run.objects.create(
+        suite_version=version, status=RunStatus.SUCCEEDED, finished_at=timezone.now() - timedelta(days=3)
+    )
+    failed = Run.objects.create(suite_version=version, status=RunStatus.FAILED, finished_at=timezone.now())
+    migration.runs_already_analysed(apps, None)
+    done.refresh_from_db()
+    failed.refresh_from_db()
+    assert done.analysed_at == done.finished_at and failed.analysed_at is None

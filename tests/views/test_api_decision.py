@@ -115,7 +115,8 @@ def test_the_schema_documents_the_decision(auth_client, db):
     operation = schema["paths"]["/api/v1/suites/{id}/decision"]["get"]
     assert operation["operationId"] == "suite_decision"
     assert {p["name"]: p["in"] for p in operation["parameters"]} == {"id": "path", "run": "query"}
-    assert set(operation["responses"]) == {"200", "400", "404"}
+    # 401/403: added to every operation by the schema's error hook (evaluations/api/schema.py)
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404"}
     assert "verdict" in operation["responses"]["200"]["description"]
     assert "/api/runs/" in schema["paths"]
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluations import selectors
-from evaluations.models import Endpoint, Run, RunStatus, Strategy, Suite, Trigger
+from evaluations.models import AlertDelivery, Endpoint, Run, RunStatus, Strategy, Suite, Trigger
 from evaluations.services.findings import run_regressions
 from evaluations.services.runs import RunError, run_create
 
@@ -111,7 +111,17 @@ class Command(BaseCommand):
         self._report(run, as_json=opts["json"], regressions=regressions)
         if opts["wait"] and run.status != RunStatus.SUCCEEDED:
             raise fail(f"run #{run.pk} ended {run.status}{': ' + run.error if run.error else ''}")
+        if opts["wait"] and run.analysis_error:
+            self.stderr.write(f"run #{run.pk}: part of its analysis failed: {run.analysis_error}")
+            if opts["fail_on_regression"] and "baseline comparison" in run.analysis_error:
+                raise fail(f"run #{run.pk} could not be compared with the baseline; see the worker log")
         problems = []
+        baseline = run.suite_version.suite.baseline_run_id
+        if opts["fail_on_regression"] and (baseline is None or baseline == run.pk):
+            self.stderr.write(
+                f"suite {run.suite_version.suite.name!r} has no baseline run to compare with: make a "
+                "finished run the baseline (its page, or the API) so later runs can regress against it"
+            )
         if opts["fail_on_regression"] and regressions:
             problems += [f.title for f in regressions]
         if opts["min_pass_rate"] is not None:
@@ -141,7 +151,10 @@ class Command(BaseCommand):
                     "(start one with: celery -A workers worker -Q llm,scoring)"
                 )
         try:
-            return self._poll(run, timeout=timeout)
+            run = self._poll(run, timeout=timeout)
+            if worker is not None:
+                self._let_alerts_go(run)
+            return run
         except KeyboardInterrupt:
             raise fail(
                 f"interrupted; run #{run.pk} resumes when a worker runs "
@@ -151,9 +164,17 @@ class Command(BaseCommand):
             if worker is not None:
                 embedded.stop_worker(worker)
 
+    def _let_alerts_go(self, run: Run, *, timeout: float = 30.0) -> None:
+        """The worker this command started is about to stop: give it a moment to send the run's
+        alerts (those still pending are sent by the next worker that runs)."""
+        pending = AlertDelivery.objects.filter(finding__run=run, status=AlertDelivery.Status.PENDING)
+        deadline = time.monotonic() + timeout
+        while pending.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
     def _poll(self, run: Run, *, timeout: float) -> Run:
         deadline = time.monotonic() + timeout
-        last, last_step = None, -1
+        last, last_step, analysing = None, -1, False
         while True:
             run.refresh_from_db()
             progress = selectors.run_progress(run)
@@ -167,8 +188,12 @@ class Command(BaseCommand):
                 self.stderr.write(line)
                 last_step = step
             last = line
-            if run.is_finished:
+            # A succeeded run is compared with the baseline (and checked for drift) just after.
+            if run.is_finished and (run.status != RunStatus.SUCCEEDED or run.analysed_at is not None):
                 return run
+            if run.is_finished and not analysing:
+                self.stderr.write(f"run #{run.pk} succeeded; comparing with the baseline")
+                analysing = True
             if time.monotonic() > deadline:
                 raise fail(
                     f"run #{run.pk} did not finish within {timeout:.0f}s; it resumes when a worker runs "

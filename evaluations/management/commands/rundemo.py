@@ -61,8 +61,10 @@ class Command(BaseCommand):
         from workers import embedded
 
         log_path = settings.DATA_DIR / "logs" / "demo-worker.log"
-        self._say(f"3/5 starting a worker (llm, scoring and training queues; log in {log_path})")
-        worker = embedded.start_worker(name="demo", log_path=log_path)
+        self._say(f"3/5 starting a worker (llm, scoring and training queues, and beat; log in {log_path})")
+        # Beat runs inside this worker (the installation's only beat): suites' schedules fire while
+        # the demo runs.
+        worker = embedded.start_worker(name="demo", log_path=log_path, beat=True)
         server = None
         # SIGTERM (e.g. from a process manager) ends the demo like Ctrl-C: the worker is stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

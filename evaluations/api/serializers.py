@@ -1,0 +1,532 @@
+"""Serializers of API v1: what each resource looks like, and what a request may send.
+
+Reads use the `*Serializer` classes; writes validate their input with the `*Input` classes and hand
+the result to a service. An endpoint's API key is never accepted nor returned: only `api_key_env`,
+the NAME of the environment variable that holds it in the workers.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from evaluations.cron import describe
+from evaluations.importers.sources import FORMATS
+from evaluations.models import (
+    Arm,
+    Case,
+    Endpoint,
+    EndpointKind,
+    Finding,
+    FindingKind,
+    Provider,
+    Result,
+    Run,
+    RunStatus,
+    Schedule,
+    ScheduleArm,
+    Severity,
+    Strategy,
+    Suite,
+    SuiteVersion,
+    TaskType,
+)
+from evaluations.schedule_selectors import next_fire
+from evaluations.services.runs import MAX_REPEATS
+
+MAX_ID = 2**63 - 1  # the largest id a database column holds; larger numbers are refused, not looked up
+
+
+def id_field(**kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+def _no_nul(value) -> None:
+    """JSON values are stored as they come; PostgreSQL refuses NUL characters in text and JSON."""
+    if "\\u0000" in json.dumps(value):
+        raise serializers.ValidationError("must not contain NUL characters (\\u0000)")
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="what is wrong and what to do")
+
+
+class JsonReady:
+    # Representations made JSON-safe: stored JSON may hold NaN or infinity, which JSON has not.
+    # (A comment, not a docstring: the schema would show it as every serializer's description.)
+
+    def to_representation(self, instance):
+        from evaluations.api.v1 import json_ready
+
+        return json_ready(super().to_representation(instance))
+
+
+# --- references -------------------------------------------------------------------------------------
+
+
+class SuiteRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class EndpointRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class StrategyRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    kind = serializers.CharField()
+
+
+class ArmSerializer(serializers.ModelSerializer):
+    endpoint = EndpointRefSerializer()
+    strategy = StrategyRefSerializer()
+    label = serializers.CharField()
+
+    class Meta:
+        model = Arm
+        fields = ["id", "position", "endpoint", "strategy", "label"]
+
+
+# --- suites -----------------------------------------------------------------------------------------
+
+
+class SuiteSerializer(JsonReady, serializers.ModelSerializer):
+    latest_version = serializers.IntegerField(
+        allow_null=True, read_only=True, help_text="number of the newest version"
+    )
+    version_count = serializers.IntegerField(read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Suite
+        fields = [
+            "id", "name", "description", "task_type", "quality_target", "pass_threshold", "monthly_volume",
+            "regression_tolerance", "baseline_run", "latest_version", "version_count", "owner", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class SuiteVersionSerializer(JsonReady, serializers.ModelSerializer):
+    suite = SuiteRefSerializer(read_only=True)
+    test_cases = serializers.IntegerField(read_only=True)
+    train_cases = serializers.IntegerField(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = SuiteVersion
+        fields = [
+            "id", "suite", "number", "source_name", "source_format", "task_type", "labels", "notes",
+            "default_assertions", "test_cases", "train_cases", "created_by", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class CaseSerializer(JsonReady, serializers.ModelSerializer):
+    class Meta:
+        model = Case
+        fields = ["id", "key", "position", "input", "expected", "assertions", "tags", "metadata", "split"]
+        read_only_fields = fields
+
+
+class CaseFilter(serializers.Serializer):
+    split = serializers.ChoiceField(choices=["test", "train"], required=False, help_text="only this split")
+
+
+class SuiteUploadFields(serializers.Serializer):
+    """The upload's fields besides its files (checked before anything is read or stored)."""
+
+    name = serializers.CharField(max_length=200, help_text="the suite's name: a new suite, or a new version")
+    format = serializers.ChoiceField(
+        choices=list(FORMATS), required=False, help_text="the format, when detection is not enough"
+    )
+    task_type = serializers.ChoiceField(choices=TaskType.choices, required=False)
+    test_fraction = serializers.FloatField(
+        required=False, min_value=0, max_value=1, help_text="share of cases held out for testing"
+    )
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
+
+
+class SuiteUploadInput(SuiteUploadFields):
+    """Upload a suite: `name` and one or more `file` (any supported format, a config with its files,
+    or a zip)."""
+
+    file = serializers.ListField(child=serializers.FileField(), help_text="one or more files")
+
+
+class SuiteUploadResultSerializer(serializers.Serializer):
+    suite = SuiteRefSerializer()
+    version = serializers.IntegerField()
+    format = serializers.CharField()
+    cases = serializers.DictField(child=serializers.IntegerField(), help_text="{test: n, train: n}")
+    notes = serializers.ListField(child=serializers.CharField())
+
+
+# --- endpoints and strategies -----------------------------------------------------------------------
+
+
+class EndpointSerializer(JsonReady, serializers.ModelSerializer):
+    base_url = serializers.CharField(
+        read_only=True, help_text="the server's URL; empty: the provider's default (or a local model)"
+    )
+    price_in = serializers.FloatField(read_only=True, help_text="USD per 1M input tokens")
+    price_out = serializers.FloatField(read_only=True, help_text="USD per 1M output tokens")
+    price_hour = serializers.FloatField(read_only=True, help_text="USD per compute hour (local models)")
+    training_cost = serializers.FloatField(read_only=True, allow_null=True)
+    hosting_monthly = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = Endpoint
+        fields = [
+            "id", "name", "provider", "model", "base_url", "api_key_env", "params", "price_in", "price_out",
+            "price_hour", "kind", "base_endpoint", "training_cost", "hosting_monthly", "adapter",
+            "max_concurrency", "timeout_seconds", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+SECRET_WORDS = ("key", "secret", "token", "password")
+
+
+class EndpointInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    provider = serializers.ChoiceField(choices=Provider.choices)
+    model = serializers.CharField(max_length=300, allow_blank=True)
+    base_url = serializers.URLField(max_length=500, allow_blank=True, required=False)
+    api_key_env = serializers.CharField(
+        max_length=100,
+        allow_blank=True,
+        required=False,
+        help_text="The NAME of the environment variable holding the API key in the workers "
+        "(e.g. OPENAI_API_KEY); never the key itself, nor one of ftvp's own settings (FTVP_SECRET_KEY, "
+        "DATABASE_URL, ...). A change of base_url must give api_key_env again: the key goes to the "
+        "new host.",
+    )
+    kind = serializers.ChoiceField(choices=EndpointKind.choices, required=False)
+    base_endpoint = id_field(required=False, allow_null=True, help_text="id of a fine-tuned model's base")
+    price_in = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, required=False)
+    price_out = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, required=False)
+    price_hour = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, required=False)
+    training_cost = serializers.DecimalField(
+        max_digits=12, decimal_places=4, min_value=0, required=False, allow_null=True
+    )
+    hosting_monthly = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
+    max_concurrency = serializers.IntegerField(min_value=1, max_value=256, required=False)
+    timeout_seconds = serializers.IntegerField(min_value=1, max_value=3600, required=False)
+    params = serializers.DictField(required=False, help_text="generation parameters, e.g. temperature")
+
+    def validate_params(self, value):
+        _no_nul(value)
+        return value
+
+    def validate(self, attrs):
+        # An API key sent under any name is refused, and never echoed back.
+        for name in getattr(self, "initial_data", {}) or {}:
+            if name not in self.fields and any(w in str(name).lower() for w in SECRET_WORDS):
+                raise serializers.ValidationError(
+                    {
+                        str(name): "never send an API key to ftvp: set it in the workers' environment and "
+                        "give the variable's NAME as api_key_env"
+                    }
+                )
+        return attrs
+
+
+class EndpointUpdateInput(EndpointInput):
+    """The fields an existing endpoint can change (a new model or kind is a new endpoint)."""
+
+    provider = None
+    kind = None
+    base_endpoint = None
+
+    def validate(self, attrs):
+        for name in ("provider", "kind", "base_endpoint", "adapter"):
+            if name in (getattr(self, "initial_data", {}) or {}):
+                raise serializers.ValidationError(
+                    {name: "cannot be changed on an existing endpoint; register a new endpoint instead"}
+                )
+        return super().validate(attrs)
+
+
+class StrategySerializer(JsonReady, serializers.ModelSerializer):
+    class Meta:
+        model = Strategy
+        fields = ["id", "name", "version", "kind", "params", "description", "created_at"]
+        read_only_fields = fields
+
+
+# --- runs -------------------------------------------------------------------------------------------
+
+
+class RunSerializer(serializers.ModelSerializer):
+    suite = SuiteRefSerializer(source="suite_version.suite", read_only=True)
+    suite_version = serializers.IntegerField(source="suite_version.number", read_only=True)
+    arms = ArmSerializer(many=True, read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "suite", "suite_version", "status", "trigger", "repeats", "use_cache", "expected_results",
+            "schedule", "error", "arms", "created_by", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ProgressSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    results_done = serializers.IntegerField()
+    results_total = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    batches_total = serializers.IntegerField()
+    batches_generated = serializers.IntegerField()
+    batches_scored = serializers.IntegerField()
+    percent = serializers.FloatField()
+    finished = serializers.BooleanField()
+
+
+class RunDetailSerializer(RunSerializer):
+    progress = serializers.SerializerMethodField()
+    is_baseline = serializers.SerializerMethodField()
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "progress", "is_baseline"]
+        read_only_fields = fields
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, run: Run) -> dict:
+        from evaluations import selectors
+
+        return selectors.run_progress(run)
+
+    def get_is_baseline(self, run: Run) -> bool:
+        return run.suite_version.suite.baseline_run_id == run.pk
+
+
+class RunFilter(serializers.Serializer):
+    suite = id_field(required=False, help_text="only runs of this suite (id)")
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+
+
+class ArmInput(serializers.Serializer):
+    endpoint = id_field(help_text="endpoint id")
+    strategy = id_field(help_text="strategy id")
+
+
+def resolve_arms(arms: list[dict]) -> list[tuple[Endpoint, Strategy]]:
+    """[{endpoint, strategy}] ids as (Endpoint, Strategy) pairs; unknown ids name the arm."""
+    endpoints = Endpoint.objects.in_bulk([a["endpoint"] for a in arms])
+    strategies = Strategy.objects.in_bulk([a["strategy"] for a in arms])
+    pairs, errors = [], {}
+    for i, arm in enumerate(arms):
+        endpoint, strategy = endpoints.get(arm["endpoint"]), strategies.get(arm["strategy"])
+        if endpoint is None:
+            errors[i] = {"endpoint": [f"no endpoint #{arm['endpoint']} (GET /api/v1/endpoints/ lists them)"]}
+        elif strategy is None:
+            errors[i] = {"strategy": [f"no strategy #{arm['strategy']} (GET /api/v1/strategies/ lists them)"]}
+        else:
+            pairs.append((endpoint, strategy))
+    if errors:
+        raise serializers.ValidationError({"arms": errors})
+    return pairs
+
+
+def resolve_version(suite: Suite, number: int | None) -> SuiteVersion:
+    versions = suite.versions.all()
+    version = versions.filter(number=number).first() if number else versions.order_by("-number").first()
+    if version is None and number:
+        known = ", ".join(str(n) for n in versions.values_list("number", flat=True)) or "none"
+        raise serializers.ValidationError(
+            {"suite_version": f"suite {suite.name!r} has no version {number} (versions: {known})"}
+        )
+    if version is None:
+        raise serializers.ValidationError(
+            {"suite": f"suite {suite.name!r} has no version yet: upload one (POST /api/v1/suites/)"}
+        )
+    return version
+
+
+class RunCreateInput(serializers.Serializer):
+    suite = id_field(help_text="suite id")
+    suite_version = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, required=False, allow_null=True,
+        help_text="version number; default: the suite's latest version",
+    )  # fmt: skip
+    arms = serializers.ListField(
+        child=ArmInput(), min_length=1, max_length=100, help_text="each arm: one endpoint with one strategy"
+    )
+    repeats = serializers.IntegerField(
+        min_value=1, max_value=MAX_REPEATS, default=1, help_text="samples per case and arm"
+    )
+    use_cache = serializers.BooleanField(
+        default=True, help_text="serve temperature-0 answers already seen from the cache"
+    )
+
+    def validate(self, attrs):
+        suite = Suite.objects.filter(pk=attrs["suite"]).first()
+        if suite is None:
+            raise serializers.ValidationError({"suite": f"no suite #{attrs['suite']}"})
+        attrs["suite_version"] = resolve_version(suite, attrs.get("suite_version"))
+        attrs["arms"] = resolve_arms(attrs["arms"])
+        return attrs
+
+
+class ResultCaseSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    key = serializers.CharField()
+
+
+class ResultSerializer(JsonReady, serializers.ModelSerializer):
+    case = ResultCaseSerializer(read_only=True)
+
+    class Meta:
+        model = Result
+        fields = [
+            "id", "arm", "case", "sample", "output", "answer", "prompt_tokens", "completion_tokens",
+            "latency_ms", "cost", "cached", "error", "score", "passed", "scores", "created_at", "scored_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ResultFilter(serializers.Serializer):
+    arm = id_field(required=False, help_text="only results of this arm (id) of the run")
+    outcome = serializers.ChoiceField(
+        choices=["pass", "fail", "error", "pending"], required=False, help_text="only these results"
+    )
+
+
+class ArmSummarySerializer(JsonReady, ArmSerializer):
+    summary = serializers.DictField(
+        source="summary_now",
+        help_text="cases, mean_score, score_ci, pass_rate, accuracy, macro_f1, errors, costs, tokens, "
+        "latency percentiles (null when they cannot be computed)",
+    )
+
+    class Meta(ArmSerializer.Meta):
+        fields = [*ArmSerializer.Meta.fields, "summary"]
+
+
+# --- findings ---------------------------------------------------------------------------------------
+
+
+class FindingSerializer(JsonReady, serializers.ModelSerializer):
+    suite = SuiteRefSerializer(read_only=True)
+    arm = ArmSerializer(read_only=True, allow_null=True)
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    open = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Finding
+        fields = [
+            "id", "suite", "run", "arm", "baseline_run", "kind", "severity", "title", "details", "open",
+            "created_at", "acknowledged_at", "acknowledged_by", "comment",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_open(self, finding: Finding) -> bool:
+        return finding.acknowledged_at is None
+
+
+class FindingFilter(serializers.Serializer):
+    suite = id_field(required=False, help_text="only findings of this suite (id)")
+    run = id_field(required=False, help_text="only findings of this run (id)")
+    kind = serializers.ChoiceField(choices=FindingKind.choices, required=False)
+    severity = serializers.ChoiceField(choices=Severity.choices, required=False)
+    open = serializers.BooleanField(
+        required=False, allow_null=True, default=None, help_text="true: not acknowledged; false: acknowledged"
+    )
+
+
+class AcknowledgeInput(serializers.Serializer):
+    comment = serializers.CharField(
+        max_length=2000, allow_blank=True, required=False, default="", help_text="what was done about it"
+    )
+
+
+class RunSummarySerializer(serializers.Serializer):
+    run = RunSerializer()
+    arms = ArmSummarySerializer(many=True)
+    regressions = FindingSerializer(many=True, help_text="regressions against the suite's baseline")
+
+
+class BaselineSerializer(serializers.Serializer):
+    suite = SuiteRefSerializer()
+    baseline_run = serializers.IntegerField(allow_null=True)
+
+
+# --- schedules --------------------------------------------------------------------------------------
+
+
+class ScheduleArmSerializer(serializers.ModelSerializer):
+    endpoint = EndpointRefSerializer(read_only=True)
+    strategy = StrategyRefSerializer(read_only=True)
+
+    class Meta:
+        model = ScheduleArm
+        fields = ["endpoint", "strategy"]
+        read_only_fields = fields
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    suite = SuiteRefSerializer(read_only=True)
+    suite_version = serializers.IntegerField(
+        source="suite_version.number",
+        read_only=True,
+        allow_null=True,
+        help_text="pinned version number; null: the suite's latest version when it fires",
+    )
+    arms = ScheduleArmSerializer(many=True, read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    cron_description = serializers.SerializerMethodField()
+    next_run_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "id", "suite", "name", "suite_version", "cron", "cron_description", "timezone", "enabled",
+            "repeats", "arms", "next_run_at", "last_fired_at", "last_run", "created_by", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_cron_description(self, schedule: Schedule) -> str:
+        return describe(schedule.cron)
+
+    def get_next_run_at(self, schedule: Schedule) -> datetime | None:
+        """When beat fires it next (null when disabled)."""
+        return next_fire(schedule)
+
+
+class ScheduleFilter(serializers.Serializer):
+    suite = id_field(required=False, help_text="only schedules of this suite (id)")
+
+
+class ScheduleInput(serializers.Serializer):
+    suite = id_field(help_text="suite id")
+    name = serializers.CharField(max_length=200)
+    arms = serializers.ListField(child=ArmInput(), min_length=1, max_length=100)
+    cron = serializers.CharField(
+        max_length=100,
+        required=False,
+        help_text="minute hour day-of-month month day-of-week; default 0 2 * * * (02:00 nightly)",
+    )
+    timezone = serializers.CharField(
+        max_length=64, required=False, help_text="an IANA name, e.g. Europe/Paris; default UTC"
+    )
+    suite_version = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, required=False, allow_null=True,
+        help_text="pin this version number; null: the suite's latest version when it fires",
+    )  # fmt: skip
+    enabled = serializers.BooleanField(required=False)
+    repeats = serializers.IntegerField(min_value=1, max_value=MAX_REPEATS, required=False)
+
+
+class ScheduleUpdateInput(ScheduleInput):
+    """Any subset of the schedule's fields; a schedule stays with its suite."""
+
+    suite = None

@@ -1,0 +1,484 @@
+"""API v1 resources: suites, endpoints, strategies, runs, findings, schedules.
+
+Thin: parse and validate the request (serializers.py), call a service (writes) or a selector or a
+queryset (reads), answer. Service errors become 400s naming the field; unknown ids 404s.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count, Max, Prefetch, Q
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from evaluations import selectors
+from evaluations.api import serializers as s
+from evaluations.api.errors import BadRequest, Conflict, service_errors
+from evaluations.models import (
+    Arm,
+    Endpoint,
+    EndpointKind,
+    Finding,
+    Run,
+    Schedule,
+    ScheduleArm,
+    Strategy,
+    Suite,
+    SuiteVersion,
+    Trigger,
+)
+from evaluations.services.endpoints import endpoint_create, endpoint_update
+from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge, run_regressions
+from evaluations.services.runs import RunError, run_cancel, run_create
+from evaluations.services.schedules import ScheduleError, schedule_create, schedule_delete, schedule_update
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+def query(request, serializer_class) -> dict:
+    """The query parameters, validated by `serializer_class`; only those given."""
+    given = {k: v for k, v in request.query_params.items() if v != ""}  # `?suite=` means no filter
+    checked = serializer_class(data=given)
+    checked.is_valid(raise_exception=True)
+    return {k: v for k, v in checked.validated_data.items() if v is not None}
+
+
+def body(request, serializer_class, *, partial: bool = False) -> dict:
+    checked = serializer_class(data=request.data, partial=partial)
+    checked.is_valid(raise_exception=True)
+    return dict(checked.validated_data)
+
+
+class ApiViewSet(viewsets.GenericViewSet):
+    lookup_value_converter = "int"
+    pagination_class = Pagination
+    parser_classes = [JSONParser]
+
+    def paginated(self, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def _arms() -> Prefetch:
+    return Prefetch("arms", queryset=Arm.objects.select_related("endpoint", "strategy").order_by("position"))
+
+
+# --- suites -----------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Suites", tags=["suites"]),
+    retrieve=extend_schema(summary="A suite", tags=["suites"]),
+)
+class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    serializer_class = s.SuiteSerializer
+    parser_classes = [MultiPartParser]
+    queryset = (
+        Suite.objects.annotate(
+            version_count=Count("versions", distinct=True), latest_version=Max("versions__number")
+        )
+        .select_related("owner")
+        .order_by("name")
+    )
+
+    @extend_schema(
+        operation_id="suite_upload",
+        summary="Upload a suite file (or a config with its files, or a zip) as a new version",
+        description="All or nothing, like the upload page: multipart `name`, one or more `file`, optional "
+        "`format`, `task_type`, `test_fraction`, `seed`.",
+        tags=["suites"],
+        request={"multipart/form-data": s.SuiteUploadInput},
+        responses={
+            201: s.SuiteUploadResultSerializer,
+            400: OpenApiResponse(
+                s.ErrorSerializer,
+                description="the files are not a valid suite: `detail`, "
+                "and `errors` lists every problem with its file, line and field",
+            ),
+            413: OpenApiResponse(s.ErrorSerializer, description="the upload is larger than the limit"),
+        },
+    )
+    def create(self, request):
+        from evaluations.api.v1 import upload_suite
+
+        return upload_suite(request)
+
+    def _versions(self, suite: Suite):
+        return (
+            SuiteVersion.objects.filter(suite=suite)
+            .select_related("suite", "created_by")
+            .annotate(
+                test_cases=Count("cases", filter=Q(cases__split="test")),
+                train_cases=Count("cases", filter=Q(cases__split="train")),
+            )
+            .order_by("-number")
+        )
+
+    @extend_schema(
+        operation_id="suite_versions",
+        summary="A suite's versions, newest first",
+        tags=["suites"],
+        responses=s.SuiteVersionSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], serializer_class=s.SuiteVersionSerializer)
+    def versions(self, request, pk=None):
+        return self.paginated(self._versions(self.get_object()), s.SuiteVersionSerializer)
+
+    @extend_schema(
+        operation_id="suite_version",
+        summary="One version of a suite",
+        tags=["suites"],
+        parameters=[
+            OpenApiParameter("number", OpenApiTypes.INT, OpenApiParameter.PATH, description="version number")
+        ],
+        responses=s.SuiteVersionSerializer,
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="versions/<int:number>",
+        serializer_class=s.SuiteVersionSerializer,
+        pagination_class=None,
+    )
+    def version(self, request, pk=None, number=None):
+        version = get_object_or_404(self._versions(self.get_object()), number=number)
+        return Response(s.SuiteVersionSerializer(version).data)
+
+    @extend_schema(
+        operation_id="suite_version_cases",
+        summary="The cases of a version, in order",
+        tags=["suites"],
+        parameters=[
+            OpenApiParameter("number", OpenApiTypes.INT, OpenApiParameter.PATH, description="version number"),
+            s.CaseFilter,
+        ],
+        responses=s.CaseSerializer(many=True),
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="versions/<int:number>/cases",
+        serializer_class=s.CaseSerializer,
+    )
+    def cases(self, request, pk=None, number=None):
+        suite = self.get_object()
+        version = get_object_or_404(SuiteVersion, suite=suite, number=number)
+        filters = query(request, s.CaseFilter)
+        return self.paginated(
+            selectors.version_cases(version, split=filters.get("split", "")), s.CaseSerializer
+        )
+
+
+# --- endpoints and strategies -----------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Endpoints (models to call)", tags=["endpoints"]),
+    retrieve=extend_schema(summary="An endpoint", tags=["endpoints"]),
+)
+class EndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """API keys are never accepted nor returned: `api_key_env` is the NAME of the variable holding
+    the key in the workers' environment."""
+
+    serializer_class = s.EndpointSerializer
+    queryset = Endpoint.objects.order_by("name")
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    @extend_schema(
+        operation_id="endpoint_create",
+        summary="Register an endpoint",
+        tags=["endpoints"],
+        request=s.EndpointInput,
+        responses={201: s.EndpointSerializer},
+    )
+    def create(self, request):
+        data = body(request, s.EndpointInput)
+        base_id = data.pop("base_endpoint", None)
+        if base_id is not None:
+            base = Endpoint.objects.filter(pk=base_id, kind=EndpointKind.BASE).first()
+            if base is None:
+                raise BadRequest(f"base_endpoint: no base-model endpoint #{base_id}")
+            data["base_endpoint"] = base
+        if Endpoint.objects.filter(name=data["name"].strip()).exists():
+            raise BadRequest(f"name: an endpoint named {data['name'].strip()!r} exists already")
+        with service_errors():
+            endpoint = endpoint_create(**data)
+        return Response(s.EndpointSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="endpoint_update",
+        summary="Change an endpoint (name, model, URL, key variable, parameters, prices, limits)",
+        tags=["endpoints"],
+        request=s.EndpointUpdateInput,
+        responses=s.EndpointSerializer,
+    )
+    def partial_update(self, request, pk=None):
+        endpoint = self.get_object()
+        data = body(request, s.EndpointUpdateInput, partial=True)
+        name = data.get("name", "").strip()
+        if name and Endpoint.objects.filter(name=name).exclude(pk=endpoint.pk).exists():
+            raise BadRequest(f"name: an endpoint named {name!r} exists already")
+        with service_errors():
+            endpoint = endpoint_update(endpoint=endpoint, **data)
+        return Response(s.EndpointSerializer(endpoint).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Prompting strategies", tags=["strategies"]),
+    retrieve=extend_schema(summary="A strategy", tags=["strategies"]),
+)
+class StrategyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    serializer_class = s.StrategySerializer
+    queryset = Strategy.objects.order_by("name", "-version")
+
+
+# --- runs -------------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Runs, newest first", tags=["runs"], parameters=[s.RunFilter]),
+    retrieve=extend_schema(summary="A run: status, arms and progress", tags=["runs"]),
+)
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    queryset = (
+        Run.objects.select_related("suite_version__suite", "created_by")
+        .prefetch_related(_arms())
+        .order_by("-created_at", "-id")
+    )
+
+    def get_serializer_class(self):
+        return s.RunDetailSerializer if self.action == "retrieve" else s.RunSerializer
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        filters = query(self.request, s.RunFilter)
+        if "suite" in filters:
+            queryset = queryset.filter(suite_version__suite_id=filters["suite"])
+        if "status" in filters:
+            queryset = queryset.filter(status=filters["status"])
+        return queryset
+
+    @extend_schema(
+        operation_id="run_create",
+        summary="Start a run",
+        description="A run of the suite's version (default: its latest) with the given arms; it is "
+        "queued at once and starts when a worker takes it. Poll `GET /api/v1/runs/{id}/` for progress.",
+        tags=["runs"],
+        request=s.RunCreateInput,
+        responses={201: s.RunDetailSerializer},
+    )
+    def create(self, request):
+        data = body(request, s.RunCreateInput)
+        with service_errors(RunError):
+            run = run_create(
+                suite_version=data["suite_version"],
+                arms=data["arms"],
+                repeats=data["repeats"],
+                use_cache=data["use_cache"],
+                trigger=Trigger.API,
+                user=request.user,
+            )
+        run = self.get_queryset().get(pk=run.pk)
+        url = request.build_absolute_uri(reverse("api-v1:run-detail", args=[run.pk]))
+        return Response(
+            s.RunDetailSerializer(run).data, status=status.HTTP_201_CREATED, headers={"Location": url}
+        )
+
+    @extend_schema(
+        operation_id="run_summary",
+        summary="A run's arm summaries and its regressions against the baseline",
+        tags=["runs"],
+        responses=s.RunSummarySerializer,
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def summary(self, request, pk=None):
+        from evaluations.api.v1 import json_ready
+
+        run = self.get_object()
+        arms = []
+        for arm, summary in selectors.run_arms_with_summaries(run):
+            arm.summary_now = json_ready(summary)
+            arms.append(arm)
+        regressions = list(run_regressions(run))
+        return Response(s.RunSummarySerializer({"run": run, "arms": arms, "regressions": regressions}).data)
+
+    @extend_schema(
+        operation_id="run_results",
+        summary="A run's results, by case then arm then sample",
+        tags=["runs"],
+        parameters=[s.ResultFilter],
+        responses=s.ResultSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], serializer_class=s.ResultSerializer)
+    def results(self, request, pk=None):
+        run = self.get_object()
+        filters = query(request, s.ResultFilter)
+        arm_id = filters.get("arm")
+        if arm_id is not None and not run.arms.filter(pk=arm_id).exists():
+            raise BadRequest(f"arm: #{arm_id} is not an arm of run #{run.pk} (the run's detail lists them)")
+        results = selectors.results_for_run(run, arm_id=arm_id, outcome=filters.get("outcome", ""))
+        return self.paginated(results, s.ResultSerializer)
+
+    @extend_schema(
+        operation_id="run_cancel",
+        summary="Cancel a queued or running run",
+        tags=["runs"],
+        request=None,
+        responses={
+            200: s.RunDetailSerializer,
+            409: OpenApiResponse(s.ErrorSerializer, description="the run had already finished"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        if not run_cancel(run_id=run.pk):
+            run.refresh_from_db(fields=["status"])
+            raise Conflict(f"run #{run.pk} had already finished ({run.status}): nothing to cancel")
+        return Response(s.RunDetailSerializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @extend_schema(
+        operation_id="run_set_baseline",
+        summary="Make this finished run its suite's baseline",
+        description="Every later run of the suite is compared with it, arm by arm.",
+        tags=["runs"],
+        request=None,
+        responses={200: s.BaselineSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def baseline(self, request, pk=None):
+        run = self.get_object()
+        suite = run.suite_version.suite
+        with service_errors(BaselineError):
+            baseline_set(suite=suite, run=run, user=request.user)
+        return Response(s.BaselineSerializer({"suite": suite, "baseline_run": run.pk}).data)
+
+
+# --- findings ---------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Findings, newest first", tags=["findings"], parameters=[s.FindingFilter]),
+    retrieve=extend_schema(summary="A finding", tags=["findings"]),
+)
+class FindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    serializer_class = s.FindingSerializer
+    queryset = Finding.objects.select_related(
+        "suite", "arm__endpoint", "arm__strategy", "acknowledged_by"
+    ).order_by("-created_at", "-id")
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        filters = query(self.request, s.FindingFilter)
+        for field in ("suite", "run", "kind", "severity"):
+            if field in filters:
+                queryset = queryset.filter(**{field: filters[field]})
+        if "open" in filters:
+            queryset = queryset.filter(acknowledged_at__isnull=filters["open"])
+        return queryset
+
+    @extend_schema(
+        operation_id="finding_acknowledge",
+        summary="Acknowledge a finding, with a comment",
+        tags=["findings"],
+        request=s.AcknowledgeInput,
+        responses=s.FindingSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        finding = self.get_object()
+        data = body(request, s.AcknowledgeInput)
+        finding = finding_acknowledge(finding=finding, user=request.user, comment=data.get("comment", ""))
+        return Response(s.FindingSerializer(finding).data)
+
+
+# --- schedules --------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Schedules", tags=["schedules"], parameters=[s.ScheduleFilter]),
+    retrieve=extend_schema(summary="A schedule", tags=["schedules"]),
+)
+class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    serializer_class = s.ScheduleSerializer
+    queryset = (
+        Schedule.objects.select_related("suite", "suite_version", "created_by")
+        .prefetch_related(
+            Prefetch("arms", queryset=ScheduleArm.objects.select_related("endpoint", "strategy"))
+        )
+        .order_by("suite__name", "name")
+    )
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        filters = query(self.request, s.ScheduleFilter)
+        if "suite" in filters:
+            queryset = queryset.filter(suite_id=filters["suite"])
+        return queryset
+
+    @staticmethod
+    def _resolve(suite: Suite, data: dict) -> dict:
+        if "arms" in data:
+            data["arms"] = s.resolve_arms(data["arms"])
+        if data.get("suite_version") is not None:
+            data["suite_version"] = s.resolve_version(suite, data["suite_version"])
+        return data
+
+    def _answer(self, schedule: Schedule, code: int = status.HTTP_200_OK) -> Response:
+        return Response(s.ScheduleSerializer(self.get_queryset().get(pk=schedule.pk)).data, status=code)
+
+    @extend_schema(
+        operation_id="schedule_create",
+        summary="Schedule runs of a suite (cron, nightly by default)",
+        tags=["schedules"],
+        request=s.ScheduleInput,
+        responses={201: s.ScheduleSerializer},
+    )
+    def create(self, request):
+        data = body(request, s.ScheduleInput)
+        suite = Suite.objects.filter(pk=data.pop("suite")).first()
+        if suite is None:
+            raise serializers.ValidationError({"suite": "no such suite (GET /api/v1/suites/ lists them)"})
+        data = self._resolve(suite, data)
+        with service_errors(ScheduleError):
+            schedule = schedule_create(suite=suite, user=request.user, **data)
+        return self._answer(schedule, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="schedule_update",
+        summary="Change a schedule (any of its fields)",
+        tags=["schedules"],
+        request=s.ScheduleUpdateInput,
+        responses=s.ScheduleSerializer,
+    )
+    def partial_update(self, request, pk=None):
+        schedule = self.get_object()
+        data = self._resolve(schedule.suite, body(request, s.ScheduleUpdateInput, partial=True))
+        with service_errors(ScheduleError):
+            schedule = schedule_update(schedule=schedule, **data)
+        return self._answer(schedule)
+
+    @extend_schema(
+        operation_id="schedule_delete",
+        summary="Delete a schedule (its runs stay)",
+        tags=["schedules"],
+        responses={204: None},
+    )
+    def destroy(self, request, pk=None):
+        with service_errors(ScheduleError):
+            schedule_delete(schedule=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
