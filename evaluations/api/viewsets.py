@@ -310,7 +310,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
         for arm, summary in selectors.run_arms_with_summaries(run):
             arm.summary_now = json_ready(summary)
             arms.append(arm)
-        regressions = list(run_regressions(run))
+        regressions = run_regressions(run)
         return Response(s.RunSummarySerializer({"run": run, "arms": arms, "regressions": regressions}).data)
 
     @extend_schema(

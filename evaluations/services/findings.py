@@ -136,6 +136,6 @@ def finding_acknowledge(*, finding: Finding, user=None, comment: str = "") -> Fi
 def run_regressions(run: Run) -> list[Finding]:
     return list(
         Finding.objects.filter(run=run, kind=FindingKind.REGRESSION).select_related(
-            "arm__endpoint", "arm__strategy"
+            "suite", "acknowledged_by", "arm__endpoint", "arm__strategy"
         )
     )
