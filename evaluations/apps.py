@@ -7,4 +7,8 @@ class EvaluationsConfig(AppConfig):
     verbose_name = "Evaluations"
 
     def ready(self) -> None:
-        from evaluations import signals  # noqa: F401 - connects the receivers
+        from django.db.models.signals import post_migrate
+
+        from evaluations import signals  # connects the receivers
+
+        post_migrate.connect(signals.roles_after_migrate, sender=self, dispatch_uid="evaluations.roles")

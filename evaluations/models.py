@@ -74,14 +74,23 @@ class Suite(models.Model):
     monthly_budget = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, help_text="USD a month; optional."
     )
+    approvals_required = models.PositiveIntegerField(
+        default=1,
+        help_text="Approvals a run needs to be signed off (and become the baseline); 1..10.",
+    )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        permissions = [("set_baseline", "Can make a run the baseline without a sign-off")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(quality_target__gte=0) & Q(quality_target__lte=1), name="suite_target_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(approvals_required__gte=1) & Q(approvals_required__lte=10),
+                name="suite_approvals_1_10",
             ),
             models.CheckConstraint(
                 condition=Q(pass_threshold__gte=0) & Q(pass_threshold__lte=1), name="suite_threshold_0_1"
@@ -237,6 +246,9 @@ class Endpoint(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("change_endpoint_connection", "Can set an endpoint's provider, model, base URL and key variable")
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind="fine_tuned") | Q(base_endpoint__isnull=True),
@@ -335,6 +347,11 @@ class Run(models.Model):
         help_text="When the analysis task was last sent (a lease for the recovery sweep).",
     )
     analysis_error = models.TextField(blank=True, help_text="Steps of the analysis that failed, and why.")
+    signed_off_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the sign-off policy was met: the run is then locked (no delete, no re-score).",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -767,3 +784,167 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Verdict(models.TextChoices):
+    CORRECT = "correct", "correct"
+    INCORRECT = "incorrect", "incorrect"
+    CORRECTED = "corrected", "corrected output"
+    COMMENT = "comment", "comment only"
+
+
+class Review(models.Model):
+    """One reviewer's verdict on one result: correct, incorrect, a corrected output, or a comment only."""
+
+    result = models.ForeignKey(Result, on_delete=models.CASCADE, related_name="reviews")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    corrected_output = models.TextField(blank=True, help_text="What the model should have answered.")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["result", "reviewer"], name="review_one_per_reviewer"),
+            models.CheckConstraint(
+                condition=~Q(verdict="corrected") | ~Q(corrected_output=""),
+                name="review_corrected_has_output",
+            ),
+        ]
+        indexes = [models.Index(fields=["run", "result"])]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} on result {self.result_id}"
+
+
+class SignOffStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    APPROVED = "approved", "approved"
+    REJECTED = "rejected", "rejected"
+    WITHDRAWN = "withdrawn", "withdrawn"
+
+
+class SignOff(models.Model):
+    """A request that a finished run be signed off, and its outcome under the suite's policy."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="signoffs")
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="signoffs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    approvals_required = models.PositiveIntegerField(
+        default=1, help_text="The suite's policy when requested."
+    )
+    status = models.CharField(max_length=10, choices=SignOffStatus.choices, default=SignOffStatus.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("approve_signoff", "Can approve or reject a sign-off")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run"],
+                condition=Q(status__in=["pending", "approved"]),
+                name="signoff_one_open_per_run",
+            ),
+            models.CheckConstraint(condition=Q(approvals_required__gte=1), name="signoff_approvals_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Sign-off of run {self.run_id}: {self.status}"
+
+
+class Approval(models.Model):
+    """An approver's decision on a sign-off. Re-scoring the run voids it (`voided_at`)."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "approve"
+        REJECT = "reject", "reject"
+
+    signoff = models.ForeignKey(SignOff, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    voided_at = models.DateTimeField(null=True, blank=True, help_text="Set when the run was re-scored.")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["signoff", "approver"],
+                condition=Q(voided_at__isnull=True),
+                name="approval_one_live_per_approver",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} on sign-off {self.signoff_id}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("the audit log is append-only: events are never updated")
+
+    def delete(self):
+        raise TypeError("the audit log is append-only: events are never deleted")
+
+
+class AuditEvent(models.Model):
+    """One change to what a team relies on. Append-only; each row's `hash` chains to the previous one.
+
+    No foreign keys on purpose: a cascade or SET_NULL would rewrite a row and break the chain, and the
+    log must outlive the users, suites and runs it names."""
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    at = models.DateTimeField()
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_name = models.CharField(max_length=150, help_text="The username then, or 'system'.")
+    action = models.CharField(max_length=60, help_text="e.g. suite.upload, run.create, signoff.approve")
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=40, blank=True)
+    object_repr = models.CharField(max_length=300, blank=True)
+    suite_id = models.BigIntegerField(null=True, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [
+            models.Index(fields=["suite_id", "seq"]),
+            models.Index(fields=["object_type", "object_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_type} {self.object_id}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("the audit log is append-only: events are never updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("the audit log is append-only: events are never deleted")
+
+
+class AuditHead(models.Model):
+    """The chain's head: one row, updated first by every append, so appends are serialised."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"audit head #{self.seq}"

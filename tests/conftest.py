@@ -31,7 +31,8 @@ def _fast_settings(settings):
 
 @pytest.fixture
 def user(db):
-    return UserFactory(username="alice")
+    """alice holds the admin role: tests of features (not of access) act as someone allowed to."""
+    return UserFactory(username="alice", roles=["admin"])
 
 
 @pytest.fixture

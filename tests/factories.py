@@ -10,9 +10,22 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     password = factory.django.Password("pw-for-tests-1")
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        """UserFactory(roles=["editor"]): the user holds those role groups (made by migrate)."""
+        if create and extracted:
+            from django.contrib.auth.models import Group
+
+            groups = list(Group.objects.filter(name__in=extracted))
+            missing = set(extracted) - {g.name for g in groups}
+            if missing:
+                raise LookupError(f"no role group(s) {sorted(missing)}: did migrate run?")
+            self.groups.add(*groups)
 
 
 class SuiteFactory(factory.django.DjangoModelFactory):
