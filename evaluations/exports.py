@@ -211,3 +211,81 @@ def passing_pairs(run: Run, *, arm_id: int | None = None) -> Iterator[tuple[obje
         .values_list("prompt", "output")
         .iterator(chunk_size=2000)
     )
+
+
+# --- reviewed outputs as fine-tuning data -------------------------------------------------------------
+
+REVIEWED_KEEP = ("correct", "corrected")  # incorrect and comment-only reviews are left out
+LABELLED_VERDICTS = ("correct", "incorrect", "corrected")
+
+
+def strategy_system_prompt(
+    kind: str, params: dict | None, *, task_type: str = "generation", labels: Iterable[str] = ()
+) -> str | None:
+    """The system prompt a strategy sends, as `strategies.render` writes it; None when it sends none.
+
+    A `system` strategy has one (its `system_prompt` param, or the default, with the task's
+    instruction); any other strategy only when its params name a `system_prompt`."""
+    from evaluations import strategies
+
+    params = params or {}
+    if kind == "system":
+        ctx = strategies.RenderContext(task_type=task_type, labels=tuple(labels), params=params)
+        first = strategies.render("system", "", ctx)[0]
+        return first["content"] if first.get("role") == "system" else None
+    custom = params.get("system_prompt")
+    return custom if isinstance(custom, str) and custom.strip() else None
+
+
+def reviewed_messages(case_input: object, system_prompt: str | None = None) -> list[dict]:
+    """The prompt of a reviewed example: the case input as user message(s) (a chat input as its
+    messages), after the system prompt when one is given (which then replaces the input's own)."""
+    from evaluations import strategies
+
+    messages = strategies.as_messages(case_input if isinstance(case_input, list) else str(case_input))
+    if system_prompt:
+        return [{"role": "system", "content": system_prompt}, *[m for m in messages if m["role"] != "system"]]
+    return messages
+
+
+def reviewed_pairs(
+    run: Run, *, system: bool = False, arm_id: int | None = None
+) -> Iterator[tuple[list, str]]:
+    """(prompt messages, answer) of the run's reviewed results, in case, arm, sample order: the
+    model's output where the latest verdict (of correct, incorrect, corrected) is correct, the
+    corrected output where it is corrected; the rest is left out. One streamed query, plus the arms."""
+    from evaluations.models import Review
+
+    version = run.suite_version
+    arms = Arm.objects.filter(run=run).select_related("strategy")
+    if arm_id is not None:
+        arms = arms.filter(pk=arm_id)
+    prompts = {
+        arm.pk: strategy_system_prompt(
+            arm.strategy.kind, arm.strategy.params, task_type=version.task_type, labels=version.labels
+        )
+        if system
+        else None
+        for arm in arms
+    }
+    rows = (
+        Review.objects.filter(run=run, verdict__in=LABELLED_VERDICTS, result__arm_id__in=list(prompts))
+        .order_by(
+            "result__case__position", "result__arm__position", "result__sample", "result_id",
+            "-updated_at", "-pk",
+        )
+        .values_list(
+            "result_id", "verdict", "corrected_output", "result__output", "result__case__input",
+            "result__arm_id",
+        )
+        .iterator(chunk_size=2000)
+    )  # fmt: skip
+    last = None
+    for result_id, verdict, corrected, output, case_input, result_arm in rows:
+        if result_id == last:
+            continue  # an older review of the same result: the latest verdict counts
+        last = result_id
+        if verdict not in REVIEWED_KEEP:
+            continue
+        answer = corrected if verdict == "corrected" else output
+        yield reviewed_messages(case_input, prompts[result_arm]), answer

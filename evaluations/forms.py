@@ -159,6 +159,14 @@ class SuiteSettingsForm(forms.Form):
         help_text='Checked on every case before its own, e.g. [{"type": "icontains", "value": "Paris"}]. '
         "Empty: similar (generation), label (classification), json-equals (JSON).",
     )
+    approvals_required = forms.IntegerField(
+        min_value=1,
+        max_value=10,
+        required=False,
+        label="Approvals to sign off",
+        help_text="Approvals a run needs to be signed off and become the baseline (1..10; empty keeps "
+        "it); requests already made keep the policy they were made under.",
+    )
 
     def clean_default_assertions(self):
         value = self.cleaned_data["default_assertions"] or []

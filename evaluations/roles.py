@@ -133,3 +133,16 @@ def user_roles(user) -> list[str]:
     if user.is_superuser and "admin" not in names:
         names.append("admin")
     return sorted(names, key=ROLE_NAMES.index)
+
+
+def roles_with(perm: str) -> list[str]:
+    """The role names whose groups hold `perm` ("app_label.codename"), in ROLE_NAMES order."""
+    from django.contrib.auth.models import Group
+
+    app, _, code = perm.partition(".")
+    names = set(
+        Group.objects.filter(
+            name__in=ROLE_NAMES, permissions__codename=code, permissions__content_type__app_label=app
+        ).values_list("name", flat=True)
+    )
+    return [name for name in ROLE_NAMES if name in names]

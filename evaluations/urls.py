@@ -1,9 +1,13 @@
 from django.urls import path
 
 from evaluations.views import alerts as alert_views
+from evaluations.views import audit as audit_views
 from evaluations.views import decision, findings, finetune, pages
 from evaluations.views import exports as export_views
+from evaluations.views import reviews as review_views
 from evaluations.views import schedules as schedule_views
+from evaluations.views import signoffs as signoff_views
+from evaluations.views import team as team_views
 from evaluations.views import tokens as token_views
 from evaluations.views import trends as trends_views
 
@@ -52,10 +56,24 @@ urlpatterns = [
     path("alerts/<int:pk>/delete/", alert_views.alert_channel_delete_view, name="alert-channel-delete"),
     path("alerts/<int:pk>/test/", alert_views.alert_channel_test_view, name="alert-channel-test"),
     path("alerts/deliveries/<int:pk>/retry/", alert_views.alert_delivery_retry_view, name="alert-retry"),
+    path("team/", team_views.team, name="team"),
+    path("team/<int:pk>/roles/", team_views.team_roles, name="team-roles"),
+    path("team/<int:pk>/active/", team_views.team_active, name="team-active"),
     path("tokens/", token_views.token_list, name="token-list"),
     path("tokens/<int:pk>/revoke/", token_views.token_revoke, name="token-revoke"),
     path("suites/<int:pk>/schedules/new/", schedule_views.schedule_new, name="schedule-new"),
     path("schedules/<int:pk>/edit/", schedule_views.schedule_edit, name="schedule-edit"),
     path("schedules/<int:pk>/toggle/", schedule_views.schedule_toggle, name="schedule-toggle"),
     path("schedules/<int:pk>/delete/", schedule_views.schedule_delete_view, name="schedule-delete"),
+    path("runs/<int:pk>/review/", review_views.review_next, name="run-review"),
+    path("runs/<int:pk>/review/summary/", review_views.review_summary, name="run-review-summary"),
+    path("runs/<int:pk>/review/threshold/", review_views.review_threshold_apply, name="run-review-threshold"),
+    path("runs/<int:pk>/review/<int:result_pk>/", review_views.review_result, name="run-review-result"),
+    path("runs/<int:pk>/export/reviewed.jsonl", review_views.run_export_reviewed, name="run-export-reviewed"),
+    path("runs/<int:pk>/signoff/", signoff_views.run_signoff_request, name="run-signoff-request"),
+    path("runs/<int:pk>/delete/", signoff_views.run_delete_view, name="run-delete"),
+    path("signoffs/", signoff_views.signoff_list, name="signoff-list"),
+    path("signoffs/<int:pk>/decide/", signoff_views.signoff_decide_view, name="signoff-decide"),
+    path("signoffs/<int:pk>/withdraw/", signoff_views.signoff_withdraw_view, name="signoff-withdraw"),
+    path("audit/", audit_views.audit_list, name="audit-list"),
 ]

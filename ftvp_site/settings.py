@@ -107,6 +107,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Login everywhere but the login page, static files and the API (DRF answers 401 there).
+    "evaluations.access.LoginRequiredMiddleware",
     "evaluations.signals.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -204,7 +206,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # The caller's role decides, as on the pages: views declare `action_permissions` (roles.py).
+    "DEFAULT_PERMISSION_CLASSES": ["evaluations.api.permissions.RolePermission"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -215,7 +218,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "ftvp API",
     "DESCRIPTION": "Evaluation runs, suites and results: is prompting enough, or does fine-tuning pay off?",
     "VERSION": "0.1.0",
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_PERMISSIONS": ["evaluations.api.permissions.RolePermission"],  # the schema: a read
     # The docs page (/api/docs/) serves Swagger UI from drf-spectacular-sidecar's static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -225,6 +228,8 @@ SPECTACULAR_SETTINGS = {
         "EndpointKindEnum": "evaluations.models.EndpointKind",
         "StrategyKindEnum": "evaluations.models.StrategyKind",
         "FindingKindEnum": "evaluations.models.FindingKind",
+        "SignOffStatusEnum": "evaluations.models.SignOffStatus",
+        "RunStatusEnum": "evaluations.models.RunStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -16,6 +16,7 @@ from rest_framework import serializers
 from evaluations.cron import describe
 from evaluations.importers.sources import FORMATS
 from evaluations.models import (
+    Approval,
     Arm,
     Case,
     Endpoint,
@@ -29,6 +30,7 @@ from evaluations.models import (
     Schedule,
     ScheduleArm,
     Severity,
+    SignOffStatus,
     Strategy,
     Suite,
     SuiteVersion,
@@ -530,3 +532,64 @@ class ScheduleUpdateInput(ScheduleInput):
     """Any subset of the schedule's fields; a schedule stays with its suite."""
 
     suite = None
+
+
+# --- sign-offs --------------------------------------------------------------------------------------
+
+
+class ApprovalSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    approver = serializers.CharField(source="approver.username", allow_null=True, help_text="username")
+    decision = serializers.ChoiceField(choices=Approval.Decision.choices)
+    comment = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    voided_at = serializers.DateTimeField(
+        allow_null=True, help_text="set when the run was re-scored: the approval no longer counts"
+    )
+
+
+class SignOffSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    run = serializers.IntegerField(source="run_id")
+    suite = serializers.IntegerField(source="suite_id")
+    status = serializers.ChoiceField(choices=SignOffStatus.choices)
+    note = serializers.CharField()
+    approvals_required = serializers.IntegerField(help_text="the suite's policy when it was requested")
+    approvals = serializers.IntegerField(source="live_approvals", help_text="live approvals so far")
+    requested_by = serializers.CharField(
+        source="requested_by.username", allow_null=True, help_text="username"
+    )
+    created_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decisions = ApprovalSerializer(many=True, source="decision_list", help_text="approvals and rejections")
+
+
+class RunSignOffSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    signed_off_at = serializers.DateTimeField(
+        allow_null=True, help_text="when the policy was met: the run is then locked (no delete, no re-score)"
+    )
+    status = serializers.CharField(
+        help_text="the status of the latest request: not_requested, pending, approved, rejected or withdrawn"
+    )
+    signoffs = SignOffSerializer(many=True, help_text="every request, newest first")
+
+
+class SignOffRequestInput(serializers.Serializer):
+    note = serializers.CharField(
+        max_length=5000, required=False, allow_blank=True, help_text="what approvers should know"
+    )
+
+    def validate_note(self, value):
+        _no_nul(value)
+        return value
+
+
+class SignOffDecisionInput(serializers.Serializer):
+    comment = serializers.CharField(
+        max_length=5000, required=False, allow_blank=True, help_text="required to reject"
+    )
+
+    def validate_comment(self, value):
+        _no_nul(value)
+        return value

@@ -22,7 +22,9 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
+from evaluations import roles
 from evaluations.api import viewsets
+from evaluations.api.reviews import RunReviewsView
 from evaluations.api.serializers import SuiteUploadFields
 from evaluations.decisions import DecisionError, suite_decision
 from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
@@ -76,6 +78,8 @@ def parse_run_id(raw: str | int | None) -> int | None:
 
 
 class SuiteDecisionView(APIView):
+    action_permissions = {"get": roles.READ}
+
     @extend_schema(
         operation_id="suite_decision",
         summary="The decision on a suite",
@@ -193,5 +197,6 @@ router.register("schedules", viewsets.ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     path("suites/<int:id>/decision", SuiteDecisionView.as_view(), name="suite-decision"),
+    path("runs/<int:id>/reviews/", RunReviewsView.as_view(), name="run-reviews"),
     *router.urls,
 ]

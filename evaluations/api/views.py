@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import generics, serializers
 
-from evaluations import selectors
+from evaluations import roles, selectors
 from evaluations.models import Run
 
 
@@ -34,10 +34,12 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class RunList(generics.ListAPIView):
+    action_permissions = {"get": roles.READ}
     queryset = Run.objects.select_related("suite_version__suite").order_by("-created_at", "-id")
     serializer_class = RunSerializer
 
 
 class RunDetail(generics.RetrieveAPIView):
+    action_permissions = {"get": roles.READ}
     queryset = Run.objects.select_related("suite_version__suite")
     serializer_class = RunSerializer

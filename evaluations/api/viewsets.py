@@ -17,7 +17,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from evaluations import selectors
+from evaluations import roles, selectors
 from evaluations.api import serializers as s
 from evaluations.api.errors import BadRequest, Conflict, service_errors
 from evaluations.models import (
@@ -33,9 +33,10 @@ from evaluations.models import (
     SuiteVersion,
     Trigger,
 )
+from evaluations.services import signoffs as signoff_services
 from evaluations.services.endpoints import endpoint_create, endpoint_update
 from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge, run_regressions
-from evaluations.services.runs import RunError, run_cancel, run_create
+from evaluations.services.runs import RunError, run_cancel, run_create, run_delete
 from evaluations.services.schedules import ScheduleError, schedule_create, schedule_delete, schedule_update
 
 
@@ -60,6 +61,9 @@ def body(request, serializer_class, *, partial: bool = False) -> dict:
 
 
 class ApiViewSet(viewsets.GenericViewSet):
+    """Who may call what: each viewset's `action_permissions` (evaluations/api/permissions.py); reads
+    need roles.READ, a write action without an entry is refused."""
+
     lookup_value_converter = "int"
     pagination_class = Pagination
     parser_classes = [JSONParser]
@@ -81,6 +85,7 @@ def _arms() -> Prefetch:
     retrieve=extend_schema(summary="A suite", tags=["suites"]),
 )
 class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    action_permissions = {"create": roles.UPLOAD}
     serializer_class = s.SuiteSerializer
     parser_classes = [MultiPartParser]
     queryset = (
@@ -188,11 +193,32 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet)
 )
 class EndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     """API keys are never accepted nor returned: `api_key_env` is the NAME of the variable holding
-    the key in the workers' environment."""
+    the key in the workers' environment. Generation params and prices are an editor's; the connection
+    (provider, model, base_url, api_key_env) is an admin's, so a request that sets it needs that too."""
 
+    action_permissions = {"create": roles.ADD_ENDPOINT, "partial_update": roles.EDIT_ENDPOINT}
+    connection_fields = ("provider", "model", "base_url", "api_key_env")
     serializer_class = s.EndpointSerializer
     queryset = Endpoint.objects.order_by("name")
     http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def check_permissions(self, request):
+        super().check_permissions(request)
+        if self.action not in ("create", "partial_update"):
+            return
+        if request.user.has_perm(roles.ENDPOINT_CONNECTION):
+            return
+        data = request.data if isinstance(request.data, dict) else {}
+        given = [name for name in self.connection_fields if name in data]
+        if self.action == "partial_update" and not given:
+            return
+        what = f"setting {', '.join(given)}" if given else "registering an endpoint (it sets its connection)"
+        holders = ", ".join(roles.roles_with(roles.ENDPOINT_CONNECTION)) or "none"
+        self.permission_denied(
+            request,
+            message=f"{what} needs the permission {roles.ENDPOINT_CONNECTION} (roles that have it: "
+            f"{holders}); ask an admin. Params, prices, limits and the name can be changed without it.",
+        )
 
     @extend_schema(
         operation_id="endpoint_create",
@@ -212,7 +238,7 @@ class EndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
         if Endpoint.objects.filter(name=data["name"].strip()).exists():
             raise BadRequest(f"name: an endpoint named {data['name'].strip()!r} exists already")
         with service_errors():
-            endpoint = endpoint_create(**data)
+            endpoint = endpoint_create(**data, user=request.user)
         return Response(s.EndpointSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -229,7 +255,7 @@ class EndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
         if name and Endpoint.objects.filter(name=name).exclude(pk=endpoint.pk).exists():
             raise BadRequest(f"name: an endpoint named {name!r} exists already")
         with service_errors():
-            endpoint = endpoint_update(endpoint=endpoint, **data)
+            endpoint = endpoint_update(endpoint=endpoint, **data, user=request.user)
         return Response(s.EndpointSerializer(endpoint).data)
 
 
@@ -250,6 +276,13 @@ class StrategyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
     retrieve=extend_schema(summary="A run: status, arms and progress", tags=["runs"]),
 )
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    action_permissions = {"create": roles.RUN, "cancel": roles.RUN, "baseline": roles.SET_BASELINE}
+    action_permissions |= {
+        "destroy": roles.DELETE_RUN,
+        "signoff_request": roles.REQUEST_SIGNOFF,
+        "signoff_approve": roles.APPROVE,
+        "signoff_reject": roles.APPROVE,
+    }
     queryset = (
         Run.objects.select_related("suite_version__suite", "created_by")
         .prefetch_related(_arms())
@@ -343,7 +376,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = self.get_object()
-        if not run_cancel(run_id=run.pk):
+        if not run_cancel(run_id=run.pk, user=request.user):
             run.refresh_from_db(fields=["status"])
             raise Conflict(f"run #{run.pk} had already finished ({run.status}): nothing to cancel")
         return Response(s.RunDetailSerializer(self.get_queryset().get(pk=run.pk)).data)
@@ -364,6 +397,128 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
             baseline_set(suite=suite, run=run, user=request.user)
         return Response(s.BaselineSerializer({"suite": suite, "baseline_run": run.pk}).data)
 
+    @extend_schema(
+        operation_id="run_delete",
+        summary="Delete a finished run and its results",
+        description="Refused (409) for a locked run: signed off, its suite's baseline, not finished "
+        "(cancel it first) or with a pending sign-off request.",
+        tags=["runs"],
+        responses={
+            204: None,
+            409: OpenApiResponse(s.ErrorSerializer, description="the run is locked: `detail` says why"),
+        },
+    )
+    def destroy(self, request, pk=None):
+        run = self.get_object()
+        try:
+            run_delete(run=run, user=request.user)
+        except RunError as exc:
+            raise Conflict(str(exc)) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    # --- sign-off (services/signoffs.py) ---
+
+    @staticmethod
+    def _signoff_errors(exc: Exception):
+        """The service's refusals as API errors: self-approval 403, bad input 400, a state 409."""
+        from rest_framework.exceptions import PermissionDenied
+
+        if isinstance(exc, signoff_services.SelfApprovalError):
+            return PermissionDenied(str(exc))
+        if isinstance(exc, signoff_services.SignOffError) and exc.field in ("comment", "note", "decision"):
+            return BadRequest(str(exc))
+        return Conflict(str(exc))
+
+    @extend_schema(
+        operation_id="run_signoff",
+        summary="A run's sign-off: its status and every request with its approvals and rejections",
+        tags=["runs"],
+        responses=s.RunSignOffSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path="signoff", pagination_class=None)
+    def signoff(self, request, pk=None):
+        from evaluations.signoff_selectors import run_signoff_state
+
+        return Response(s.RunSignOffSerializer(run_signoff_state(self.get_object())).data)
+
+    @extend_schema(
+        operation_id="run_signoff_request",
+        summary="Request sign-off of a succeeded run",
+        description="The suite's policy (approvals_required) applies; approvers other than who started "
+        "the run and who requests the sign-off decide.",
+        tags=["runs"],
+        request=s.SignOffRequestInput,
+        responses={
+            201: s.SignOffSerializer,
+            409: OpenApiResponse(
+                s.ErrorSerializer,
+                description="the run is not succeeded, is signed off or has a pending request",
+            ),
+        },
+    )
+    @signoff.mapping.post
+    def signoff_request(self, request, pk=None):
+        from evaluations.signoff_selectors import signoff_with_counts
+
+        run = self.get_object()
+        data = body(request, s.SignOffRequestInput)
+        try:
+            signoff = signoff_services.signoff_request(run=run, user=request.user, note=data.get("note", ""))
+        except signoff_services.SignOffError as exc:
+            raise self._signoff_errors(exc) from None
+        return Response(
+            s.SignOffSerializer(signoff_with_counts(signoff)).data, status=status.HTTP_201_CREATED
+        )
+
+    def _decide(self, request, decision: str) -> Response:
+        from evaluations.signoff_selectors import signoff_with_counts
+
+        run = self.get_object()
+        data = body(request, s.SignOffDecisionInput)
+        pending = run.signoffs.filter(status="pending").first()
+        if pending is None:
+            raise Conflict(
+                f"run #{run.pk} has no pending sign-off request; request one first "
+                f"(POST /api/v1/runs/{run.pk}/signoff/)"
+            )
+        try:
+            signoff = signoff_services.signoff_decide(
+                signoff=pending, user=request.user, decision=decision, comment=data.get("comment", "")
+            )
+        except (signoff_services.SignOffError, signoff_services.SelfApprovalError) as exc:
+            raise self._signoff_errors(exc) from None
+        return Response(s.SignOffSerializer(signoff_with_counts(signoff)).data)
+
+    @extend_schema(
+        operation_id="run_signoff_approve",
+        summary="Approve the run's pending sign-off",
+        description="Refused (403) for who started the run or requested the sign-off. The approval that "
+        "meets the policy signs the run off: it becomes the suite's baseline and is locked.",
+        tags=["runs"],
+        request=s.SignOffDecisionInput,
+        responses={
+            200: s.SignOffSerializer,
+            409: OpenApiResponse(s.ErrorSerializer, description="no pending request, or you decided already"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="signoff/approve")
+    def signoff_approve(self, request, pk=None):
+        return self._decide(request, "approve")
+
+    @extend_schema(
+        operation_id="run_signoff_reject",
+        summary="Reject the run's pending sign-off (a comment is required)",
+        tags=["runs"],
+        request=s.SignOffDecisionInput,
+        responses={
+            200: s.SignOffSerializer,
+            409: OpenApiResponse(s.ErrorSerializer, description="no pending request, or you decided already"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="signoff/reject")
+    def signoff_reject(self, request, pk=None):
+        return self._decide(request, "reject")
+
 
 # --- findings ---------------------------------------------------------------------------------------
 
@@ -373,6 +528,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     retrieve=extend_schema(summary="A finding", tags=["findings"]),
 )
 class FindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    action_permissions = {"acknowledge": roles.ACK_FINDING}
     serializer_class = s.FindingSerializer
     queryset = Finding.objects.select_related(
         "suite", "arm__endpoint", "arm__strategy", "acknowledged_by"
@@ -412,6 +568,11 @@ class FindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
     retrieve=extend_schema(summary="A schedule", tags=["schedules"]),
 )
 class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    action_permissions = {
+        "create": roles.SCHEDULE,
+        "partial_update": roles.SCHEDULE,
+        "destroy": roles.SCHEDULE,
+    }
     serializer_class = s.ScheduleSerializer
     queryset = (
         Schedule.objects.select_related("suite", "suite_version", "created_by")
@@ -469,7 +630,7 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
         schedule = self.get_object()
         data = self._resolve(schedule.suite, body(request, s.ScheduleUpdateInput, partial=True))
         with service_errors(ScheduleError):
-            schedule = schedule_update(schedule=schedule, **data)
+            schedule = schedule_update(schedule=schedule, **data, user=request.user)
         return self._answer(schedule)
 
     @extend_schema(
@@ -480,5 +641,5 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
     )
     def destroy(self, request, pk=None):
         with service_errors(ScheduleError):
-            schedule_delete(schedule=self.get_object())
+            schedule_delete(schedule=self.get_object(), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -45,6 +45,7 @@ from evaluations.models import (
     Severity,
     Suite,
 )
+from evaluations.services.audit import audit_record, changes, snapshot
 from evaluations.services.endpoints import env_name_check, env_reserved
 from evaluations.services.queue import enqueue
 
@@ -120,6 +121,10 @@ def _save_channel(channel: AlertChannel, **fields) -> AlertChannel:
     return channel
 
 
+# What a channel's audit events record: addresses and the NAME of a URL variable, never a URL.
+CHANNEL_AUDITED = ("name", "kind", "suite", "recipients", "url_env", "min_severity", "enabled")
+
+
 @transaction.atomic
 def alert_channel_create(
     *,
@@ -130,8 +135,9 @@ def alert_channel_create(
     url_env: str = "",
     min_severity: str = Severity.WARNING,
     enabled: bool = True,
+    user=None,
 ) -> AlertChannel:
-    return _save_channel(
+    channel = _save_channel(
         AlertChannel(),
         name=name,
         kind=kind,
@@ -141,6 +147,14 @@ def alert_channel_create(
         min_severity=min_severity,
         enabled=enabled,
     )
+    audit_record(
+        actor=user,
+        action="alert_channel.create",
+        obj=channel,
+        suite_id=channel.suite_id,
+        after=snapshot(channel, CHANNEL_AUDITED),
+    )
+    return channel
 
 
 @transaction.atomic
@@ -154,8 +168,10 @@ def alert_channel_update(
     url_env: str = "",
     min_severity: str = Severity.WARNING,
     enabled: bool = True,
+    user=None,
 ) -> AlertChannel:
-    return _save_channel(
+    before = snapshot(AlertChannel.objects.get(pk=channel.pk), CHANNEL_AUDITED)
+    channel = _save_channel(
         channel,
         name=name,
         kind=kind,
@@ -165,11 +181,29 @@ def alert_channel_update(
         min_severity=min_severity,
         enabled=enabled,
     )
+    old, new = changes(before, snapshot(channel, CHANNEL_AUDITED))
+    if new:
+        audit_record(
+            actor=user,
+            action="alert_channel.update",
+            obj=channel,
+            suite_id=channel.suite_id,
+            before=old,
+            after=new,
+        )
+    return channel
 
 
 @transaction.atomic
-def alert_channel_delete(*, channel: AlertChannel) -> None:
+def alert_channel_delete(*, channel: AlertChannel, user=None) -> None:
     """Delete a channel and its delivery history."""
+    audit_record(
+        actor=user,
+        action="alert_channel.delete",
+        obj=channel,
+        suite_id=channel.suite_id,
+        before=snapshot(channel, CHANNEL_AUDITED),
+    )
     channel.delete()
 
 

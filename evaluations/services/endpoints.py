@@ -13,6 +13,7 @@ from django.db import transaction
 
 from evaluations.models import AlertChannel, Endpoint, EndpointKind, Provider
 from evaluations.providers.base import ProviderError
+from evaluations.services.audit import audit_record, changes, snapshot
 
 # Environment variable names as people write them (OPENAI_API_KEY): upper case, short. Anything else
 # (hf_..., gsk_..., sk-...) is more likely a pasted key, which must never be stored.
@@ -135,6 +136,7 @@ def endpoint_create(
     max_concurrency: int = 4,
     timeout_seconds: int = 60,
     params: dict | None = None,
+    user=None,
 ) -> Endpoint:
     api_key_env = env_name_check(api_key_env, field="api_key_env")
     training = _optional_decimal(training_cost, "training_cost")
@@ -159,6 +161,8 @@ def endpoint_create(
     _check(endpoint)
     endpoint.full_clean()
     endpoint.save()
+    endpoint.refresh_from_db()
+    audit_record(actor=user, action="endpoint.create", obj=endpoint, after=snapshot(endpoint, AUDITED))
     return endpoint
 
 
@@ -180,6 +184,21 @@ def _check(endpoint: Endpoint) -> None:
         endpoint.training_cost = None
 
 
+# What an endpoint's audit events record: names of key variables, never a key (none is stored).
+AUDITED = (
+    "name", "provider", "model", "base_url", "api_key_env", "kind", "base_endpoint", "params", "price_in",
+    "price_out", "price_hour", "training_cost", "hosting_monthly", "adapter", "max_concurrency",
+    "timeout_seconds",
+)  # fmt: skip
+
+
+def _audit_update(endpoint: Endpoint, before: dict, user) -> None:
+    endpoint.refresh_from_db()  # decimals as stored, so only real changes are recorded
+    old, new = changes(before, snapshot(endpoint, AUDITED))
+    if new:
+        audit_record(actor=user, action="endpoint.update", obj=endpoint, before=old, after=new)
+
+
 # What `endpoint_update` may change. The provider, kind, base endpoint and adapter make the endpoint
 # another model: register a new endpoint for that, so past runs keep saying what they ran.
 UPDATABLE = (
@@ -189,8 +208,9 @@ UPDATABLE = (
 
 
 @transaction.atomic
-def endpoint_update(*, endpoint: Endpoint, **changes) -> Endpoint:
+def endpoint_update(*, endpoint: Endpoint, user=None, **changes) -> Endpoint:
     """Change some of an endpoint's fields (any of UPDATABLE), with the rules of `endpoint_create`."""
+    before = snapshot(Endpoint.objects.get(pk=endpoint.pk), AUDITED)
     unknown = sorted(set(changes) - set(UPDATABLE))
     if unknown:
         raise ValidationError(
@@ -227,6 +247,7 @@ def endpoint_update(*, endpoint: Endpoint, **changes) -> Endpoint:
     _check(endpoint)
     endpoint.full_clean()
     endpoint.save(update_fields=list(changes) or None)
+    _audit_update(endpoint, before, user)
     return endpoint
 
 
@@ -307,6 +328,7 @@ def endpoint_update_costs(
     price_hour: object,
     hosting_monthly: object,
     training_cost: object = None,
+    user=None,
 ) -> Endpoint:
     """Set what an endpoint costs: per-token and compute prices, hosting, and (fine-tuned models)
     the one-time training cost (None: unknown, to be estimated). Decisions use them from then on."""
@@ -318,6 +340,8 @@ def endpoint_update_costs(
         endpoint.training_cost = _optional_decimal(training_cost, "training_cost")
     elif training_cost not in (None, ""):
         raise ValidationError({"training_cost": "only a fine-tuned endpoint has a training cost"})
+    before = snapshot(Endpoint.objects.get(pk=endpoint.pk), AUDITED)
     endpoint.full_clean()
     endpoint.save(update_fields=["price_in", "price_out", "price_hour", "hosting_monthly", "training_cost"])
+    _audit_update(endpoint, before, user)
     return endpoint

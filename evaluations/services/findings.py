@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from evaluations.analysis.compare import WORSE, compare_passes, compare_scores
 from evaluations.models import Finding, FindingKind, Result, Run, RunStatus, Severity, Suite
+from evaluations.services.audit import audit_record
 
 MAX_FLIPPED = 50
 CRITICAL_DROP = 0.10
@@ -20,15 +21,27 @@ class BaselineError(ValueError):
     pass
 
 
+@transaction.atomic
 def baseline_set(*, suite: Suite, run: Run | None, user=None) -> Suite:
-    """Make a finished run of the suite its baseline (None clears it). Sign-off will set it later."""
+    """Make a finished run of the suite its baseline (None clears it): by a sign-off that met the
+    suite's policy, or by an admin's override. Recorded as an AuditEvent "suite.baseline"."""
     if run is not None:
         if run.suite_version.suite_id != suite.pk:
             raise BaselineError(f"run #{run.pk} is not a run of suite {suite.name!r}")
         if run.status != RunStatus.SUCCEEDED:
             raise BaselineError(f"run #{run.pk} is {run.status}; only a finished run can be the baseline")
+    before = Suite.objects.filter(pk=suite.pk).values_list("baseline_run_id", flat=True).first()
     suite.baseline_run = run
     suite.save(update_fields=["baseline_run"])
+    if before != suite.baseline_run_id:
+        audit_record(
+            actor=user,
+            action="suite.baseline",
+            obj=suite,
+            suite_id=suite.pk,
+            before={"baseline_run": before},
+            after={"baseline_run": suite.baseline_run_id},
+        )
     return suite
 
 
@@ -130,6 +143,14 @@ def finding_acknowledge(*, finding: Finding, user=None, comment: str = "") -> Fi
     finding.acknowledged_by = user
     finding.comment = comment.strip()
     finding.save(update_fields=["acknowledged_at", "acknowledged_by", "comment"])
+    audit_record(
+        actor=user,
+        action="finding.acknowledge",
+        obj=finding,
+        object_repr=finding.title,
+        suite_id=finding.suite_id,
+        after={"run": finding.run_id, "kind": finding.kind, "comment": finding.comment},
+    )
     return finding
 
 

@@ -27,6 +27,7 @@ from evaluations.models import (
     Strategy,
     SuiteVersion,
 )
+from evaluations.services.audit import audit_record
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.leases import heartbeat
 from evaluations.services.queue import enqueue
@@ -98,6 +99,18 @@ def finetune_create(
     )
     job.adapter = f"adapters/finetune-{job.pk}"
     job.save(update_fields=["adapter"])
+    audit_record(
+        actor=user,
+        action="finetune.create",
+        obj=job,
+        suite_id=suite_version.suite_id,
+        after={
+            "suite_version": suite_version.number,
+            "base_endpoint": base_endpoint.name,
+            "examples": n,
+            "hyperparameters": job.hyperparameters,
+        },
+    )
     enqueue("finetune", job.pk)
     return job
 

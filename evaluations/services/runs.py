@@ -35,6 +35,7 @@ from evaluations.models import (
     Trigger,
 )
 from evaluations.providers.base import Completion, GenerationParams, ProviderError
+from evaluations.services.audit import audit_record
 from evaluations.services.endpoints import endpoint_provider
 from evaluations.services.leases import heartbeat
 from evaluations.services.queue import enqueue
@@ -106,6 +107,19 @@ def run_create(
             ]
         )
         scoring_create(run=run, user=user)
+        audit_record(
+            actor=user,
+            action="run.create",
+            obj=run,
+            suite_id=suite_version.suite_id,
+            after={
+                "suite_version": suite_version.number,
+                "trigger": trigger,
+                "arms": [f"{e.name} · {s}" for e, s in arms],
+                "repeats": repeats,
+                "use_cache": use_cache,
+            },
+        )
         enqueue("start_run", run.pk)
     return run
 
@@ -127,13 +141,59 @@ def run_start(*, run_id: int) -> bool:
     return True
 
 
-def run_cancel(*, run_id: int) -> bool:
+def run_cancel(*, run_id: int, user=None) -> bool:
     """Cancel a queued or running run; batches in flight stop at their next chunk."""
-    return bool(
-        Run.objects.filter(pk=run_id, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+    with transaction.atomic():
+        cancelled = Run.objects.filter(pk=run_id, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
             status=RunStatus.CANCELLED, finished_at=timezone.now()
         )
-    )
+        if cancelled:
+            run = Run.objects.select_related("suite_version").get(pk=run_id)
+            audit_record(
+                actor=user,
+                action="run.cancel",
+                obj=run,
+                suite_id=run.suite_version.suite_id,
+                after={"status": RunStatus.CANCELLED},
+            )
+    return bool(cancelled)
+
+
+def run_delete(*, run: Run, user=None) -> None:
+    """Delete a finished run with its results. Refused for a signed-off run (kept for good), the
+    suite's current baseline, a run with a pending sign-off, and a run not finished (cancel it first)."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("suite_version__suite").get(pk=run.pk)
+        suite = run.suite_version.suite
+        if run.signed_off_at is not None:
+            raise RunError(f"run #{run.pk} is signed off: it is kept for good and cannot be deleted")
+        if suite.baseline_run_id == run.pk:
+            raise RunError(
+                f"run #{run.pk} is the baseline of suite {suite.name!r}: make another run the baseline "
+                "before deleting it"
+            )
+        if not run.is_finished:
+            raise RunError(f"run #{run.pk} is {run.status}: cancel it first, then delete it")
+        if run.signoffs.filter(status="pending").exists():
+            raise RunError(f"run #{run.pk} has a pending sign-off request: withdraw or reject it first")
+        arms = [
+            str(arm.label) for arm in run.arms.select_related("endpoint", "strategy").order_by("position")
+        ]
+        audit_record(
+            actor=user,
+            action="run.delete",
+            obj=run,
+            suite_id=suite.pk,
+            before={
+                "suite_version": run.suite_version.number,
+                "status": run.status,
+                "trigger": run.trigger,
+                "arms": arms,
+                "created_by": run.created_by_id,
+                "created_at": run.created_at,
+            },
+        )
+        run.delete()
 
 
 # --- leases ---------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ from evaluations.models import (
     SuiteVersion,
     Trigger,
 )
+from evaluations.services.audit import audit_record
+from evaluations.services.audit import changes as audit_changes
 from evaluations.services.runs import MAX_REPEATS, RunError, run_create
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,22 @@ def _sync_beat(schedule: Schedule, parsed: Cron, *, timing_changed: bool) -> Non
         schedule.save(update_fields=["periodic_task"])
 
 
+def _audit_state(schedule: Schedule) -> dict:
+    """What a schedule's audit events record of it."""
+    return {
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "suite_version": schedule.suite_version.number if schedule.suite_version_id else None,
+        "enabled": schedule.enabled,
+        "repeats": schedule.repeats,
+        "arms": [
+            f"{a.endpoint.name} · {a.strategy}"
+            for a in schedule.arms.select_related("endpoint", "strategy").order_by("position")
+        ],
+    }
+
+
 def _save_arms(schedule: Schedule, arms: list[tuple[Endpoint, Strategy]]) -> None:
     ScheduleArm.objects.filter(schedule=schedule).delete()
     ScheduleArm.objects.bulk_create(
@@ -191,13 +209,20 @@ def schedule_create(
             )
             _save_arms(schedule, arms)
             _sync_beat(schedule, parsed, timing_changed=False)
+            audit_record(
+                actor=user,
+                action="schedule.create",
+                obj=schedule,
+                suite_id=suite.pk,
+                after=_audit_state(schedule),
+            )
     except IntegrityError:  # created concurrently under the same name
         raise ScheduleError("name", f"suite {suite.name!r} already has a schedule called {name!r}") from None
     log.info("schedule #%s created for suite %s: %s (%s)", schedule.pk, suite.name, parsed.expr, tz)
     return schedule
 
 
-def schedule_update(*, schedule: Schedule, **changes) -> Schedule:
+def schedule_update(*, schedule: Schedule, user=None, **changes) -> Schedule:
     """Change any of the fields `schedule_create` takes (except the suite); the beat entry follows."""
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
@@ -222,6 +247,7 @@ def schedule_update(*, schedule: Schedule, **changes) -> Schedule:
     timing_changed = any(
         values.get(f, getattr(schedule, f)) != getattr(schedule, f) for f in ("cron", "timezone")
     )
+    before = _audit_state(schedule)
     for field, value in values.items():
         setattr(schedule, field, value)
     try:
@@ -230,6 +256,16 @@ def schedule_update(*, schedule: Schedule, **changes) -> Schedule:
             if arms is not None:
                 _save_arms(schedule, arms)
             _sync_beat(schedule, parsed, timing_changed=timing_changed)
+            old, new = audit_changes(before, _audit_state(schedule))
+            if new:
+                audit_record(
+                    actor=user,
+                    action="schedule.update",
+                    obj=schedule,
+                    suite_id=suite.pk,
+                    before=old,
+                    after=new,
+                )
     except IntegrityError:
         raise ScheduleError(
             "name", f"suite {suite.name!r} already has a schedule called {schedule.name!r}"
@@ -237,12 +273,19 @@ def schedule_update(*, schedule: Schedule, **changes) -> Schedule:
     return schedule
 
 
-def schedule_delete(*, schedule: Schedule) -> None:
+def schedule_delete(*, schedule: Schedule, user=None) -> None:
     """Delete the schedule and its beat entry; its runs stay (no longer linked to a schedule).
 
     The beat entry goes in a post_delete receiver (evaluations/signals.py), so it also goes when the
     schedule is deleted another way: with its suite or pinned version, in the admin."""
     with transaction.atomic():
+        audit_record(
+            actor=user,
+            action="schedule.delete",
+            obj=schedule,
+            suite_id=schedule.suite_id,
+            before=_audit_state(schedule),
+        )
         schedule.delete()
     log.info("schedule %s deleted", schedule)
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from evaluations import selectors
 from evaluations.models import Result, Run, RunStatus, Scoring
 from evaluations.scoring import assertions
+from evaluations.services.audit import audit_record
 from evaluations.services.queue import enqueue
 from evaluations.services.scoring import TASK_DEFAULTS, get_embedder, score_results
 
@@ -171,14 +172,34 @@ def runs_unanalysed_before(cutoff) -> list[int]:
 
 
 def run_rescore(*, run_id: int, user=None) -> Scoring:
-    """Score a finished run again with the suite's current assertions; no model is called."""
+    """Score a finished run again with the suite's current assertions; no model is called.
+
+    Refused for a signed-off run (locked: its scores are what was approved). The approvals of a
+    pending sign-off are voided: the approvers judged the old scores."""
+    from evaluations.services.signoffs import approvals_void
+
     run = Run.objects.select_related("suite_version__suite").get(pk=run_id)
+    if run.signed_off_at is not None:
+        raise RescoreError(
+            f"run #{run.pk} is signed off and locked: its scores are the ones approved; start a new run "
+            "to score the outputs with the current assertions"
+        )
     if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED, RunStatus.FAILED):
         raise RescoreError(f"run #{run.pk} is {run.status}; re-score it once it has finished")
     if run.scorings.filter(finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE).exists():
         raise RescoreError(f"run #{run.pk} is being re-scored already")
     with transaction.atomic():
+        voided = approvals_void(run=run, user=user)  # locks the pending sign-off first
+        if Run.objects.filter(pk=run.pk, signed_off_at__isnull=False).exists():  # signed off meanwhile
+            raise RescoreError(f"run #{run.pk} is signed off and locked: its scores are the ones approved")
         scoring = scoring_create(run=run, trigger=Scoring.Trigger.RESCORE, user=user)
+        audit_record(
+            actor=user,
+            action="run.rescore",
+            obj=run,
+            suite_id=run.suite_version.suite_id,
+            after={"scoring": scoring.number, "approvals_voided": voided},
+        )
         enqueue("rescore_run", scoring.pk)
     return scoring
 

@@ -10,6 +10,7 @@ from django.db.models import Max
 
 from evaluations.importers import SourceFile, SuiteFormatError, read_sources
 from evaluations.models import Case, Split, Strategy, StrategyKind, Suite, SuiteVersion, TaskType
+from evaluations.services.audit import audit_record, changes, snapshot
 
 
 def _labels(cases: list[dict]) -> list[str]:
@@ -104,7 +105,7 @@ def suite_import(
         default_assertions=result.extras.default_assertions,
         created_by=user,
     )
-    _import_prompts(suite, result.extras.prompts)
+    _import_prompts(suite, result.extras.prompts, user=user)
     # In chunks: 100,000 model instances at once would double the import's memory.
     for start in range(0, len(cases), 1000):
         Case.objects.bulk_create(
@@ -123,10 +124,25 @@ def suite_import(
                 for i, c in enumerate(cases[start : start + 1000])
             ]
         )
+    audit_record(
+        actor=user,
+        action="suite.upload",
+        obj=version,
+        suite_id=suite.pk,
+        after={
+            "version": number,
+            "cases": len(cases),
+            "test_cases": sum(1 for c in cases if c["split"] == Split.TEST),
+            "source_name": version.source_name,
+            "source_format": version.source_format,
+            "new_suite": created,
+            **({"suite": {"changed": changed}} if changed else {}),
+        },
+    )
     return version
 
 
-def _import_prompts(suite: Suite, prompts: list[dict]) -> list[Strategy]:
+def _import_prompts(suite: Suite, prompts: list[dict], *, user=None) -> list[Strategy]:
     """An imported file's prompt templates become `template` strategies named after the suite; a
     changed template becomes the strategy's next version (strategies are versioned like suites)."""
     made = []
@@ -146,7 +162,20 @@ def _import_prompts(suite: Suite, prompts: list[dict]) -> list[Strategy]:
                 description=f"Imported prompt of {suite.name}",
             )
         )
+        audit_record(
+            actor=user,
+            action="strategy.create",
+            obj=made[-1],
+            suite_id=suite.pk,
+            after=snapshot(made[-1], ["name", "version", "kind", "params"]),
+        )
     return made
+
+
+SETTINGS_FIELDS = (
+    "description", "quality_target", "pass_threshold", "monthly_volume", "default_assertions",
+    "approvals_required",
+)  # fmt: skip
 
 
 def suite_update_settings(
@@ -157,9 +186,12 @@ def suite_update_settings(
     pass_threshold: float,
     monthly_volume: int,
     default_assertions: list[dict] | None = None,
+    approvals_required: int | None = None,
+    user=None,
 ) -> Suite:
-    """Change what the suite aims for and checks; results already scored keep their scores until the
-    run is re-scored."""
+    """Change what the suite aims for and checks, and its sign-off policy (approvals a run needs);
+    results already scored keep their scores until the run is re-scored."""
+    before = snapshot(Suite.objects.get(pk=suite.pk), SETTINGS_FIELDS)
     suite.description = description
     suite.quality_target = quality_target
     suite.pass_threshold = pass_threshold
@@ -168,8 +200,17 @@ def suite_update_settings(
     if default_assertions is not None:
         suite.default_assertions = default_assertions
         fields.append("default_assertions")
+    if approvals_required is not None:
+        suite.approvals_required = approvals_required
+        fields.append("approvals_required")
     suite.full_clean()
-    suite.save(update_fields=fields)
+    with transaction.atomic():
+        suite.save(update_fields=fields)
+        old, new = changes(before, snapshot(suite, SETTINGS_FIELDS))
+        if new:
+            audit_record(
+                actor=user, action="suite.settings", obj=suite, suite_id=suite.pk, before=old, after=new
+            )
     return suite
 
 
@@ -185,6 +226,7 @@ def suite_update_profile(
     training_epochs: int,
     urgency: str,
     monthly_budget=None,
+    user=None,
 ) -> Suite:
     """Change the suite's decision profile; the decision is computed from it on every read."""
     fields = {
@@ -198,8 +240,16 @@ def suite_update_profile(
         "urgency": urgency,
         "monthly_budget": monthly_budget,
     }
+    before = snapshot(Suite.objects.get(pk=suite.pk), list(fields))  # as stored
     for name, value in fields.items():
         setattr(suite, name, value)
     suite.full_clean()
-    suite.save(update_fields=list(fields))
+    with transaction.atomic():
+        suite.save(update_fields=list(fields))
+        suite.refresh_from_db(fields=list(fields))  # decimals as stored, so only real changes count
+        old, new = changes(before, snapshot(suite, list(fields)))
+        if new:
+            audit_record(
+                actor=user, action="suite.profile", obj=suite, suite_id=suite.pk, before=old, after=new
+            )
     return suite

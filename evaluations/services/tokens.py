@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from evaluations.models import ApiToken
+from evaluations.services.audit import audit_record
 
 TOKEN_PREFIX = "ftvp_"  # noqa: S105 (a marker, not a secret)
 PREFIX_LENGTH = 12  # "ftvp_" and 7 random characters: enough to recognise a token, useless to guess it
@@ -50,13 +51,33 @@ def api_token_create(*, user, name: str, expires_at: datetime | None = None) -> 
         key_hash=token_hash(token),
         expires_at=expires_at,
     )
+    # The name and prefix only: the token itself is never stored nor recorded.
+    audit_record(
+        actor=user,
+        action="token.create",
+        obj=row,
+        object_repr=f"{row.name} ({row.prefix}…)",
+        after={"name": row.name, "prefix": row.prefix, "user": user.pk, "expires_at": expires_at},
+    )
     return row, token
 
 
-def api_token_revoke(*, token: ApiToken) -> ApiToken:
+def api_token_revoke(*, token: ApiToken, user=None) -> ApiToken:
     """Revoke a token for good (idempotent: a revoked token keeps its first revocation time)."""
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    token.refresh_from_db(fields=["revoked_at"])
+    with transaction.atomic():
+        revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        token.refresh_from_db(fields=["revoked_at"])
+        if revoked:
+            audit_record(
+                actor=user,
+                action="token.revoke",
+                obj=token,
+                object_repr=f"{token.name} ({token.prefix}…)",
+                before={"revoked_at": None},
+                after={"name": token.name, "prefix": token.prefix, "revoked_at": token.revoked_at},
+            )
     return token
 
 

@@ -4,13 +4,14 @@ and send a failed delivery again."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
+from evaluations import roles
+from evaluations.access import role_required
 from evaluations.alert_selectors import channels_with_recent_deliveries
 from evaluations.forms import AlertChannelForm
 from evaluations.models import AlertChannel, AlertDelivery
@@ -24,7 +25,8 @@ from evaluations.services.alerts import (
 )
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def alert_list(request: HttpRequest) -> HttpResponse:
     return render(request, "evaluations/alert_list.html", {"channels": channels_with_recent_deliveries()})
 
@@ -46,9 +48,9 @@ def _channel_form(request: HttpRequest, channel: AlertChannel | None) -> HttpRes
     if request.method == "POST" and form.is_valid():
         try:
             if channel is None:
-                saved = alert_channel_create(**form.cleaned_data)
+                saved = alert_channel_create(**form.cleaned_data, user=request.user)
             else:
-                saved = alert_channel_update(channel=channel, **form.cleaned_data)
+                saved = alert_channel_update(channel=channel, **form.cleaned_data, user=request.user)
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
                 for error in errors:
@@ -68,21 +70,21 @@ def _channel_form(request: HttpRequest, channel: AlertChannel | None) -> HttpRes
     )
 
 
-@login_required
+@role_required(roles.ALERTS)
 def alert_channel_new(request: HttpRequest) -> HttpResponse:
     return _channel_form(request, None)
 
 
-@login_required
+@role_required(roles.ALERTS)
 def alert_channel_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return _channel_form(request, get_object_or_404(AlertChannel, pk=pk))
 
 
-@login_required
+@role_required(roles.ALERTS)
 def alert_channel_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
     channel = get_object_or_404(AlertChannel.objects.select_related("suite"), pk=pk)
     if request.method == "POST":
-        alert_channel_delete(channel=channel)
+        alert_channel_delete(channel=channel, user=request.user)
         messages.success(request, f"Alert channel {channel.name} deleted.")
         return redirect("evaluations:alert-list")
     return render(
@@ -92,7 +94,7 @@ def alert_channel_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@login_required
+@role_required(roles.ALERTS)
 @require_POST
 def alert_channel_test_view(request: HttpRequest, pk: int) -> HttpResponse:
     channel = get_object_or_404(AlertChannel.objects.select_related("suite"), pk=pk)
@@ -105,7 +107,7 @@ def alert_channel_test_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("evaluations:alert-list")
 
 
-@login_required
+@role_required(roles.ALERTS)
 @require_POST
 def alert_delivery_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
     delivery = get_object_or_404(AlertDelivery.objects.select_related("channel"), pk=pk)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
+from evaluations import roles
+from evaluations.access import role_required
 from evaluations.analysis.costs import calculator
 from evaluations.decisions import DecisionError, SuiteDecision, decision_runs, suite_decision
 from evaluations.forms import BreakEvenForm, DecisionProfileForm, EndpointCostForm
@@ -18,7 +19,8 @@ from evaluations.services.endpoints import endpoint_update_costs
 from evaluations.services.suites import suite_update_profile
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def decision_page(request: HttpRequest, pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
     run_param = request.GET.get("run", "")
@@ -116,7 +118,7 @@ def _problems(form) -> str:
     return "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
 
 
-@login_required
+@role_required(roles.EDIT_SUITE)
 @require_POST
 def decision_profile(request: HttpRequest, pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
@@ -125,7 +127,7 @@ def decision_profile(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"Profile not saved: {_problems(form)}")
         return _back(suite, request)
     try:
-        suite_update_profile(suite=suite, **form.cleaned_data)
+        suite_update_profile(suite=suite, **form.cleaned_data, user=request.user)
     except ValidationError as exc:
         messages.error(request, f"Profile not saved: {'; '.join(exc.messages)}")
     else:
@@ -133,7 +135,7 @@ def decision_profile(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(suite, request)
 
 
-@login_required
+@role_required(roles.EDIT_ENDPOINT)
 @require_POST
 def decision_endpoint_costs(request: HttpRequest, pk: int, endpoint_pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
@@ -148,7 +150,7 @@ def decision_endpoint_costs(request: HttpRequest, pk: int, endpoint_pk: int) -> 
         messages.error(request, f"Costs of {endpoint.name} not saved: {_problems(form)}")
         return _back(suite, request)
     try:
-        endpoint_update_costs(endpoint=endpoint, **form.cleaned_data)
+        endpoint_update_costs(endpoint=endpoint, **form.cleaned_data, user=request.user)
     except ValidationError as exc:
         messages.error(request, f"Costs of {endpoint.name} not saved: {'; '.join(exc.messages)}")
     else:
@@ -156,7 +158,8 @@ def decision_endpoint_costs(request: HttpRequest, pk: int, endpoint_pk: int) -> 
     return _back(suite, request)
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def breakeven_page(request: HttpRequest) -> HttpResponse:
     """The standalone calculator; htmx requests get the result fragment only."""
     form = BreakEvenForm(request.GET or None)

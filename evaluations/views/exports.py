@@ -6,11 +6,12 @@ any size downloads with bounded memory.
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_safe
 
-from evaluations import exports
+from evaluations import exports, roles
+from evaluations.access import role_required
 from evaluations.models import Run
 
 
@@ -30,7 +31,8 @@ def _stem(run: Run) -> str:
     return f"{exports.filename_part(version.suite.name)}-v{version.number}-run{run.pk}"
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def run_export_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     run = _run(pk)
     return _download(
@@ -40,7 +42,8 @@ def run_export_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     )
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def run_export_jsonl(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     run = _run(pk)
     return _download(
@@ -50,7 +53,8 @@ def run_export_jsonl(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     )
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def run_export_finetune(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """The passing outputs (optionally of one arm: ?arm=<id>) as OpenAI chat fine-tuning JSONL."""
     run = _run(pk)

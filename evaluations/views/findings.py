@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
+from evaluations import roles
+from evaluations.access import role_required
 from evaluations.alert_selectors import finding_deliveries
 from evaluations.models import Finding, Run
 from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge
 from evaluations.views.pages import _page
 
 
-@login_required
+@role_required(roles.SET_BASELINE)
 @require_POST
 def run_set_baseline(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
@@ -30,7 +31,8 @@ def run_set_baseline(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("evaluations:run-detail", pk=run.pk)
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def finding_list(request: HttpRequest) -> HttpResponse:
     show = request.GET.get("show", "open")
     findings = Finding.objects.select_related(
@@ -43,7 +45,7 @@ def finding_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@role_required(roles.READ, post=roles.ACK_FINDING)
 def finding_detail(request: HttpRequest, pk: int) -> HttpResponse:
     finding = get_object_or_404(Finding.objects.select_related("suite", "run", "arm", "baseline_run"), pk=pk)
     if request.method == "POST":

@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
+from evaluations import roles
+from evaluations.access import role_required
 from evaluations.forms import FineTuneForm
 from evaluations.models import FineTuneJob, Suite
 from evaluations.services.finetune import FineTuneError, finetune_cancel, finetune_create, finetune_examples
 from evaluations.views.pages import _page
 
 
-@login_required
+@role_required(roles.READ, post=roles.FINETUNE)
 def finetune_list(request: HttpRequest) -> HttpResponse:
     initial = {}
     if request.GET.get("suite_version", "").isdigit():
@@ -57,17 +58,19 @@ def _context(job: FineTuneJob) -> dict:
     }
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "evaluations/finetune_detail.html", _context(_job(pk)))
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def finetune_live(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "evaluations/_finetune_live.html", _context(_job(pk)))
 
 
-@login_required
+@role_required(roles.FINETUNE)
 @require_POST
 def finetune_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(FineTuneJob, pk=pk)
@@ -78,7 +81,8 @@ def finetune_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("evaluations:finetune-detail", pk=job.pk)
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def suite_finetune_export(request: HttpRequest, pk: int) -> HttpResponse:
     """The latest version's train split as OpenAI chat fine-tuning JSONL ({"messages": [...]})."""
     suite = get_object_or_404(Suite, pk=pk)

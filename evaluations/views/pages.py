@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
-from evaluations import comparisons, selectors
+from evaluations import comparisons, roles, selectors
+from evaluations.access import role_required
 from evaluations.forms import EndpointForm, RunForm, SuiteSettingsForm, SuiteUploadForm
 from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
 from evaluations.models import Arm, Endpoint, Run, Split, Strategy, Suite
 from evaluations.schedule_selectors import schedule_rows
+from evaluations.selectors_reviews import with_reviews
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.runs import RunError, run_cancel, run_create
 from evaluations.services.scorings import RescoreError, run_rescore
@@ -35,7 +36,8 @@ def _page(request: HttpRequest, qs, per_page: int = 50):
     return Paginator(qs, per_page).get_page(request.GET.get("page"))
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
@@ -48,14 +50,15 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def suite_list(request: HttpRequest) -> HttpResponse:
     return render(
         request, "evaluations/suite_list.html", {"page": _page(request, selectors.suites_with_counts())}
     )
 
 
-@login_required
+@role_required(roles.UPLOAD)
 def suite_upload(request: HttpRequest) -> HttpResponse:
     errors: list[str] = []
     limit = settings.FTVP_MAX_UPLOAD_BYTES
@@ -95,7 +98,8 @@ def suite_upload(request: HttpRequest) -> HttpResponse:
     return render(request, "evaluations/suite_upload.html", {"form": form, "errors": errors}, status=status)
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
     versions = list(suite.versions.order_by("-number"))
@@ -130,13 +134,13 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@login_required
+@role_required(roles.EDIT_SUITE)
 @require_POST
 def suite_settings(request: HttpRequest, pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
     form = SuiteSettingsForm(request.POST)
     if form.is_valid():
-        suite_update_settings(suite=suite, **form.cleaned_data)
+        suite_update_settings(suite=suite, **form.cleaned_data, user=request.user)
         messages.success(request, f"Settings of {suite.name} saved.")
     else:
         problems = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
@@ -144,12 +148,12 @@ def suite_settings(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("evaluations:suite-detail", pk=suite.pk)
 
 
-@login_required
+@role_required(roles.READ, post=(roles.ADD_ENDPOINT, roles.ENDPOINT_CONNECTION))
 def endpoint_list(request: HttpRequest) -> HttpResponse:
     form = EndpointForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            endpoint = endpoint_create(**form.cleaned_data)
+            endpoint = endpoint_create(**form.cleaned_data, user=request.user)
         except ValidationError as exc:
             for field, errs in exc.message_dict.items():
                 for err in errs:
@@ -171,13 +175,14 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def run_list(request: HttpRequest) -> HttpResponse:
     qs = Run.objects.select_related("suite_version__suite").order_by("-created_at", "-id")
     return render(request, "evaluations/run_list.html", {"page": _page(request, qs)})
 
 
-@login_required
+@role_required(roles.RUN)
 def run_new(request: HttpRequest) -> HttpResponse:
     initial = {}
     if request.GET.get("suite_version"):
@@ -241,20 +246,23 @@ def _run_context(run: Run) -> dict:
     }
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
     return render(request, "evaluations/run_detail.html", _run_context(run))
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def run_live(request: HttpRequest, pk: int) -> HttpResponse:
     """The live part of the run page (progress, summary, chart data), polled by htmx while running."""
     run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
     return render(request, "evaluations/_run_live.html", _run_context(run))
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def run_results(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
     arm_id = request.GET.get("arm", "")
@@ -272,6 +280,7 @@ def run_results(request: HttpRequest, pk: int) -> HttpResponse:
         "q": query,
         "arm_choices": run.arms.select_related("endpoint", "strategy").order_by("position"),
     }
+    context["page"].object_list = with_reviews(context["page"].object_list)  # human verdicts, one query
     template = (
         "evaluations/_results_table.html"
         if request.headers.get("HX-Request")
@@ -280,11 +289,11 @@ def run_results(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, template, context)
 
 
-@login_required
+@role_required(roles.RUN)
 @require_POST
 def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)
-    if run_cancel(run_id=run.pk):
+    if run_cancel(run_id=run.pk, user=request.user):
         messages.info(request, f"Run #{run.pk} cancelled.")
     else:
         messages.warning(request, f"Run #{run.pk} had already finished.")
@@ -295,7 +304,8 @@ COMPARE_VIEWS = [("", "all shared cases"), ("flipped", "pass → fail"), ("drops
                  ("disagree", "samples disagree")]  # fmt: skip
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def compare_view(request: HttpRequest) -> HttpResponse:
     """Two or more arms side by side; every other arm is tested against the first (the baseline)."""
     ids = [int(x) for x in request.GET.getlist("arm") if x.isdigit()]
@@ -318,7 +328,7 @@ def compare_view(request: HttpRequest) -> HttpResponse:
     return render(request, "evaluations/compare.html", context)
 
 
-@login_required
+@role_required(roles.RUN)
 @require_POST
 def run_rescore_view(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)

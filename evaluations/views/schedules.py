@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from evaluations import roles
+from evaluations.access import role_required
 from evaluations.cron import describe
 from evaluations.forms import ScheduleForm
 from evaluations.models import Endpoint, Schedule, Suite
@@ -44,7 +45,7 @@ def _schedule_form(request: HttpRequest, suite: Suite, schedule: Schedule | None
             if schedule is None:
                 saved = schedule_create(suite=suite, user=request.user, **form.cleaned_data)
             else:
-                saved = schedule_update(schedule=schedule, **form.cleaned_data)
+                saved = schedule_update(schedule=schedule, **form.cleaned_data, user=request.user)
         except ScheduleError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
@@ -60,23 +61,23 @@ def _schedule_form(request: HttpRequest, suite: Suite, schedule: Schedule | None
     )
 
 
-@login_required
+@role_required(roles.SCHEDULE)
 def schedule_new(request: HttpRequest, pk: int) -> HttpResponse:
     return _schedule_form(request, get_object_or_404(Suite, pk=pk), None)
 
 
-@login_required
+@role_required(roles.SCHEDULE)
 def schedule_edit(request: HttpRequest, pk: int) -> HttpResponse:
     schedule = get_object_or_404(Schedule.objects.select_related("suite"), pk=pk)
     return _schedule_form(request, schedule.suite, schedule)
 
 
-@login_required
+@role_required(roles.SCHEDULE)
 @require_POST
 def schedule_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     schedule = get_object_or_404(Schedule.objects.select_related("suite"), pk=pk)
     try:
-        schedule_update(schedule=schedule, enabled=not schedule.enabled)
+        schedule_update(schedule=schedule, enabled=not schedule.enabled, user=request.user)
     except ScheduleError as exc:
         messages.error(request, f"Schedule {schedule.name} not changed: {exc}")
     else:
@@ -91,12 +92,12 @@ def schedule_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(_suite_schedules_url(schedule.suite))
 
 
-@login_required
+@role_required(roles.SCHEDULE)
 def schedule_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
     schedule = get_object_or_404(Schedule.objects.select_related("suite"), pk=pk)
     suite = schedule.suite
     if request.method == "POST":
-        schedule_delete(schedule=schedule)
+        schedule_delete(schedule=schedule, user=request.user)
         messages.success(request, f"Schedule {schedule.name} deleted; its runs are kept.")
         return redirect(_suite_schedules_url(suite))
     return render(

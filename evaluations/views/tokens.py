@@ -49,6 +49,6 @@ def token_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
-    api_token_revoke(token=token)
+    api_token_revoke(token=token, user=request.user)
     messages.success(request, f"Token {token.name} ({token.prefix}…) revoked: requests with it get a 401.")
     return redirect("evaluations:token-list")

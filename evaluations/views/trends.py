@@ -4,17 +4,20 @@ over 30, 90 or 365 days, with markers where the suite version, a prompt or an en
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.views.decorators.http import require_safe
 
+from evaluations import roles
+from evaluations.access import role_required
 from evaluations.analysis.timeline import MAX_POINTS_PER_SERIES
 from evaluations.models import Suite
 from evaluations.selectors_trends import DEFAULT_DAYS, RANGES, suite_trends
 
 
-@login_required
+@role_required(roles.READ)
+@require_safe
 def suite_trends_page(request: HttpRequest, pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
     raw = request.GET.get("days", "")

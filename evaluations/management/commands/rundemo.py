@@ -14,12 +14,14 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer, get_internal_wsgi_application
 
 from evaluations.decisions import suite_decision
 from evaluations.demo import DemoSize, demo_cancel, demo_setup, demo_story
+from evaluations.roles import roles_bootstrap
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -124,4 +126,7 @@ class Command(BaseCommand):
         user.is_superuser = True
         user.set_password(password)
         user.save()
+        # A superuser may do everything anyway; the admin role makes it show on the Team page too.
+        roles_bootstrap()
+        user.groups.add(Group.objects.get(name="admin"))
         return password

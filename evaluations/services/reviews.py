@@ -1,0 +1,107 @@
+"""Writes of human review: a reviewer's verdict on a result, and applying a suggested pass threshold.
+
+Both record an AuditEvent in the transaction that makes the change (see services/audit.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from evaluations.models import Result, Review, Suite, Verdict
+from evaluations.services.audit import audit_record
+
+REVIEW_FIELDS = ("verdict", "corrected_output", "comment")
+
+
+def _review_state(review: Review | None) -> dict:
+    if review is None:
+        return {}
+    return {name: getattr(review, name) for name in REVIEW_FIELDS}
+
+
+@transaction.atomic
+def review_save(
+    *, result: Result, reviewer, verdict: str, corrected_output: str = "", comment: str = ""
+) -> Review:
+    """Create or update `reviewer`'s review of `result`.
+
+    A corrected verdict needs the corrected output; a comment-only review needs a comment. The
+    corrected output is kept only with a corrected verdict. Raises ValidationError naming the field.
+    """
+    if reviewer is None or not getattr(reviewer, "is_authenticated", False):
+        raise ValidationError({"reviewer": "a review needs a signed-in reviewer"})
+    if verdict not in Verdict.values:
+        raise ValidationError(
+            {"verdict": f"{verdict!r} is not a verdict; use one of {', '.join(Verdict.values)}"}
+        )
+    corrected_output = (corrected_output or "").replace("\r\n", "\n")
+    comment = (comment or "").replace("\r\n", "\n").strip()
+    for name, text in (("corrected_output", corrected_output), ("comment", comment)):
+        if "\x00" in text:
+            raise ValidationError({name: "contains a NUL character (\\x00); remove it"})
+    if verdict == Verdict.CORRECTED:
+        if not corrected_output.strip():
+            raise ValidationError(
+                {"corrected_output": "a corrected verdict needs the corrected output; write what the "
+                 "model should have answered"}
+            )  # fmt: skip
+    else:
+        corrected_output = ""
+    if verdict == Verdict.COMMENT and not comment:
+        raise ValidationError(
+            {"comment": "a comment-only review needs a comment; write it, or pick a verdict"}
+        )
+
+    run = result.arm.run
+    review = Review.objects.select_for_update().filter(result=result, reviewer=reviewer).first()
+    before = _review_state(review)
+    if review is None:
+        review = Review(result=result, run=run, reviewer=reviewer)
+    review.verdict = verdict
+    review.corrected_output = corrected_output
+    review.comment = comment
+    review.run = run
+    after = _review_state(review)
+    if before == after:
+        return review  # nothing changed: no write, no event
+    review.save()
+    audit_record(
+        actor=reviewer,
+        action="review.save",
+        obj=review,
+        suite_id=run.suite_version.suite_id,
+        before=before or None,
+        after=after,
+    )
+    return review
+
+
+@transaction.atomic
+def suite_threshold_apply(*, suite: Suite, threshold: float, user) -> Suite:
+    """Set the suite's pass threshold (0..1). Results keep their pass/fail until the run is re-scored."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            {"threshold": f"{threshold!r} is not a number; give a value from 0 to 1"}
+        ) from None
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise ValidationError({"threshold": f"{value:g} is outside 0..1; give a value from 0 to 1"})
+    suite = Suite.objects.select_for_update().get(pk=suite.pk)
+    before = suite.pass_threshold
+    if before == value:
+        return suite
+    suite.pass_threshold = value
+    suite.save(update_fields=["pass_threshold"])
+    audit_record(
+        actor=user,
+        action="suite.threshold",
+        obj=suite,
+        suite_id=suite.pk,
+        before={"pass_threshold": before},
+        after={"pass_threshold": value},
+    )
+    return suite

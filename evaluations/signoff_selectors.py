@@ -1,0 +1,117 @@
+"""Reads for sign-offs: a run's requests with their decisions, what the current user may do on the run
+page, and the list approvers work from. Each in a fixed number of queries."""
+
+from __future__ import annotations
+
+from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
+
+from evaluations import roles
+from evaluations.models import Approval, Run, RunStatus, SignOff, SignOffStatus
+from evaluations.services.signoffs import self_approval_reason
+
+NOT_REQUESTED = "not_requested"
+
+
+def run_signoffs(run: Run) -> list[SignOff]:
+    """The run's sign-off requests, newest first, each with `decision_list` (its approvals and
+    rejections, oldest first, voided ones included) and `live_approvals` (those that count)."""
+    signoffs = list(
+        run.signoffs.select_related("requested_by")
+        .prefetch_related(
+            Prefetch(
+                "approvals", queryset=Approval.objects.select_related("approver").order_by("created_at", "id")
+            )
+        )
+        .order_by("-created_at", "-id")
+    )
+    for signoff in signoffs:
+        signoff.decision_list = list(signoff.approvals.all())
+        signoff.live_approvals = sum(
+            1
+            for a in signoff.decision_list
+            if a.voided_at is None and a.decision == Approval.Decision.APPROVE
+        )
+    return signoffs
+
+
+def run_signoff_state(run: Run) -> dict:
+    """What the API's GET /runs/{id}/signoff/ answers."""
+    signoffs = run_signoffs(run)
+    return {
+        "run": run.pk,
+        "signed_off_at": run.signed_off_at,
+        "status": signoffs[0].status if signoffs else NOT_REQUESTED,
+        "signoffs": signoffs,
+    }
+
+
+def signoff_with_counts(signoff: SignOff) -> SignOff:
+    """One request with `decision_list` and `live_approvals`, as `run_signoffs` gives them."""
+    return next(s for s in run_signoffs(signoff.run) if s.pk == signoff.pk)
+
+
+def signoff_panel(run: Run, user) -> dict:
+    """The run page's sign-off section: the requests, and what `user` may do (with the reason when
+    they may not)."""
+    signoffs = run_signoffs(run)
+    pending = next((s for s in signoffs if s.status == SignOffStatus.PENDING), None)
+    approved = next((s for s in signoffs if s.status == SignOffStatus.APPROVED), None)
+    current = pending or approved or (signoffs[0] if signoffs else None)
+    can_request = (
+        user.has_perm(roles.REQUEST_SIGNOFF)
+        and run.status == RunStatus.SUCCEEDED
+        and run.signed_off_at is None
+        and pending is None
+    )
+    may_decide, why_not = False, ""
+    if pending is not None and user.has_perm(roles.APPROVE):
+        why_not = self_approval_reason(pending, user)
+        mine = next(
+            (a for a in pending.decision_list if a.approver_id == user.pk and a.voided_at is None), None
+        )
+        if not why_not and mine is not None:
+            why_not = f"you already {'approved' if mine.decision == 'approve' else 'rejected'} this request"
+        may_decide = not why_not
+    may_withdraw = pending is not None and (
+        pending.requested_by_id == user.pk or "admin" in roles.user_roles(user)
+    )
+    return {
+        "signoffs": signoffs,
+        "pending": pending,
+        "approved": approved,
+        "current": current,
+        "history": [s for s in signoffs if s is not current],
+        "can_request": can_request,
+        "may_decide": may_decide,
+        "why_not": why_not,
+        "may_withdraw": may_withdraw,
+        "may_delete": user.has_perm(roles.DELETE_RUN) and run_deletable(run),
+    }
+
+
+def run_deletable(run: Run) -> bool:
+    """False for a locked run: signed off, the suite's baseline, unfinished, or with a pending sign-off
+    (services.runs.run_delete refuses them and says why)."""
+    return (
+        run.signed_off_at is None
+        and run.is_finished
+        and run.suite_version.suite.baseline_run_id != run.pk
+        and not run.signoffs.filter(status=SignOffStatus.PENDING).exists()
+    )
+
+
+def signoffs_list(*, status: str = "") -> QuerySet[SignOff]:
+    """Every request, pending ones first, then the rest, newest first within each;
+    `approvals_count` counts live approvals."""
+    qs = SignOff.objects.select_related("run__suite_version__suite", "run__created_by", "requested_by")
+    if status:
+        qs = qs.filter(status=status)
+    return qs.annotate(
+        approvals_count=Count(
+            "approvals",
+            filter=Q(approvals__voided_at__isnull=True, approvals__decision=Approval.Decision.APPROVE),
+        ),
+        open_first=Case(
+            When(status=SignOffStatus.PENDING, then=Value(0)), default=Value(1), output_field=IntegerField()
+        ),
+    ).order_by("open_first", "-created_at", "-id")
