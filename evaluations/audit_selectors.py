@@ -12,6 +12,7 @@ from evaluations.models import AuditEvent
 HISTORY_PER_PAGE = 20
 AUDIT_PER_PAGE = 50
 VALUE_CHARS = 120  # a value longer than this is cut in the compact rows
+FILTER_WINDOW = 10_000  # the filters offer the actions and people of this many latest events
 
 
 def suite_events(suite_id: int) -> QuerySet[AuditEvent]:
@@ -31,13 +32,22 @@ def audit_events(*, action: str = "", actor: str = "", suite_id: int | None = No
     return qs
 
 
-def audit_actions() -> list[str]:
-    """Every action recorded so far, for the filter's choices."""
-    return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct())
+def _recent_distinct(column: str, selected: str) -> list[str]:
+    """The distinct values of `column` among the latest FILTER_WINDOW events (a bounded read through
+    the seq index: the columns have no index of their own), plus the one selected."""
+    recent = AuditEvent.objects.order_by("-seq").values("pk")[:FILTER_WINDOW]
+    values = set(AuditEvent.objects.filter(pk__in=recent).values_list(column, flat=True).distinct())
+    return sorted(values | ({selected} if selected else set()))
 
 
-def audit_actors() -> list[str]:
-    return list(AuditEvent.objects.order_by("actor_name").values_list("actor_name", flat=True).distinct())
+def audit_actions(*, selected: str = "") -> list[str]:
+    """The actions recorded lately (and the `selected` one), for the filter's choices."""
+    return _recent_distinct("action", selected)
+
+
+def audit_actors(*, selected: str = "") -> list[str]:
+    """Who made the latest changes (usernames, "system"), and the `selected` one."""
+    return _recent_distinct("actor_name", selected)
 
 
 def _short(value) -> str:

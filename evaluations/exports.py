@@ -219,33 +219,50 @@ REVIEWED_KEEP = ("correct", "corrected")  # incorrect and comment-only reviews a
 LABELLED_VERDICTS = ("correct", "incorrect", "corrected")
 
 
-def strategy_system_prompt(
-    kind: str, params: dict | None, *, task_type: str = "generation", labels: Iterable[str] = ()
-) -> str | None:
-    """The system prompt a strategy sends, as `strategies.render` writes it; None when it sends none.
+def sent_system_messages(prompt: object) -> list[dict] | None:
+    """The system message(s) among the messages a model was sent, in order (a strategy puts its own
+    first; an input's own system message is there only when the strategy kept it); None when `prompt`
+    holds no messages (nothing was stored)."""
+    if not isinstance(prompt, list) or not prompt:
+        return None
+    return [
+        {"role": "system", "content": str(m.get("content", ""))}
+        for m in prompt
+        if isinstance(m, dict) and m.get("role") == "system"
+    ]
 
-    A `system` strategy has one (its `system_prompt` param, or the default, with the task's
-    instruction); any other strategy only when its params name a `system_prompt`."""
+
+def rendered_system_messages(
+    kind: str,
+    params: dict | None,
+    case_input: object,
+    *,
+    task_type: str = "generation",
+    labels: Iterable[str] = (),
+) -> list[dict]:
+    """The system message(s) `strategies.render` sends for this case and strategy (few-shot examples
+    and template variables carry none); [] for a strategy that sends none."""
     from evaluations import strategies
 
-    params = params or {}
-    if kind == "system":
-        ctx = strategies.RenderContext(task_type=task_type, labels=tuple(labels), params=params)
-        first = strategies.render("system", "", ctx)[0]
-        return first["content"] if first.get("role") == "system" else None
-    custom = params.get("system_prompt")
-    return custom if isinstance(custom, str) and custom.strip() else None
+    ctx = strategies.RenderContext(task_type=task_type, labels=tuple(labels), params=params or {})
+    value = case_input if isinstance(case_input, list) else str(case_input)
+    try:
+        messages = strategies.render(kind, value, ctx)
+    except (ValueError, KeyError, TypeError):  # an unknown kind, or a malformed chat input
+        return []
+    return [dict(m) for m in messages if m.get("role") == "system"]
 
 
-def reviewed_messages(case_input: object, system_prompt: str | None = None) -> list[dict]:
+def reviewed_messages(case_input: object, system_messages: list[dict] | None = None) -> list[dict]:
     """The prompt of a reviewed example: the case input as user message(s) (a chat input as its
-    messages), after the system prompt when one is given (which then replaces the input's own)."""
+    messages). With `system_messages` (a list, maybe empty: what the model was sent), those come first
+    and replace the input's own system message(s)."""
     from evaluations import strategies
 
     messages = strategies.as_messages(case_input if isinstance(case_input, list) else str(case_input))
-    if system_prompt:
-        return [{"role": "system", "content": system_prompt}, *[m for m in messages if m["role"] != "system"]]
-    return messages
+    if system_messages is None:
+        return messages
+    return [*system_messages, *[m for m in messages if m["role"] != "system"]]
 
 
 def reviewed_pairs(
@@ -253,39 +270,47 @@ def reviewed_pairs(
 ) -> Iterator[tuple[list, str]]:
     """(prompt messages, answer) of the run's reviewed results, in case, arm, sample order: the
     model's output where the latest verdict (of correct, incorrect, corrected) is correct, the
-    corrected output where it is corrected; the rest is left out. One streamed query, plus the arms."""
+    corrected output where it is corrected; the rest is left out.
+
+    With `system`, the system message(s) the model was sent for that result come first: read from the
+    result's stored prompt, or (when none was stored) rendered again from the arm's strategy; a
+    strategy that sent none adds none. One streamed query, plus the arms."""
     from evaluations.models import Review
 
     version = run.suite_version
     arms = Arm.objects.filter(run=run).select_related("strategy")
     if arm_id is not None:
         arms = arms.filter(pk=arm_id)
-    prompts = {
-        arm.pk: strategy_system_prompt(
-            arm.strategy.kind, arm.strategy.params, task_type=version.task_type, labels=version.labels
-        )
-        if system
-        else None
-        for arm in arms
-    }
+    strategies_by_arm = {arm.pk: (arm.strategy.kind, arm.strategy.params) for arm in arms}
+    fields = ["result_id", "verdict", "corrected_output", "result__output", "result__case__input",
+              "result__arm_id"]  # fmt: skip
+    if system:
+        fields.append("result__prompt")  # read only when needed: prompts can be long
+    reviews = Review.objects.filter(
+        run=run, verdict__in=LABELLED_VERDICTS, result__arm_id__in=list(strategies_by_arm)
+    )
     rows = (
-        Review.objects.filter(run=run, verdict__in=LABELLED_VERDICTS, result__arm_id__in=list(prompts))
-        .order_by(
+        reviews.order_by(
             "result__case__position", "result__arm__position", "result__sample", "result_id",
             "-updated_at", "-pk",
         )
-        .values_list(
-            "result_id", "verdict", "corrected_output", "result__output", "result__case__input",
-            "result__arm_id",
-        )
+        .values_list(*fields)
         .iterator(chunk_size=2000)
     )  # fmt: skip
     last = None
-    for result_id, verdict, corrected, output, case_input, result_arm in rows:
+    for result_id, verdict, corrected, output, case_input, result_arm, *prompt in rows:
         if result_id == last:
             continue  # an older review of the same result: the latest verdict counts
         last = result_id
         if verdict not in REVIEWED_KEEP:
             continue
         answer = corrected if verdict == "corrected" else output
-        yield reviewed_messages(case_input, prompts[result_arm]), answer
+        sent = None
+        if system:
+            sent = sent_system_messages(prompt[0])
+            if sent is None:
+                kind, params = strategies_by_arm[result_arm]
+                sent = rendered_system_messages(
+                    kind, params, case_input, task_type=version.task_type, labels=version.labels
+                )
+        yield reviewed_messages(case_input, sent), answer

@@ -168,6 +168,21 @@ class SuiteSettingsForm(forms.Form):
         "it); requests already made keep the policy they were made under.",
     )
 
+    def __init__(self, *args, policy: int | None = None, may_set_policy: bool = True, **kwargs):
+        """`policy`: the suite's approvals_required now; only admins (`may_set_policy`) change it."""
+        super().__init__(*args, **kwargs)
+        self.policy, self.may_set_policy = policy, may_set_policy
+        if not may_set_policy:
+            field = self.fields["approvals_required"]
+            field.widget.attrs["disabled"] = True  # not sent: the policy is kept
+            field.help_text = "Approvals a run needs to be signed off; only an admin can change it."
+
+    def clean_approvals_required(self):
+        value = self.cleaned_data["approvals_required"]
+        if not self.may_set_policy and value is not None and value != self.policy:
+            raise forms.ValidationError("only an admin can change the sign-off policy; ask one to change it")
+        return value
+
     def clean_default_assertions(self):
         value = self.cleaned_data["default_assertions"] or []
         if not isinstance(value, list):

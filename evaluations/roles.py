@@ -7,7 +7,8 @@ editor   suites (upload, settings, thresholds), strategies, endpoints' generatio
 reviewer reviews results (verdicts, corrected outputs, comments)
 approver approves or rejects sign-offs
 admin    everything above, plus endpoints (create, delete, provider, model, base URL, key variable
-         names), alert channels, setting a baseline without a sign-off, users and roles
+         names), alert channels, setting a baseline without a sign-off and the sign-off policy, users
+         and roles
 
 Each role includes the viewer's reads, so one group is enough for a user; a user may hold several.
 `roles_bootstrap()` makes the groups match this table exactly; it runs after every `migrate` (a

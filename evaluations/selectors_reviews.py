@@ -1,6 +1,11 @@
 """Reads for human review: a run's review queue, its agreement with the scorer, the suggested
 threshold, and the reviews shown next to results.
 
+A result counts as reviewed once someone gave it a verdict (correct, incorrect or corrected): a
+comment-only review leaves it in the queue and out of the progress figure. The reviewers' verdict on a
+result is its latest such review, whoever wrote it: agreement with the scorer (percent, kappa, the
+confusion table) and the suggested threshold all count each reviewed result once, with that verdict.
+
 The queue is built from a bounded number of queries whatever the run's size: the run's results as
 one values_list, the reviewed result ids, the arms, and (when the suite has a baseline) the baseline's
 arms and results as one values_list. The ordering itself is pure (evaluations/analysis/review.py).
@@ -109,7 +114,7 @@ def review_queue(run: Run) -> ReviewQueue:
         )
     }
     baseline_id, base = _baseline_passes(run, arms)
-    reviewed = set(Review.objects.filter(run=run).values_list("result_id", flat=True))
+    reviewed = set(_labelled(run).values_list("result_id", flat=True))
     values = Result.objects.filter(arm__run=run, error="").values_list(
         "pk", "arm_id", "case__key", "case__position", "sample", "passed", "score"
     )
@@ -132,29 +137,32 @@ def review_queue(run: Run) -> ReviewQueue:
     return ReviewQueue(run=run, items=items, baseline_run_id=baseline_id)
 
 
+def _labelled(run: Run):
+    """The run's reviews that give a verdict (comment-only reviews carry none)."""
+    return Review.objects.filter(run=run, verdict__in=list(review_stats.LABELS))
+
+
 def _latest_labels(run: Run) -> tuple[list[tuple[bool, bool]], list[tuple[float, bool]]]:
-    """(every labelled review's (human, automatic pass)), (each reviewed result's (score, latest label))."""
+    """The reviewers' verdict on each reviewed result (its latest labelled review, by anyone) as
+    ((human label, automatic pass) of the scored ones, (score, human label) of those with a score)."""
     rows = (
-        Review.objects.filter(run=run, verdict__in=list(review_stats.LABELS))
+        _labelled(run)
         .order_by("updated_at", "pk")
         .values_list("result_id", "verdict", "result__passed", "result__score")
     )
-    pairs = []
-    latest: dict[int, tuple[float | None, bool]] = {}
+    latest: dict[int, tuple[bool, bool | None, float | None]] = {}
     for result_id, verdict, passed, score in rows:
-        label = review_stats.human_label(verdict)
-        if passed is not None:
-            pairs.append((label, passed))
-        latest[result_id] = (score, label)  # ordered by time: the last one wins
-    scored = [(score, label) for score, label in latest.values() if score is not None]
+        latest[result_id] = (review_stats.human_label(verdict), passed, score)  # by time: the last wins
+    pairs = [(label, passed) for label, passed, _ in latest.values() if passed is not None]
+    scored = [(score, label) for label, _, score in latest.values() if score is not None]
     return pairs, scored
 
 
 @dataclass
 class RunReviewSummary:
     total: int
-    reviewed: int
-    reviews: int
+    reviewed: int  # results with a verdict (correct, incorrect or corrected)
+    reviews: int  # every review, comment-only ones included
     agreement: review_stats.Agreement
     threshold: review_stats.ThresholdSuggestion
 
@@ -166,7 +174,7 @@ class RunReviewSummary:
 def run_review_summary(run: Run) -> RunReviewSummary:
     """Review progress, agreement with the scorer and the suggested threshold (five small queries)."""
     total = Result.objects.filter(arm__run=run, error="").count()
-    reviewed = Review.objects.filter(run=run, result__error="").values("result_id").distinct().count()
+    reviewed = _labelled(run).filter(result__error="").values("result_id").distinct().count()
     pairs, scored = _latest_labels(run)
     return RunReviewSummary(
         total=total,

@@ -7,7 +7,8 @@ from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, V
 
 from evaluations import roles
 from evaluations.models import Approval, Run, RunStatus, SignOff, SignOffStatus
-from evaluations.services.signoffs import self_approval_reason
+from evaluations.services.runs import run_delete_refusal
+from evaluations.services.signoffs import live_approvals, may_withdraw, self_approval_reason
 
 NOT_REQUESTED = "not_requested"
 
@@ -26,11 +27,7 @@ def run_signoffs(run: Run) -> list[SignOff]:
     )
     for signoff in signoffs:
         signoff.decision_list = list(signoff.approvals.all())
-        signoff.live_approvals = sum(
-            1
-            for a in signoff.decision_list
-            if a.voided_at is None and a.decision == Approval.Decision.APPROVE
-        )
+        signoff.live_approvals = live_approvals(signoff.decision_list)
     return signoffs
 
 
@@ -72,9 +69,6 @@ def signoff_panel(run: Run, user) -> dict:
         if not why_not and mine is not None:
             why_not = f"you already {'approved' if mine.decision == 'approve' else 'rejected'} this request"
         may_decide = not why_not
-    may_withdraw = pending is not None and (
-        pending.requested_by_id == user.pk or "admin" in roles.user_roles(user)
-    )
     return {
         "signoffs": signoffs,
         "pending": pending,
@@ -84,20 +78,14 @@ def signoff_panel(run: Run, user) -> dict:
         "can_request": can_request,
         "may_decide": may_decide,
         "why_not": why_not,
-        "may_withdraw": may_withdraw,
+        "may_withdraw": pending is not None and may_withdraw(pending, user),
         "may_delete": user.has_perm(roles.DELETE_RUN) and run_deletable(run),
     }
 
 
 def run_deletable(run: Run) -> bool:
-    """False for a locked run: signed off, the suite's baseline, unfinished, or with a pending sign-off
-    (services.runs.run_delete refuses them and says why)."""
-    return (
-        run.signed_off_at is None
-        and run.is_finished
-        and run.suite_version.suite.baseline_run_id != run.pk
-        and not run.signoffs.filter(status=SignOffStatus.PENDING).exists()
-    )
+    """False for a locked run (services.runs.run_delete refuses it and says why)."""
+    return run_delete_refusal(run) is None
 
 
 def signoffs_list(*, status: str = "") -> QuerySet[SignOff]:
@@ -106,7 +94,7 @@ def signoffs_list(*, status: str = "") -> QuerySet[SignOff]:
     qs = SignOff.objects.select_related("run__suite_version__suite", "run__created_by", "requested_by")
     if status:
         qs = qs.filter(status=status)
-    return qs.annotate(
+    return qs.annotate(  # approvals_count: services.signoffs.live_approvals, counted in SQL
         approvals_count=Count(
             "approvals",
             filter=Q(approvals__voided_at__isnull=True, approvals__decision=Approval.Decision.APPROVE),

@@ -14,7 +14,9 @@ keeps every reason for display):
 4. the rest.
 
 Human labels: ``correct`` means the output should pass, ``incorrect`` and ``corrected`` mean it should
-not (a corrected output says the model's was wrong); ``comment`` carries no label.
+not (a corrected output says the model's was wrong); ``comment`` carries no label, so a result with
+only comments is not reviewed yet. The selectors pass one label per reviewed result, its latest
+verdict (by any reviewer), to both ``agreement`` and ``suggest_threshold``.
 """
 
 from __future__ import annotations
@@ -176,7 +178,8 @@ class Agreement:
 
 
 def agreement(pairs: Iterable[tuple[bool, bool]]) -> Agreement:
-    """Agreement of (human label, automatic pass) pairs: count, percent, Cohen's kappa, confusion.
+    """Agreement of (human label, automatic pass) pairs, one per reviewed result: count, percent,
+    Cohen's kappa, confusion.
 
     Kappa is undefined when both sides give one and the same label to everything (chance agreement
     is then 1): it is None with a note saying so."""

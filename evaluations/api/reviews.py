@@ -1,6 +1,7 @@
-"""API v1: a run's human reviews. `GET /api/v1/runs/<id>/reviews/` lists them (newest first);
-`POST` saves the caller's review of one of the run's results (created, or replaced when the caller
-had reviewed it already), as the review page does."""
+"""API v1: a run's human reviews. `GET /api/v1/runs/<id>/reviews/` lists them (newest first, paginated
+like the other v1 lists: `?page=`, `?page_size=` up to 500); `POST` saves the caller's review of one of
+the run's results (created, or replaced when the caller had reviewed it already), as the review page
+does."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rest_framework.views import APIView
 from evaluations import roles
 from evaluations.api.errors import BadRequest, service_errors
 from evaluations.api.serializers import id_field
+from evaluations.api.viewsets import Pagination
 from evaluations.models import Result, Review, Run, Verdict
 from evaluations.services.reviews import review_save
 
@@ -51,6 +53,7 @@ RUN_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, descrip
 class RunReviewsView(APIView):
     action_permissions = {"get": roles.READ, "post": roles.REVIEW}
     parser_classes = [JSONParser]
+    pagination_class = Pagination  # read by the schema generator too: the GET is documented as paginated
 
     @extend_schema(
         operation_id="run_reviews",
@@ -62,7 +65,9 @@ class RunReviewsView(APIView):
     def get(self, request, id: int):
         run = get_object_or_404(Run, pk=id)
         reviews = Review.objects.filter(run=run).select_related("reviewer").order_by("-updated_at", "-pk")
-        return Response(ReviewSerializer(reviews, many=True).data)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(reviews, request, view=self)
+        return paginator.get_paginated_response(ReviewSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="run_review_save",

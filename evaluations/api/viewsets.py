@@ -384,17 +384,26 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     @extend_schema(
         operation_id="run_set_baseline",
         summary="Make this finished run its suite's baseline",
-        description="Every later run of the suite is compared with it, arm by arm.",
+        description="Every later run of the suite is compared with it, arm by arm. An override of the "
+        "sign-off: refused (403) for a run you started or requested a sign-off of, and (400) for a run "
+        "not signed off in place of a signed-off baseline; request a sign-off instead.",
         tags=["runs"],
         request=None,
-        responses={200: s.BaselineSerializer},
+        responses={
+            200: s.BaselineSerializer,
+            400: OpenApiResponse(s.ErrorSerializer, description="refused: `detail` says why"),
+            403: OpenApiResponse(s.ErrorSerializer, description="your own run: request a sign-off"),
+        },
     )
     @action(detail=True, methods=["post"])
     def baseline(self, request, pk=None):
         run = self.get_object()
         suite = run.suite_version.suite
-        with service_errors(BaselineError):
-            baseline_set(suite=suite, run=run, user=request.user)
+        try:
+            with service_errors(BaselineError):
+                baseline_set(suite=suite, run=run, user=request.user, override=True)
+        except signoff_services.SelfApprovalError as exc:
+            raise self._signoff_errors(exc) from None
         return Response(s.BaselineSerializer({"suite": suite, "baseline_run": run.pk}).data)
 
     @extend_schema(

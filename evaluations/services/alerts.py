@@ -45,7 +45,7 @@ from evaluations.models import (
     Severity,
     Suite,
 )
-from evaluations.services.audit import audit_record, changes, snapshot
+from evaluations.services.audit import audit_record, audit_update, snapshot, stored_snapshot
 from evaluations.services.endpoints import env_name_check, env_reserved
 from evaluations.services.queue import enqueue
 
@@ -170,7 +170,7 @@ def alert_channel_update(
     enabled: bool = True,
     user=None,
 ) -> AlertChannel:
-    before = snapshot(AlertChannel.objects.get(pk=channel.pk), CHANNEL_AUDITED)
+    before = stored_snapshot(channel, CHANNEL_AUDITED)
     channel = _save_channel(
         channel,
         name=name,
@@ -181,16 +181,14 @@ def alert_channel_update(
         min_severity=min_severity,
         enabled=enabled,
     )
-    old, new = changes(before, snapshot(channel, CHANNEL_AUDITED))
-    if new:
-        audit_record(
-            actor=user,
-            action="alert_channel.update",
-            obj=channel,
-            suite_id=channel.suite_id,
-            before=old,
-            after=new,
-        )
+    audit_update(
+        actor=user,
+        action="alert_channel.update",
+        obj=channel,
+        suite_id=channel.suite_id,
+        before=before,
+        after=snapshot(channel, CHANNEL_AUDITED),
+    )
     return channel
 
 

@@ -13,7 +13,14 @@ from django.db import transaction
 
 from evaluations.models import AlertChannel, Endpoint, EndpointKind, Provider
 from evaluations.providers.base import ProviderError
-from evaluations.services.audit import audit_record, changes, snapshot
+from evaluations.services.audit import (
+    audit_record,
+    audit_update,
+    secret_name,
+    snapshot,
+    stored_snapshot,
+    url_secrets,
+)
 
 # Environment variable names as people write them (OPENAI_API_KEY): upper case, short. Anything else
 # (hf_..., gsk_..., sk-...) is more likely a pasted key, which must never be stored.
@@ -100,6 +107,48 @@ def env_name_check(name: str, *, field: str) -> str:
     return name
 
 
+KEEP_KEYS_OUT = (
+    "ftvp stores it in its database and audit log: put the key in an environment variable of the "
+    "workers and give the variable's NAME as api_key_env"
+)
+
+
+def _secret_paths(value, path: str) -> list[str]:
+    """Where in a params value a secret would be stored: secret-like keys (api_key, Authorization,
+    access_token, ...) at any depth, and URLs that carry a user:password@ or a key parameter."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if secret_name(key) and item not in (None, "", [], {}):
+                found.append(where)
+            else:
+                found.extend(_secret_paths(item, where))
+        return found
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in _secret_paths(item, f"{path}[{i}]")]
+    if isinstance(value, str) and "://" in value and url_secrets(value):
+        return [path]
+    return []
+
+
+def secrets_check(*, base_url: str | None = None, params: dict | None = None) -> None:
+    """Refuse a base_url or params that would store a secret (none is ever echoed back)."""
+    if base_url:
+        found = url_secrets(base_url)
+        if found:
+            raise ValidationError(
+                {"base_url": f"the URL carries a secret ({', '.join(found)}); {KEEP_KEYS_OUT}"}
+            )
+    if params:
+        found = _secret_paths(params, "params")
+        if found:
+            where = ", ".join(found[:5])
+            raise ValidationError(
+                {"params": f"{where} looks like an API key, token or password; {KEEP_KEYS_OUT}"}
+            )
+
+
 def _decimal(value: object, field: str) -> Decimal:
     try:
         result = Decimal(str(value))
@@ -139,6 +188,7 @@ def endpoint_create(
     user=None,
 ) -> Endpoint:
     api_key_env = env_name_check(api_key_env, field="api_key_env")
+    secrets_check(base_url=base_url, params=params)
     training = _optional_decimal(training_cost, "training_cost")
     endpoint = Endpoint(
         name=name.strip(),
@@ -192,13 +242,6 @@ AUDITED = (
 )  # fmt: skip
 
 
-def _audit_update(endpoint: Endpoint, before: dict, user) -> None:
-    endpoint.refresh_from_db()  # decimals as stored, so only real changes are recorded
-    old, new = changes(before, snapshot(endpoint, AUDITED))
-    if new:
-        audit_record(actor=user, action="endpoint.update", obj=endpoint, before=old, after=new)
-
-
 # What `endpoint_update` may change. The provider, kind, base endpoint and adapter make the endpoint
 # another model: register a new endpoint for that, so past runs keep saying what they ran.
 UPDATABLE = (
@@ -210,7 +253,7 @@ UPDATABLE = (
 @transaction.atomic
 def endpoint_update(*, endpoint: Endpoint, user=None, **changes) -> Endpoint:
     """Change some of an endpoint's fields (any of UPDATABLE), with the rules of `endpoint_create`."""
-    before = snapshot(Endpoint.objects.get(pk=endpoint.pk), AUDITED)
+    before = stored_snapshot(endpoint, AUDITED)
     unknown = sorted(set(changes) - set(UPDATABLE))
     if unknown:
         raise ValidationError(
@@ -218,6 +261,7 @@ def endpoint_update(*, endpoint: Endpoint, user=None, **changes) -> Endpoint:
         )
     if "api_key_env" in changes:
         changes["api_key_env"] = env_name_check(changes["api_key_env"], field="api_key_env")
+    secrets_check(base_url=changes.get("base_url"), params=changes.get("params"))
     for field in ("name", "model", "base_url"):
         if field in changes:
             changes[field] = (changes[field] or "").strip()
@@ -247,7 +291,7 @@ def endpoint_update(*, endpoint: Endpoint, user=None, **changes) -> Endpoint:
     _check(endpoint)
     endpoint.full_clean()
     endpoint.save(update_fields=list(changes) or None)
-    _audit_update(endpoint, before, user)
+    audit_update(actor=user, action="endpoint.update", obj=endpoint, before=before, fields=AUDITED)
     return endpoint
 
 
@@ -340,8 +384,8 @@ def endpoint_update_costs(
         endpoint.training_cost = _optional_decimal(training_cost, "training_cost")
     elif training_cost not in (None, ""):
         raise ValidationError({"training_cost": "only a fine-tuned endpoint has a training cost"})
-    before = snapshot(Endpoint.objects.get(pk=endpoint.pk), AUDITED)
+    before = stored_snapshot(endpoint, AUDITED)
     endpoint.full_clean()
     endpoint.save(update_fields=["price_in", "price_out", "price_hour", "hosting_monthly", "training_cost"])
-    _audit_update(endpoint, before, user)
+    audit_update(actor=user, action="endpoint.update", obj=endpoint, before=before, fields=AUDITED)
     return endpoint

@@ -22,15 +22,24 @@ class BaselineError(ValueError):
 
 
 @transaction.atomic
-def baseline_set(*, suite: Suite, run: Run | None, user=None) -> Suite:
-    """Make a finished run of the suite its baseline (None clears it): by a sign-off that met the
-    suite's policy, or by an admin's override. Recorded as an AuditEvent "suite.baseline"."""
+def baseline_set(*, suite: Suite, run: Run | None, user=None, override: bool = False) -> Suite:
+    """Make a finished run of the suite its baseline (None clears it). Recorded as an AuditEvent
+    "suite.baseline". The sign-off that meets the suite's policy calls it for the run it signs off.
+
+    `override=True` is an admin setting the baseline without a sign-off (the run page, the API): the
+    event says `"override": true`, and it is refused for the user's own work (they started the run or
+    requested a sign-off of it: SelfApprovalError, a PermissionDenied) and for a run that is not
+    signed off in place of a signed-off baseline (BaselineError): both need a sign-off."""
     if run is not None:
         if run.suite_version.suite_id != suite.pk:
             raise BaselineError(f"run #{run.pk} is not a run of suite {suite.name!r}")
         if run.status != RunStatus.SUCCEEDED:
             raise BaselineError(f"run #{run.pk} is {run.status}; only a finished run can be the baseline")
-    before = Suite.objects.filter(pk=suite.pk).values_list("baseline_run_id", flat=True).first()
+    # The suite's row lock serialises baseline changes: an override checks the baseline it replaces.
+    locked = Suite.objects.select_for_update().filter(pk=suite.pk)
+    before = locked.values_list("baseline_run_id", flat=True).first()
+    if override and run is not None and before != run.pk:
+        _override_check(suite=suite, run=run, user=user, replaces=before)
     suite.baseline_run = run
     suite.save(update_fields=["baseline_run"])
     if before != suite.baseline_run_id:
@@ -40,9 +49,29 @@ def baseline_set(*, suite: Suite, run: Run | None, user=None) -> Suite:
             obj=suite,
             suite_id=suite.pk,
             before={"baseline_run": before},
-            after={"baseline_run": suite.baseline_run_id},
+            after={"baseline_run": suite.baseline_run_id, **({"override": True} if override else {})},
         )
     return suite
+
+
+def _override_check(*, suite: Suite, run: Run, user, replaces: int | None) -> None:
+    """Refuse an override that would stand in for a sign-off. A run signed off already was approved by
+    others: making it the baseline again is no self-approval."""
+    from evaluations.services.signoffs import SelfApprovalError, own_work_reason
+
+    if Run.objects.filter(pk=run.pk, signed_off_at__isnull=False).exists():
+        return
+    reason = own_work_reason(run=run, user=user)
+    if reason:
+        raise SelfApprovalError(
+            f"{reason}: request a sign-off instead; once someone else approves it, run #{run.pk} "
+            "becomes the baseline"
+        )
+    if replaces is not None and Run.objects.filter(pk=replaces, signed_off_at__isnull=False).exists():
+        raise BaselineError(
+            f"the baseline of {suite.name!r} is run #{replaces}, which is signed off, and run #{run.pk} is "
+            f"not: request a sign-off of run #{run.pk} instead; its approval makes it the baseline"
+        )
 
 
 def _per_case(arm_ids: list[int]) -> dict[int, tuple[dict[str, float], dict[str, bool]]]:

@@ -115,13 +115,23 @@ def finetune_create(
     return job
 
 
-def finetune_cancel(*, job_id: int) -> bool:
-    """Stop a queued or training job; the worker notices at its next step and deletes the adapter."""
-    return bool(
-        FineTuneJob.objects.filter(
-            pk=job_id, status__in=[FineTuneStatus.QUEUED, FineTuneStatus.RUNNING]
-        ).update(status=FineTuneStatus.CANCELLED, finished_at=timezone.now())
+@transaction.atomic
+def finetune_cancel(*, job_id: int, user=None) -> bool:
+    """Stop a queued or training job; the worker notices at its next step and deletes the adapter.
+    False when it had already finished (nothing changed, nothing recorded)."""
+    live = FineTuneJob.objects.filter(pk=job_id, status__in=[FineTuneStatus.QUEUED, FineTuneStatus.RUNNING])
+    job = live.select_for_update(of=("self",)).select_related("suite_version", "base_endpoint").first()
+    if job is None or not live.update(status=FineTuneStatus.CANCELLED, finished_at=timezone.now()):
+        return False
+    audit_record(
+        actor=user,
+        action="finetune.cancel",
+        obj=job,
+        suite_id=job.suite_version.suite_id,
+        before={"status": job.status},
+        after={"status": FineTuneStatus.CANCELLED},
     )
+    return True
 
 
 def finetune_execute(*, job_id: int) -> None:

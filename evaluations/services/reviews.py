@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from evaluations.models import Result, Review, Suite, Verdict
 from evaluations.services.audit import audit_record
@@ -26,7 +26,8 @@ def _review_state(review: Review | None) -> dict:
 def review_save(
     *, result: Result, reviewer, verdict: str, corrected_output: str = "", comment: str = ""
 ) -> Review:
-    """Create or update `reviewer`'s review of `result`.
+    """Create or update `reviewer`'s review of `result` (an upsert: two concurrent first saves of the
+    same review make one row, the later one updating the earlier).
 
     A corrected verdict needs the corrected output; a comment-only review needs a comment. The
     corrected output is kept only with a corrected verdict. Raises ValidationError naming the field.
@@ -56,27 +57,45 @@ def review_save(
         )
 
     run = result.arm.run
-    review = Review.objects.select_for_update().filter(result=result, reviewer=reviewer).first()
-    before = _review_state(review)
+    fields = {"verdict": verdict, "corrected_output": corrected_output, "comment": comment}
+    review = _locked_review(result, reviewer)
     if review is None:
-        review = Review(result=result, run=run, reviewer=reviewer)
-    review.verdict = verdict
-    review.corrected_output = corrected_output
-    review.comment = comment
+        review = Review(result=result, run=run, reviewer=reviewer, **fields)
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent first save may win the insert
+                review.save(force_insert=True)
+        except IntegrityError:
+            review = _locked_review(result, reviewer)
+            if review is None:  # not the one-review-per-reviewer constraint: a real error
+                raise
+        else:
+            _audit_save(review, reviewer=reviewer, before=None)
+            return review
+    before = _review_state(review)
+    for name, value in fields.items():
+        setattr(review, name, value)
     review.run = run
-    after = _review_state(review)
-    if before == after:
+    if _review_state(review) == before:
         return review  # nothing changed: no write, no event
     review.save()
+    _audit_save(review, reviewer=reviewer, before=before)
+    return review
+
+
+def _locked_review(result: Result, reviewer) -> Review | None:
+    """`reviewer`'s review of `result`, locked for the rest of the transaction; None when there is none."""
+    return Review.objects.select_for_update().filter(result=result, reviewer=reviewer).first()
+
+
+def _audit_save(review: Review, *, reviewer, before: dict | None) -> None:
     audit_record(
         actor=reviewer,
         action="review.save",
         obj=review,
-        suite_id=run.suite_version.suite_id,
+        suite_id=review.run.suite_version.suite_id,
         before=before or None,
-        after=after,
+        after=_review_state(review),
     )
-    return review
 
 
 @transaction.atomic

@@ -68,8 +68,12 @@ def run_create(
     trigger: str = Trigger.MANUAL,
     user=None,
     use_cache: bool = True,
+    schedule=None,
 ) -> Run:
-    """Create a run, its arms and their batches in one transaction; start it once committed."""
+    """Create a run, its arms and their batches in one transaction; start it once committed.
+
+    A run a `schedule` fires is the system's act: its "run.create" event has no actor and names the
+    schedule (`user`, the schedule's creator, is still the run's `created_by`)."""
     if not arms:
         raise RunError("a run needs at least one arm (endpoint x strategy)")
     if not 1 <= repeats <= MAX_REPEATS:
@@ -93,6 +97,7 @@ def run_create(
             repeats=repeats,
             use_cache=use_cache,
             created_by=user,
+            schedule=schedule,
             expected_results=len(case_ids) * len(arms) * repeats,
             batches_total=len(chunks) * len(arms),
         )
@@ -108,7 +113,7 @@ def run_create(
         )
         scoring_create(run=run, user=user)
         audit_record(
-            actor=user,
+            actor=None if schedule is not None else user,
             action="run.create",
             obj=run,
             suite_id=suite_version.suite_id,
@@ -118,6 +123,7 @@ def run_create(
                 "arms": [f"{e.name} · {s}" for e, s in arms],
                 "repeats": repeats,
                 "use_cache": use_cache,
+                **({"schedule": schedule.pk, "schedule_name": schedule.name} if schedule is not None else {}),
             },
         )
         enqueue("start_run", run.pk)
@@ -159,23 +165,32 @@ def run_cancel(*, run_id: int, user=None) -> bool:
     return bool(cancelled)
 
 
+def run_delete_refusal(run: Run) -> str | None:
+    """Why the run may not be deleted, or None when it may: a signed-off run is kept for good; the
+    suite's current baseline, a run not finished and a run with a pending sign-off are locked."""
+    suite = run.suite_version.suite
+    if run.signed_off_at is not None:
+        return f"run #{run.pk} is signed off: it is kept for good and cannot be deleted"
+    if suite.baseline_run_id == run.pk:
+        return (
+            f"run #{run.pk} is the baseline of suite {suite.name!r}: make another run the baseline "
+            "before deleting it"
+        )
+    if not run.is_finished:
+        return f"run #{run.pk} is {run.status}: cancel it first, then delete it"
+    if run.signoffs.filter(status="pending").exists():
+        return f"run #{run.pk} has a pending sign-off request: withdraw or reject it first"
+    return None
+
+
 def run_delete(*, run: Run, user=None) -> None:
-    """Delete a finished run with its results. Refused for a signed-off run (kept for good), the
-    suite's current baseline, a run with a pending sign-off, and a run not finished (cancel it first)."""
+    """Delete a finished run with its results, unless `run_delete_refusal` says why not."""
     with transaction.atomic():
         run = Run.objects.select_for_update().select_related("suite_version__suite").get(pk=run.pk)
         suite = run.suite_version.suite
-        if run.signed_off_at is not None:
-            raise RunError(f"run #{run.pk} is signed off: it is kept for good and cannot be deleted")
-        if suite.baseline_run_id == run.pk:
-            raise RunError(
-                f"run #{run.pk} is the baseline of suite {suite.name!r}: make another run the baseline "
-                "before deleting it"
-            )
-        if not run.is_finished:
-            raise RunError(f"run #{run.pk} is {run.status}: cancel it first, then delete it")
-        if run.signoffs.filter(status="pending").exists():
-            raise RunError(f"run #{run.pk} has a pending sign-off request: withdraw or reject it first")
+        refusal = run_delete_refusal(run)
+        if refusal:
+            raise RunError(refusal)
         arms = [
             str(arm.label) for arm in run.arms.select_related("endpoint", "strategy").order_by("position")
         ]

@@ -33,8 +33,7 @@ from evaluations.models import (
     SuiteVersion,
     Trigger,
 )
-from evaluations.services.audit import audit_record
-from evaluations.services.audit import changes as audit_changes
+from evaluations.services.audit import audit_record, audit_update
 from evaluations.services.runs import MAX_REPEATS, RunError, run_create
 
 log = logging.getLogger(__name__)
@@ -256,16 +255,14 @@ def schedule_update(*, schedule: Schedule, user=None, **changes) -> Schedule:
             if arms is not None:
                 _save_arms(schedule, arms)
             _sync_beat(schedule, parsed, timing_changed=timing_changed)
-            old, new = audit_changes(before, _audit_state(schedule))
-            if new:
-                audit_record(
-                    actor=user,
-                    action="schedule.update",
-                    obj=schedule,
-                    suite_id=suite.pk,
-                    before=old,
-                    after=new,
-                )
+            audit_update(
+                actor=user,
+                action="schedule.update",
+                obj=schedule,
+                suite_id=suite.pk,
+                before=before,
+                after=_audit_state(schedule),
+            )
     except IntegrityError:
         raise ScheduleError(
             "name", f"suite {suite.name!r} already has a schedule called {schedule.name!r}"
@@ -376,9 +373,8 @@ def schedule_fire(*, schedule_id: int, fired_at: datetime | None = None) -> Run 
                 trigger=Trigger.SCHEDULE,
                 user=schedule.created_by,
                 use_cache=False,
+                schedule=schedule,
             )
-            Run.objects.filter(pk=run.pk).update(schedule=schedule)
-            run.schedule = schedule
             Schedule.objects.filter(pk=schedule.pk).update(last_run=run)
     except RunError as exc:
         log.error("schedule #%s (%s) could not start a run: %s", schedule.pk, schedule.name, exc)

@@ -171,6 +171,11 @@ def runs_unanalysed_before(cutoff) -> list[int]:
     return claimed
 
 
+def run_rescoring(run: Run) -> bool:
+    """Whether a re-score of the run is under way: its scores are about to change."""
+    return run.scorings.filter(finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE).exists()
+
+
 def run_rescore(*, run_id: int, user=None) -> Scoring:
     """Score a finished run again with the suite's current assertions; no model is called.
 
@@ -186,7 +191,7 @@ def run_rescore(*, run_id: int, user=None) -> Scoring:
         )
     if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED, RunStatus.FAILED):
         raise RescoreError(f"run #{run.pk} is {run.status}; re-score it once it has finished")
-    if run.scorings.filter(finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE).exists():
+    if run_rescoring(run):
         raise RescoreError(f"run #{run.pk} is being re-scored already")
     with transaction.atomic():
         voided = approvals_void(run=run, user=user)  # locks the pending sign-off first

@@ -2,7 +2,9 @@
 
 The suite's policy (`Suite.approvals_required`, 1..10) is copied onto the request when it is made, so
 changing the policy later does not change what a pending request needs. Nobody approves their own
-work: the person who started the run and the person who requested the sign-off cannot decide on it.
+work: whoever started the run or requested any sign-off of it (this one or an earlier one: withdrawing
+and letting someone else request again changes nothing) cannot decide on it, nor make it the baseline
+by an override (services/findings.py baseline_set).
 One rejection closes the request. When the live approvals reach the policy the run is signed off
 (`Run.signed_off_at`): it becomes the suite's baseline and is locked (no delete, no re-score).
 Re-scoring a run voids the approvals of its pending request: the approvers saw other scores.
@@ -12,14 +14,17 @@ Every step is an AuditEvent in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from evaluations import roles
-from evaluations.models import Approval, Run, RunStatus, Scoring, SignOff, SignOffStatus
+from evaluations.models import Approval, Run, RunStatus, SignOff, SignOffStatus
 from evaluations.services.audit import audit_record
 from evaluations.services.findings import baseline_set
+from evaluations.services.scorings import run_rescoring
 
 MAX_NOTE = 5000
 
@@ -35,18 +40,42 @@ class SignOffError(ValueError):
 
 
 class SelfApprovalError(PermissionDenied):
-    """The user started the run or requested its sign-off: someone else must decide on it."""
+    """The user started the run or requested a sign-off of it: someone else must decide on it."""
+
+
+def own_work_reason(*, run: Run, user, signoff: SignOff | None = None) -> str:
+    """Why the run is `user`'s own work ("you started this run", ...), or "" when it is not: they
+    started it or requested a sign-off of it, `signoff` or any other one."""
+    if user is None or user.pk is None:
+        return ""
+    if run.created_by_id == user.pk:
+        return "you started this run"
+    if signoff is not None and signoff.requested_by_id == user.pk:
+        return "you requested this sign-off"
+    earlier = run.signoffs.filter(requested_by_id=user.pk).order_by("created_at", "id").first()
+    if earlier is not None:
+        return f"you requested sign-off #{earlier.pk} of this run"
+    return ""
 
 
 def self_approval_reason(signoff: SignOff, user) -> str:
     """Why `user` may not decide on `signoff` because it is their own work, or "" when they may."""
-    if user is None or user.pk is None:
-        return ""
-    if signoff.run.created_by_id == user.pk:
-        return "you started this run: someone else must approve it"
-    if signoff.requested_by_id == user.pk:
-        return "you requested this sign-off: someone else must approve it"
-    return ""
+    reason = own_work_reason(run=signoff.run, user=user, signoff=signoff)
+    return f"{reason}: someone else must approve it" if reason else ""
+
+
+def may_withdraw(signoff: SignOff, user) -> bool:
+    """Who may withdraw a request: someone who may request sign-offs (the page's permission too) and is
+    its requester or an admin (by permission: setting baselines or managing users)."""
+    if user is None or not user.has_perm(roles.REQUEST_SIGNOFF):
+        return False
+    is_admin = user.has_perm(roles.SET_BASELINE) or user.has_perm(roles.MANAGE_USERS)
+    return is_admin or signoff.requested_by_id == user.pk
+
+
+def live_approvals(approvals: Iterable[Approval]) -> int:
+    """How many of the approvals count towards the policy: approvals (not rejections), not voided."""
+    return sum(1 for a in approvals if a.voided_at is None and a.decision == Approval.Decision.APPROVE)
 
 
 def _text(value: str | None, field: str, limit: int = MAX_NOTE) -> str:
@@ -56,8 +85,19 @@ def _text(value: str | None, field: str, limit: int = MAX_NOTE) -> str:
     return value
 
 
-def _rescoring(run: Run) -> bool:
-    return run.scorings.filter(finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE).exists()
+def _close(signoff: SignOff, status: str, *, user, action: str, after: dict | None = None) -> SignOff:
+    """Close a pending request (rejected, withdrawn), recorded as `action`. Call under its row lock."""
+    signoff.status, signoff.decided_at = status, timezone.now()
+    signoff.save(update_fields=["status", "decided_at"])
+    audit_record(
+        actor=user,
+        action=action,
+        obj=signoff,
+        suite_id=signoff.suite_id,
+        before={"status": SignOffStatus.PENDING},
+        after={"status": status, "run": signoff.run_id, **(after or {})},
+    )
+    return signoff
 
 
 def signoff_request(*, run: Run, user, note: str = "") -> SignOff:
@@ -79,7 +119,7 @@ def signoff_request(*, run: Run, user, note: str = "") -> SignOff:
                 f"run #{run.pk} has a pending sign-off request (#{pending.pk}); wait for its decision "
                 "or withdraw it first",
             )
-        if _rescoring(run):
+        if run_rescoring(run):
             raise SignOffError("run", f"run #{run.pk} is being re-scored; request sign-off once it is done")
         try:
             with transaction.atomic():
@@ -106,8 +146,8 @@ def signoff_decide(*, signoff: SignOff, user, decision: str, comment: str = "") 
     """Approve or reject a pending sign-off. A rejection (which needs a comment) closes it; the
     approval that meets the policy signs the run off and makes it the suite's baseline.
 
-    Raises SelfApprovalError (a PermissionDenied) for the run's starter or the sign-off's requester,
-    SignOffError for anything else that is refused."""
+    Raises SelfApprovalError (a PermissionDenied) for the run's starter or anyone who requested a
+    sign-off of it, SignOffError for anything else that is refused."""
     if decision not in Approval.Decision.values:
         raise SignOffError("decision", f"{decision!r} is not one of {', '.join(Approval.Decision.values)}")
     comment = _text(comment, "comment")
@@ -136,23 +176,13 @@ def signoff_decide(*, signoff: SignOff, user, decision: str, comment: str = "") 
                 f"you already decided on sign-off #{signoff.pk} ({earlier.decision}, "
                 f"{earlier.created_at:%Y-%m-%d %H:%M}); another approver must add theirs",
             )
-        if _rescoring(run):
+        if run_rescoring(run):
             raise SignOffError("run", f"run #{run.pk} is being re-scored; decide once it is done")
         approval = Approval.objects.create(signoff=signoff, approver=user, decision=decision, comment=comment)
-        now = timezone.now()
         if decision == Approval.Decision.REJECT:
-            signoff.status, signoff.decided_at = SignOffStatus.REJECTED, now
-            signoff.save(update_fields=["status", "decided_at"])
-            audit_record(
-                actor=user,
-                action="signoff.reject",
-                obj=signoff,
-                suite_id=signoff.suite_id,
-                before={"status": SignOffStatus.PENDING},
-                after={"status": SignOffStatus.REJECTED, "run": run.pk, "comment": comment},
-            )
-            return signoff
-        live = signoff.approvals.filter(voided_at__isnull=True, decision=Approval.Decision.APPROVE).count()
+            after = {"comment": comment}
+            return _close(signoff, SignOffStatus.REJECTED, user=user, action="signoff.reject", after=after)
+        live = live_approvals(signoff.approvals.all())
         audit_record(
             actor=user,
             action="signoff.approve",
@@ -167,6 +197,7 @@ def signoff_decide(*, signoff: SignOff, user, decision: str, comment: str = "") 
             },
         )
         if live >= signoff.approvals_required:
+            now = timezone.now()
             signoff.status, signoff.decided_at = SignOffStatus.APPROVED, now
             signoff.save(update_fields=["status", "decided_at"])
             Run.objects.filter(pk=run.pk).update(signed_off_at=now)
@@ -191,20 +222,9 @@ def signoff_withdraw(*, signoff: SignOff, user) -> SignOff:
             raise SignOffError(
                 "signoff", f"sign-off #{signoff.pk} is {signoff.status}; only a pending one can be withdrawn"
             )
-        is_admin = "admin" in roles.user_roles(user)
-        if not is_admin and (user is None or signoff.requested_by_id != user.pk):
+        if not may_withdraw(signoff, user):
             raise PermissionDenied("only the requester of a sign-off (or an admin) can withdraw it")
-        signoff.status, signoff.decided_at = SignOffStatus.WITHDRAWN, timezone.now()
-        signoff.save(update_fields=["status", "decided_at"])
-        audit_record(
-            actor=user,
-            action="signoff.withdraw",
-            obj=signoff,
-            suite_id=signoff.suite_id,
-            before={"status": SignOffStatus.PENDING},
-            after={"status": SignOffStatus.WITHDRAWN, "run": signoff.run_id},
-        )
-    return signoff
+        return _close(signoff, SignOffStatus.WITHDRAWN, user=user, action="signoff.withdraw")
 
 
 def approvals_void(*, run: Run, user=None) -> int:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max
 
+from evaluations import roles
 from evaluations.importers import SourceFile, SuiteFormatError, read_sources
 from evaluations.models import Case, Split, Strategy, StrategyKind, Suite, SuiteVersion, TaskType
-from evaluations.services.audit import audit_record, changes, snapshot
+from evaluations.services.audit import audit_record, audit_update, changes, snapshot, stored_snapshot
 
 
 def _labels(cases: list[dict]) -> list[str]:
@@ -71,6 +73,7 @@ def suite_import(
     suite, created = Suite.objects.select_for_update().get_or_create(
         name=name, defaults={"task_type": task_type or TaskType.GENERATION, "owner": user}
     )
+    stored = snapshot(suite, UPLOAD_FIELDS)
     changed = []
     if not created and task_type and suite.task_type != task_type:
         suite.task_type, changed = task_type, [*changed, "task_type"]
@@ -124,11 +127,16 @@ def suite_import(
                 for i, c in enumerate(cases[start : start + 1000])
             ]
         )
+    if created:  # the new suite's fields as the upload set them
+        suite_before, suite_after = {}, snapshot(suite, UPLOAD_FIELDS)
+    else:  # those it changed, with their values before and after
+        suite_before, suite_after = changes(stored, snapshot(suite, UPLOAD_FIELDS))
     audit_record(
         actor=user,
         action="suite.upload",
         obj=version,
         suite_id=suite.pk,
+        before={"suite": suite_before} if suite_before else None,
         after={
             "version": number,
             "cases": len(cases),
@@ -136,10 +144,14 @@ def suite_import(
             "source_name": version.source_name,
             "source_format": version.source_format,
             "new_suite": created,
-            **({"suite": {"changed": changed}} if changed else {}),
+            **({"suite": suite_after} if suite_after else {}),
         },
     )
     return version
+
+
+# The suite's fields an upload may set (the rest are the suite page's settings).
+UPLOAD_FIELDS = ("task_type", "description", "quality_target", "monthly_volume")
 
 
 def _import_prompts(suite: Suite, prompts: list[dict], *, user=None) -> list[Strategy]:
@@ -178,6 +190,16 @@ SETTINGS_FIELDS = (
 )  # fmt: skip
 
 
+def _policy_change_check(*, suite: Suite, approvals_required: int | None, user) -> None:
+    """The sign-off policy is an admin's (roles.SET_BASELINE); an editor may save the other settings."""
+    if approvals_required is None or user is None or user.has_perm(roles.SET_BASELINE):
+        return
+    if approvals_required != Suite.objects.values_list("approvals_required", flat=True).get(pk=suite.pk):
+        raise PermissionDenied(
+            "only an admin can change the sign-off policy (approvals to sign off); ask one to change it"
+        )
+
+
 def suite_update_settings(
     *,
     suite: Suite,
@@ -191,7 +213,8 @@ def suite_update_settings(
 ) -> Suite:
     """Change what the suite aims for and checks, and its sign-off policy (approvals a run needs);
     results already scored keep their scores until the run is re-scored."""
-    before = snapshot(Suite.objects.get(pk=suite.pk), SETTINGS_FIELDS)
+    _policy_change_check(suite=suite, approvals_required=approvals_required, user=user)
+    before = stored_snapshot(suite, SETTINGS_FIELDS)
     suite.description = description
     suite.quality_target = quality_target
     suite.pass_threshold = pass_threshold
@@ -206,11 +229,14 @@ def suite_update_settings(
     suite.full_clean()
     with transaction.atomic():
         suite.save(update_fields=fields)
-        old, new = changes(before, snapshot(suite, SETTINGS_FIELDS))
-        if new:
-            audit_record(
-                actor=user, action="suite.settings", obj=suite, suite_id=suite.pk, before=old, after=new
-            )
+        audit_update(
+            actor=user,
+            action="suite.settings",
+            obj=suite,
+            suite_id=suite.pk,
+            before=before,
+            fields=SETTINGS_FIELDS,
+        )
     return suite
 
 
@@ -240,16 +266,18 @@ def suite_update_profile(
         "urgency": urgency,
         "monthly_budget": monthly_budget,
     }
-    before = snapshot(Suite.objects.get(pk=suite.pk), list(fields))  # as stored
+    before = stored_snapshot(suite, list(fields))
     for name, value in fields.items():
         setattr(suite, name, value)
     suite.full_clean()
     with transaction.atomic():
         suite.save(update_fields=list(fields))
-        suite.refresh_from_db(fields=list(fields))  # decimals as stored, so only real changes count
-        old, new = changes(before, snapshot(suite, list(fields)))
-        if new:
-            audit_record(
-                actor=user, action="suite.profile", obj=suite, suite_id=suite.pk, before=old, after=new
-            )
+        audit_update(
+            actor=user,
+            action="suite.profile",
+            obj=suite,
+            suite_id=suite.pk,
+            before=before,
+            fields=list(fields),
+        )
     return suite

@@ -1,15 +1,15 @@
 """The team: create users, set their roles, deactivate and reactivate them (the Team page's writes).
 
-Every change is an audit event: "user.create", "user.deactivate" and "user.reactivate" are
-recorded here; a change of roles is recorded by the m2m signal (evaluations/signals.py), with
-`actor` as its actor whichever way the service is called (page, shell, command).
+Every change is an audit event: "user.create" (with the roles given), "user.deactivate" and
+"user.reactivate" are recorded here; a change of roles is one "user.roles" event, recorded at the
+end of `user_roles_change` (evaluations/signals.py), with `actor` as its actor whichever way the
+service is called (page, shell, command).
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from contextlib import contextmanager
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
@@ -20,7 +20,7 @@ from django.db import transaction
 
 from evaluations.roles import ROLE_NAMES, user_roles
 from evaluations.services.audit import audit_record
-from evaluations.signals import current_actor
+from evaluations.signals import user_flags_change, user_roles_change
 
 GENERATED_PASSWORD_BYTES = 15  # 20 URL-safe characters
 
@@ -32,15 +32,6 @@ class TeamError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
-
-
-@contextmanager
-def _acting_as(actor):
-    token = current_actor.set(actor)
-    try:
-        yield
-    finally:
-        current_actor.reset(token)
 
 
 def _role_groups(role_names: Iterable[str]) -> list[Group]:
@@ -100,11 +91,11 @@ def user_create(
             "username": username,
             "email": email,
             "roles": [g.name for g in groups],
-            "password": "generated" if generated else "chosen by the admin",
+            "login": "generated password" if generated else "password chosen by the admin",
         },
     )
     if groups:
-        with _acting_as(actor):
+        with user_roles_change(actor=actor, user=user, record=False):  # "user.create" has them
             user.groups.add(*groups)
     return user, generated
 
@@ -120,7 +111,7 @@ def user_roles_set(*, actor, user, role_names: Iterable[str]) -> list[str]:
         raise TeamError("roles", "you cannot take the admin role from yourself; ask another admin")
     remove = [g for name, g in current.items() if name not in wanted]
     add = [g for g in groups if g.name not in current]
-    with _acting_as(actor):
+    with user_roles_change(actor=actor, user=user):  # one event, not one per add and remove
         if remove:
             user.groups.remove(*remove)
         if add:
@@ -132,7 +123,8 @@ def _set_active(*, actor, user, active: bool, action: str):
     if user.is_active == active:
         return user
     user.is_active = active
-    user.save(update_fields=["is_active"])
+    with user_flags_change(user=user):  # recorded below as user.deactivate/reactivate
+        user.save(update_fields=["is_active"])
     audit_record(
         actor=actor,
         action=action,

@@ -26,6 +26,16 @@ def _download(lines, content_type: str, filename: str) -> StreamingHttpResponse:
     return response
 
 
+def arm_param(request: HttpRequest, run: Run) -> int | None:
+    """The `?arm=<id>` of a download: None when not given; Http404 when it is not an arm of `run`."""
+    arm = request.GET.get("arm", "").strip()
+    if not arm:
+        return None
+    if not arm.isdigit() or not run.arms.filter(pk=int(arm)).exists():
+        raise Http404(f"No arm #{arm} in run #{run.pk}: its page lists the arms.")
+    return int(arm)
+
+
 def _stem(run: Run) -> str:
     version = run.suite_version
     return f"{exports.filename_part(version.suite.name)}-v{version.number}-run{run.pk}"
@@ -58,14 +68,8 @@ def run_export_jsonl(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 def run_export_finetune(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """The passing outputs (optionally of one arm: ?arm=<id>) as OpenAI chat fine-tuning JSONL."""
     run = _run(pk)
-    arm = request.GET.get("arm", "").strip()
-    arm_id = None
-    suffix = ""
-    if arm:
-        if not arm.isdigit() or not run.arms.filter(pk=int(arm)).exists():
-            raise Http404("No such arm in this run.")
-        arm_id = int(arm)
-        suffix = f"-arm{arm_id}"
+    arm_id = arm_param(request, run)
+    suffix = f"-arm{arm_id}" if arm_id is not None else ""
     return _download(
         exports.finetune_lines(exports.passing_pairs(run, arm_id=arm_id)),
         "application/jsonl; charset=utf-8",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
@@ -21,9 +22,9 @@ def run_set_baseline(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
     suite = run.suite_version.suite
     try:
-        baseline_set(suite=suite, run=run, user=request.user)
-    except BaselineError as exc:
-        messages.error(request, str(exc))
+        baseline_set(suite=suite, run=run, user=request.user, override=True)
+    except (BaselineError, PermissionDenied) as exc:  # PermissionDenied: the user's own run
+        messages.error(request, f"Baseline not changed: {exc}")
     else:
         messages.success(
             request, f"Run #{run.pk} is now the baseline of {suite.name}: later runs are compared with it."

@@ -74,7 +74,7 @@ def finetune_live(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def finetune_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(FineTuneJob, pk=pk)
-    if finetune_cancel(job_id=job.pk):
+    if finetune_cancel(job_id=job.pk, user=request.user):
         messages.info(request, f"Fine-tune #{job.pk} cancelled; its worker stops at the next step.")
     else:
         messages.warning(request, f"Fine-tune #{job.pk} had already finished.")

@@ -20,7 +20,7 @@ from evaluations.schedule_selectors import schedule_rows
 from evaluations.selectors_reviews import with_reviews
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.runs import RunError, run_cancel, run_create
-from evaluations.services.scorings import RescoreError, run_rescore
+from evaluations.services.scorings import RescoreError, run_rescore, run_rescoring
 from evaluations.services.suites import suite_import, suite_update_settings
 
 OUTCOMES = [
@@ -128,7 +128,8 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "open_findings": suite.findings.filter(acknowledged_at__isnull=True).order_by("-created_at")[:10],
             "schedules": schedule_rows(suite),
             "settings_form": SuiteSettingsForm(
-                initial={f: getattr(suite, f) for f in SuiteSettingsForm.base_fields}
+                initial={f: getattr(suite, f) for f in SuiteSettingsForm.base_fields},
+                may_set_policy=request.user.has_perm(roles.SET_BASELINE),
             ),
         },
     )
@@ -138,7 +139,11 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def suite_settings(request: HttpRequest, pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
-    form = SuiteSettingsForm(request.POST)
+    form = SuiteSettingsForm(
+        request.POST,
+        policy=suite.approvals_required,
+        may_set_policy=request.user.has_perm(roles.SET_BASELINE),
+    )
     if form.is_valid():
         suite_update_settings(suite=suite, **form.cleaned_data, user=request.user)
         messages.success(request, f"Settings of {suite.name} saved.")
@@ -163,10 +168,11 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Endpoint {endpoint.name} added.")
             return redirect("evaluations:endpoint-list")
-    if form.has_error("api_key_env"):
-        # What was typed there may be a pasted key: never echo it back into the page.
-        form.data = form.data.copy()
-        form.data[form.add_prefix("api_key_env")] = ""
+    for name in ("api_key_env", "base_url"):
+        if form.has_error(name):
+            # What was typed there may be a pasted key: never echo it back into the page.
+            form.data = form.data.copy()
+            form.data[form.add_prefix(name)] = ""
     return render(
         request,
         "evaluations/endpoint_list.html",
@@ -231,7 +237,7 @@ def _run_context(run: Run) -> dict:
             (sc, [(arm.label, sc.summaries.get(str(arm.pk), {}).get("mean_score")) for arm, _ in arms])
             for sc in run.scorings.order_by("-number")
         ],
-        "rescoring": run.scorings.filter(finished_at__isnull=True, trigger="rescore").exists(),
+        "rescoring": run_rescoring(run),
         "confusions": [
             {
                 "id": f"confusion-{arm.pk}",

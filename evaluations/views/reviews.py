@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -15,7 +15,7 @@ from evaluations import exports, roles, selectors_reviews
 from evaluations.access import role_required
 from evaluations.models import Result, Run, Verdict
 from evaluations.services.reviews import review_save, suite_threshold_apply
-from evaluations.views.exports import _download, _stem
+from evaluations.views.exports import _download, _stem, arm_param
 
 SHORTCUTS = [
     ("c", "correct"),
@@ -138,17 +138,11 @@ def review_threshold_apply(request: HttpRequest, pk: int) -> HttpResponse:
 @require_safe
 def run_export_reviewed(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """The reviewed outputs (correct as they are, corrected in place of the model's) as OpenAI chat
-    fine-tuning JSONL; ?system=1 puts the arm strategy's system prompt first; ?arm=<id> one arm."""
+    fine-tuning JSONL; ?system=1 puts first the system message(s) the model was sent; ?arm=<id> one arm."""
     run = _run(pk)
     system = request.GET.get("system", "0").strip().lower() in ("1", "true", "yes", "on")
-    arm = request.GET.get("arm", "").strip()
-    arm_id = None
-    suffix = ""
-    if arm:
-        if not arm.isdigit() or not run.arms.filter(pk=int(arm)).exists():
-            raise Http404("No such arm in this run.")
-        arm_id = int(arm)
-        suffix = f"-arm{arm_id}"
+    arm_id = arm_param(request, run)
+    suffix = f"-arm{arm_id}" if arm_id is not None else ""
     if system:
         suffix += "-system"
     return _download(

@@ -5,15 +5,16 @@ is found by `verify_audit`, which names the event."""
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
 from evaluations.importers import SourceFile
-from evaluations.models import AuditEvent, AuditHead, Run
+from evaluations.models import AuditEvent, AuditHead, Endpoint, Run
 from evaluations.services.alerts import alert_channel_create, alert_channel_delete, alert_channel_update
-from evaluations.services.audit import audit_verify
+from evaluations.services.audit import audit_record, audit_update, audit_verify, event_hash, stored_snapshot
 from evaluations.services.endpoints import endpoint_create, endpoint_update, endpoint_update_costs
 from evaluations.services.findings import baseline_set
 from evaluations.services.runs import run_cancel, run_create
@@ -227,3 +228,218 @@ def test_an_event_outlives_the_run_it_names(db):
     Run.objects.filter(pk=run.pk).delete()
     assert [e.after for e in events("suite.baseline")] == [{"baseline_run": run.pk}, {"baseline_run": None}]
     assert audit_verify().ok
+
+
+# --- secrets never reach an event -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "named"),
+    [
+        ({"params": {"api_key": "sk-live-123"}}, "params", "params.api_key"),
+        ({"params": {"extra_headers": {"Authorization": "Bearer sk-live-123"}}}, "params", "Authorization"),
+        ({"params": {"hfToken": "sk-live-123"}}, "params", "params.hfToken"),
+        ({"base_url": "https://bob:sk-live-123@llm.example/v1"}, "base_url", "user:password@"),
+        ({"base_url": "https://llm.example/v1?api-version=1&api-key=sk-live-123"}, "base_url", "?api-key="),
+        ({"base_url": "https://fn.example/api?code=sk-live-123"}, "base_url", "?code="),
+    ],
+)
+def test_an_endpoint_that_would_store_a_secret_is_refused_and_the_secret_never_echoed(
+    editor, fields, field, named
+):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        endpoint_create(name="acme", provider="openai", model="m1", user=editor, **fields)
+    message = " ".join(err.value.message_dict[field])
+    assert named in message and "api_key_env" in message and "environment variable" in message
+    assert "sk-live-123" not in message
+    endpoint = endpoint_create(name="acme", provider="openai", model="m1", user=editor)
+    with pytest.raises(ValidationError) as err:
+        endpoint_update(endpoint=endpoint, api_key_env="", user=editor, **fields)
+    assert named in " ".join(err.value.message_dict[field])
+    assert "sk-live-123" not in str(list(AuditEvent.objects.values_list("before", "after", "object_repr")))
+
+
+def test_generation_params_named_like_tokens_are_not_secrets(editor):
+    params = {"max_tokens": 64, "stop_token_ids": [2], "top_k": 5, "prompt_cache_key": "suite-1"}
+    endpoint = endpoint_create(
+        name="acme", provider="openai", model="m1", base_url="https://llm.example/v1?api-version=2024-06-01",
+        params=params, user=editor,
+    )  # fmt: skip
+    assert endpoint.params == params
+    [created] = events("endpoint.create")
+    assert created.after["params"] == params
+    assert created.after["base_url"] == "https://llm.example/v1?api-version=2024-06-01"
+
+
+def test_the_endpoints_page_and_the_api_refuse_a_key_in_the_url_without_echoing_it(user, client):
+    from django.urls import reverse
+
+    client.force_login(user)
+    page = client.post(
+        reverse("evaluations:endpoint-list"),
+        {"name": "acme", "provider": "openai", "model": "m1", "base_url": "https://bob:sk-live-123@llm.example/v1",
+         "kind": "base", "price_in": 0, "price_out": 0, "price_hour": 0, "max_concurrency": 4},
+    )  # fmt: skip
+    assert page.status_code == 400 and "user:password@" in page.content.decode()
+    assert "sk-live-123" not in page.content.decode()
+    api = client.post(
+        "/api/v1/endpoints/",
+        {"name": "acme", "provider": "openai", "model": "m1", "params": {"x-api-key": "sk-live-123"}},
+        content_type="application/json",
+    )
+    assert api.status_code == 400 and "params.x-api-key" in api.content.decode()
+    assert "sk-live-123" not in api.content.decode()
+    assert not Endpoint.objects.exists()
+
+
+def test_audit_record_redacts_secret_looking_keys_and_urls(db):
+    event = audit_record(
+        actor=None,
+        action="test.secrets",
+        object_type="thing",
+        object_repr="posted to https://hooks.example/x?token=sk-live-1",
+        before={
+            "params": {"api_key": "sk-live-2", "headers": {"X-API-Key": "sk-live-3"}, "max_tokens": 5},
+            "api_key_env": "ACME_KEY",
+            "token": "",
+        },
+        after={
+            "base_url": "https://bob:sk-live-4@llm.example/v1?api-version=1&key=sk-live-5",
+            "note": "see https://llm.example/v1 and https://ann@llm.example",
+        },
+    )
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert stored.before == {
+        "params": {"api_key": "***", "headers": {"X-API-Key": "***"}, "max_tokens": 5},
+        "api_key_env": "ACME_KEY",  # a variable's name, not a secret
+        "token": "",  # nothing to hide
+    }
+    assert stored.after == {
+        "base_url": "https://***@llm.example/v1?api-version=1&key=***",
+        "note": "see https://llm.example/v1 and https://***@llm.example",
+    }
+    assert stored.object_repr == "posted to https://hooks.example/x?token=***"
+    assert "sk-live" not in str((stored.before, stored.after, stored.object_repr))
+    assert audit_verify().ok
+
+
+def test_a_key_stored_before_the_rule_is_redacted_when_the_endpoint_changes(editor):
+    endpoint = endpoint_create(name="acme", provider="openai", model="m1", params={"top_p": 1}, user=editor)
+    Endpoint.objects.filter(pk=endpoint.pk).update(params={"top_p": 1, "api_key": "sk-legacy-1"})
+    endpoint_update(endpoint=endpoint, params={"top_p": 1}, user=editor)  # takes the key out
+    [update] = events("endpoint.update")
+    assert update.before == {"params": {"top_p": 1, "api_key": "***"}} and update.after == {
+        "params": {"top_p": 1}
+    }
+
+
+# --- one way to record an update ---------------------------------------------------------------------
+
+
+def test_audit_update_records_only_what_changed_as_stored(editor):
+    endpoint = endpoint_create(name="acme", provider="openai", model="m1", price_in="1.5", user=editor)
+    before = stored_snapshot(endpoint, ["price_in", "model"])
+    endpoint.price_in = Decimal("1.50")  # the same value as stored: no change
+    endpoint.save()
+    assert (
+        audit_update(actor=editor, action="test.update", obj=endpoint, before=before, fields=["price_in"])
+        is None
+    )
+    endpoint.model = "m2"
+    endpoint.save()
+    event = audit_update(
+        actor=editor, action="test.update", obj=endpoint, before=before, fields=["price_in", "model"]
+    )
+    assert (event.before, event.after, event.actor_name) == ({"model": "m1"}, {"model": "m2"}, "eddie")
+
+
+def test_an_upload_records_the_suite_fields_it_changed_before_and_after(editor):
+    csv = b"input,expected\nhi,hello\n"
+    suite_import(name="greet", fileobj=io.BytesIO(csv), filename="a.csv", quality_target=0.7, user=editor)
+    suite_import(
+        name="greet", fileobj=io.BytesIO(csv), filename="b.csv", quality_target=0.9, description="hi",
+        monthly_volume=None, user=editor,
+    )  # fmt: skip
+    suite_import(name="greet", fileobj=io.BytesIO(csv), filename="c.csv", quality_target=0.9, user=editor)
+    first, second, third = events("suite.upload")
+    assert first.before is None and first.after["suite"]["quality_target"] == 0.7
+    assert second.before == {"suite": {"quality_target": 0.7, "description": ""}}
+    assert second.after["suite"] == {"quality_target": 0.9, "description": "hi"}
+    assert third.before is None and "suite" not in third.after  # same values: nothing changed
+
+
+def test_cancelling_a_fine_tune_is_recorded_once(editor, monkeypatch, task_queue):
+    from evaluations.services.finetune import finetune_cancel, finetune_create
+
+    monkeypatch.setattr("evaluations.services.finetune.enqueue", task_queue)
+    version = suite_version(test_cases=2, train_cases=4)
+    local = EndpointFactory(name="smol", provider="local", model="smollm2-135m-instruct", base_url="")
+    job = finetune_create(suite_version=version, base_endpoint=local, user=editor)
+    assert finetune_cancel(job_id=job.pk, user=editor)
+    assert not finetune_cancel(job_id=job.pk, user=editor)  # already cancelled: no second event
+    [cancel] = events("finetune.cancel")
+    assert (cancel.actor_name, cancel.suite_id, cancel.object_id) == ("eddie", version.suite_id, str(job.pk))
+    assert (cancel.before, cancel.after) == ({"status": "queued"}, {"status": "cancelled"})
+
+
+# --- canonical values: what is hashed is what the database gives back ---------------------------------
+
+
+def test_values_are_hashed_as_the_database_returns_them(db):
+    event = audit_record(
+        actor=None,
+        action="test.\ud800values",
+        object_type="thing",
+        object_repr="lone \udc00 surrogate",
+        before={"neg_zero": -0.0, "big": 1e16, "huge": 1.5e300, "small": 1e-7, "int": 2**60 + 1},
+        after={"lone": "a\ud800b", "pair": "\ud83d\ude00", "\udfffname": 1, "nul": "a\x00b"},
+    )
+    assert event.before == {
+        "neg_zero": 0.0, "big": 10**16, "huge": 15 * 10**299, "small": 1e-7, "int": 2**60 + 1,
+    }  # fmt: skip
+    assert event.after == {"lone": "a\ufffdb", "pair": "😀", "\ufffdname": 1, "nul": "ab"}
+    assert repr(event.before["neg_zero"]) == "0.0" and type(event.before["big"]) is int
+    assert (event.action, event.object_repr) == ("test.\ufffdvalues", "lone \ufffd surrogate")
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (stored.before, stored.after) == (event.before, event.after)
+    assert event_hash(stored) == stored.hash and audit_verify().ok
+
+
+# --- verify_audit and a head kept elsewhere ----------------------------------------------------------
+
+
+def test_verify_audit_prints_the_head_and_checks_an_expected_one(db, capsys):
+    chain = _some_events(3)
+    call_command("verify_audit")
+    out = capsys.readouterr().out
+    assert f"head: event #{chain[-1].seq} {chain[-1].hash}" in out and "--expect-head" in out
+    call_command("verify_audit", "--expect-head", chain[1].hash.upper())
+    assert f"is event #{chain[1].seq}" in capsys.readouterr().out
+    with pytest.raises(CommandError):
+        call_command("verify_audit", "--expect-head", "f" * 64)
+    assert "no event of the intact chain has the hash" in capsys.readouterr().err
+
+
+def test_a_log_rewritten_with_every_hash_recomputed_fails_against_a_kept_head(db, capsys):
+    chain = _some_events(3)
+    kept = chain[-1].hash
+    with connection.cursor() as cursor:  # mallory edits event 2 and recomputes every hash after it
+        cursor.execute(
+            "UPDATE evaluations_auditevent SET actor_name = 'mallory' WHERE seq = %s", [chain[1].seq]
+        )
+        prev = chain[0].hash
+        for event in AuditEvent.objects.filter(seq__gte=chain[1].seq).order_by("seq"):
+            event.prev_hash = prev
+            prev = event_hash(event)
+            cursor.execute(
+                "UPDATE evaluations_auditevent SET prev_hash = %s, hash = %s WHERE id = %s",
+                [event.prev_hash, prev, event.pk],
+            )
+        cursor.execute("UPDATE evaluations_audithead SET hash = %s", [prev])
+    call_command("verify_audit")  # the rewritten chain is consistent in itself...
+    capsys.readouterr()
+    with pytest.raises(CommandError, match="tampered with"):
+        call_command("verify_audit", "--expect-head", kept)  # ...but not with the head kept elsewhere
+    assert "rewritten" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 import threading
 
 import pytest
@@ -69,3 +71,40 @@ def test_a_rewritten_hash_breaks_the_link_to_the_next_event():
         )
     problems = audit_verify().problems
     assert any(f"event #{b.seq}" in p and "does not link" in p for p in problems), problems
+
+
+def _awkward_values() -> dict:
+    """Numbers and strings that jsonb (PostgreSQL) rewrites unless they are put in its form first."""
+    rng = random.Random(8)
+    floats = [-0.0, 1e16, -1e16, 1.5e300, 1.7976931348623157e308, 5e-324, 1e-7, 1e-5, 0.1, 2.0, 1e15, 123.456]
+    floats += [rng.uniform(-10, 10) * 10.0 ** rng.randint(-320, 300) for _ in range(300)]
+    return {
+        "floats": floats,
+        "ints": [2**53 + 1, -(2**63), 2**64 + 7, 10**30],
+        "strings": ["lone \ud800", "\udc00 low", "pair \ud83d\ude00", "nul \x00", "é ✓ \u2028"],
+        "nested": {"-0": {"z": -0.0, "big": [1e20, {"deep": 3.0e17}]}},
+    }
+
+
+@pytest.mark.django_db
+def test_awkward_numbers_and_strings_hash_the_same_after_the_database_round_trip():
+    """On PostgreSQL (DATABASE_URL) the jsonb round trip is the real one; on SQLite it must hold too."""
+    event = audit_record(
+        actor=None,
+        action="test.awkward",
+        object_type="thing",
+        object_repr="lone \ud800 in a repr",
+        before=_awkward_values(),
+        after={"same": _awkward_values()["nested"]},
+    )
+    stored = AuditEvent.objects.get(pk=event.pk)
+
+    def exact(value) -> str:  # tells 1e16 from 10000000000000000 and -0.0 from 0.0
+        return json.dumps(value, sort_keys=True)
+
+    assert exact(stored.before) == exact(event.before)
+    assert exact(stored.after) == exact(event.after)
+    assert stored.object_repr == event.object_repr
+    assert event_hash(stored) == stored.hash
+    check = audit_verify()
+    assert check.ok, check.problems

@@ -4,10 +4,12 @@ import time
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError
 from django.utils import timezone
 
 from evaluations import selectors_reviews
 from evaluations.models import Arm, AuditEvent, Case, Result, Review, Run, RunStatus, Suite
+from evaluations.services import reviews as reviews_service
 from evaluations.services.audit import audit_verify
 from evaluations.services.reviews import review_save, suite_threshold_apply
 from tests.factories import EndpointFactory, UserFactory, strategy
@@ -62,6 +64,48 @@ def test_it_creates_then_updates_the_reviewers_one_review_and_audits_both(run, r
         ("review", str(review.pk), "rita")
     }
     assert audit_verify().ok
+
+
+def test_a_concurrent_first_save_of_the_same_review_becomes_an_update(run, reviewer, monkeypatch):
+    result = results(run)[0]
+    real = reviews_service._locked_review
+    raced = []
+
+    def read_then_lose_the_race(result_, reviewer_):
+        found = real(result_, reviewer_)
+        if not raced:  # another request's first save lands between this one's read and its insert
+            raced.append(True)
+            review_save(result=result_, reviewer=reviewer_, verdict="incorrect", comment="other tab")
+        return found
+
+    monkeypatch.setattr(reviews_service, "_locked_review", read_then_lose_the_race)
+
+    review = review_save(result=result, reviewer=reviewer, verdict="correct", comment="this tab")
+
+    assert raced
+    assert list(Review.objects.values_list("pk", "verdict", "comment")) == [
+        (review.pk, "correct", "this tab")
+    ]
+    events = list(AuditEvent.objects.filter(action="review.save").order_by("seq"))
+    assert [(e.before, e.after) for e in events] == [
+        (None, {"verdict": "incorrect", "corrected_output": "", "comment": "other tab"}),
+        (
+            {"verdict": "incorrect", "corrected_output": "", "comment": "other tab"},
+            {"verdict": "correct", "corrected_output": "", "comment": "this tab"},
+        ),
+    ]
+    assert audit_verify().ok
+
+
+def test_a_refused_insert_that_is_not_the_race_is_not_hidden(run, reviewer, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise IntegrityError("CHECK constraint failed")
+
+    monkeypatch.setattr(Review, "save", refuse)
+
+    with pytest.raises(IntegrityError):
+        review_save(result=results(run)[0], reviewer=reviewer, verdict="correct")
+    assert not AuditEvent.objects.filter(action="review.save").exists()
 
 
 def test_saving_the_same_review_again_writes_no_event(run, reviewer):
@@ -181,6 +225,13 @@ def test_the_queue_of_a_real_run_orders_by_reason_and_drops_reviewed_and_errored
     review_save(result=rs["t0001"], reviewer=reviewer, verdict="comment", comment="hm")
     queue = selectors_reviews.review_queue(run)
 
+    # a comment is no verdict: the result stays in the queue, first
+    assert (queue.left, queue.reviewed) == (5, 0)
+    assert queue.next_after(None).result_id == rs["t0001"].pk
+
+    review_save(result=rs["t0001"], reviewer=reviewer, verdict="incorrect", comment="hm")
+    queue = selectors_reviews.review_queue(run)
+
     assert (queue.left, queue.reviewed) == (4, 1)
     assert queue.next_after(None).result_id == rs["t0004"].pk
     assert queue.position(rs["t0002"].pk) == 2
@@ -249,27 +300,49 @@ def test_a_ten_thousand_result_run_builds_its_queue_fast_in_a_few_queries(django
     assert elapsed < 2.0, f"{elapsed:.2f}s"
 
 
-def test_the_summary_reports_agreement_and_a_threshold_from_the_latest_verdicts(run, reviewer, user):
+def test_the_summary_counts_each_reviewed_results_latest_verdict_once(run, reviewer, user):
     rs = results(run)  # scores 1.0, 0.85, 0.5, 0.2, 1.0, 0.95 with threshold 0.8
     review_save(result=rs[0], reviewer=reviewer, verdict="correct")
     review_save(result=rs[1], reviewer=reviewer, verdict="incorrect")  # scorer says pass
     review_save(result=rs[2], reviewer=reviewer, verdict="corrected", corrected_output="x")
-    review_save(result=rs[3], reviewer=reviewer, verdict="comment", comment="odd")
+    review_save(result=rs[3], reviewer=reviewer, verdict="comment", comment="odd")  # no verdict
     review_save(result=rs[5], reviewer=reviewer, verdict="incorrect")
-    review_save(result=rs[5], reviewer=user, verdict="correct")  # the latest verdict counts for the ROC
+    review_save(result=rs[5], reviewer=user, verdict="correct")  # later: the reviewers' verdict on rs[5]
 
     summary = selectors_reviews.run_review_summary(Run.objects.get(pk=run.pk))
 
-    assert (summary.total, summary.reviewed, summary.reviews) == (6, 5, 6)
+    # rs[3] has only a comment: 4 of 6 results are reviewed; the 6 reviews include the comment.
+    assert (summary.total, summary.reviewed, summary.reviews) == (6, 4, 6)
     a = summary.agreement
+    # one pair per reviewed result: rs[5] counts once, as correct (its earlier "incorrect" is replaced)
     assert (a.count, a.both_pass, a.human_pass_auto_fail, a.human_fail_auto_pass, a.both_fail) == (
-        5,
+        4,
         2,
         0,
-        2,
+        1,
         1,
     )
+    assert (a.agreed, a.percent) == (3, 75.0)
     t = summary.threshold
-    assert (t.count, t.positives, t.negatives) == (4, 2, 2)  # rs[0], rs[1], rs[2], rs[5] (latest: correct)
+    assert (t.count, t.positives, t.negatives) == (4, 2, 2)  # the same four results, the same verdicts
     assert t.available
     assert [s >= t.threshold for s in (1.0, 0.85, 0.5, 0.95)] == [True, False, False, True]
+
+
+def test_kappa_and_the_threshold_see_the_same_verdicts_when_reviewers_disagree(run, reviewer, user):
+    rs = results(run)  # scores 1.0, 0.85, 0.5, 0.2, ...; rs[0], rs[1] pass, rs[2], rs[3] fail
+    review_save(result=rs[0], reviewer=reviewer, verdict="correct")
+    review_save(result=rs[3], reviewer=reviewer, verdict="incorrect")
+    review_save(result=rs[1], reviewer=reviewer, verdict="correct")
+    review_save(result=rs[1], reviewer=user, verdict="incorrect")  # the latest verdict on rs[1]
+    review_save(result=rs[2], reviewer=user, verdict="incorrect")
+    review_save(result=rs[2], reviewer=reviewer, verdict="correct")  # the latest verdict on rs[2]
+
+    summary = selectors_reviews.run_review_summary(Run.objects.get(pk=run.pk))
+
+    a = summary.agreement
+    assert a.count == summary.threshold.count == summary.reviewed == 4
+    # latest verdicts: rs[0] correct/pass, rs[1] incorrect/pass, rs[2] correct/fail, rs[3] incorrect/fail
+    assert a.confusion == [[1, 1], [1, 1]]
+    assert a.kappa == pytest.approx(0.0)
+    assert (summary.threshold.positives, summary.threshold.negatives) == (2, 2)

@@ -197,6 +197,18 @@ def test_firing_creates_a_run_with_trigger_schedule_that_bypasses_the_cache(vers
     assert task_queue.sent == [("start_run", (run.pk,))]
 
 
+def test_a_fired_run_is_recorded_as_the_systems_act_naming_its_schedule(version, arms, task_queue):
+    from evaluations.models import AuditEvent
+
+    user = UserFactory(username="scheduler")
+    schedule = schedule_create(suite=version.suite, name="nightly", arms=arms, user=user)
+    run = schedule_fire(schedule_id=schedule.pk, fired_at=NIGHT)
+
+    event = AuditEvent.objects.get(action="run.create", object_id=str(run.pk))
+    assert (event.actor_id, event.actor_name) == (None, "system")
+    assert (event.after["schedule"], event.after["schedule_name"]) == (schedule.pk, "nightly")
+
+
 def test_a_second_delivery_for_the_same_slot_is_skipped(version, arms, task_queue, caplog):
     schedule = _schedule(version, arms)
     first = schedule_fire(schedule_id=schedule.pk, fired_at=NIGHT)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import threading
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied
 from django.db import connections, transaction
 from django.db.models import ProtectedError
 
 from evaluations.models import Approval, AuditEvent, Run, RunStatus, SignOff, SignOffStatus
 from evaluations.services.audit import audit_verify
-from evaluations.services.findings import baseline_set
+from evaluations.services.findings import BaselineError, baseline_set
 from evaluations.services.runs import RunError, run_delete
 from evaluations.services.scorings import RescoreError, run_rescore
 from evaluations.services.signoffs import (
@@ -34,6 +37,7 @@ def people(db):
         "ann": UserFactory(username="ann", roles=["approver"]),
         "abe": UserFactory(username="abe", roles=["approver"]),
         "cat": UserFactory(username="cat", roles=["approver"]),
+        "ada": UserFactory(username="ada", roles=["admin"]),
     }
 
 
@@ -106,7 +110,7 @@ def test_the_policy_is_the_one_in_force_when_the_sign_off_was_requested(people):
     signoff = signoff_request(run=run, user=people["rita"])
     suite_update_settings(
         suite=suite, description="", quality_target=0.8, pass_threshold=0.8, monthly_volume=10_000,
-        approvals_required=1, user=people["rita"],
+        approvals_required=1, user=people["ada"],
     )  # fmt: skip
     signoff = signoff_decide(signoff=signoff, user=people["ann"], decision="approve")
     assert signoff.status == SignOffStatus.PENDING  # still needs its 2
@@ -131,6 +135,111 @@ def test_whoever_started_the_run_or_requested_the_sign_off_cannot_decide(people,
     signoff.refresh_from_db()
     run.refresh_from_db()
     assert signoff.status == SignOffStatus.PENDING and run.signed_off_at is None
+
+
+def test_only_an_admin_changes_the_policy(people):
+    suite = make_run(people).suite_version.suite
+    settings = {"description": "", "quality_target": 0.8, "pass_threshold": 0.8, "monthly_volume": 10_000}
+
+    with pytest.raises(PermissionDenied, match="only an admin can change the sign-off policy"):
+        suite_update_settings(suite=suite, **settings, approvals_required=2, user=people["rita"])
+    suite.refresh_from_db()
+    assert suite.approvals_required == 1 and not AuditEvent.objects.filter(action="suite.settings").exists()
+    # An editor saves the other settings, with the policy unchanged or left out.
+    suite_update_settings(
+        suite=suite, **{**settings, "description": "a"}, approvals_required=1, user=people["rita"]
+    )
+    suite_update_settings(suite=suite, **{**settings, "description": "b"}, user=people["rita"])
+    suite_update_settings(suite=suite, **settings, approvals_required=3, user=people["ada"])
+    suite.refresh_from_db()
+    assert (suite.description, suite.approvals_required) == ("", 3)
+
+
+@pytest.mark.parametrize("close", ["withdraw", "reject"])
+def test_withdrawing_or_rejecting_and_requesting_again_does_not_let_the_first_requester_decide(people, close):
+    run = make_run(people)
+    rita = people["rita"]
+    rita.groups.add(*people["ann"].groups.all())  # an editor who is an approver too
+    eve = UserFactory(username="eve", roles=["editor"])
+    first = signoff_request(run=run, user=rita)
+    if close == "withdraw":
+        signoff_withdraw(signoff=first, user=rita)
+    else:
+        signoff_decide(signoff=first, user=people["ann"], decision="reject", comment="redo case 3")
+    second = signoff_request(run=run, user=eve)
+
+    for decision in ("approve", "reject"):
+        with pytest.raises(SelfApprovalError) as refused:
+            signoff_decide(signoff=second, user=rita, decision=decision, comment="fine now")
+        assert (
+            str(refused.value)
+            == f"you requested sign-off #{first.pk} of this run: someone else must approve it"
+        )
+    assert not Approval.objects.filter(signoff=second).exists()
+    run.refresh_from_db()
+    assert run.signed_off_at is None
+    assert (
+        signoff_decide(signoff=second, user=people["abe"], decision="approve").status
+        == SignOffStatus.APPROVED
+    )
+
+
+def test_an_override_of_the_baseline_is_refused_for_ones_own_run(people):
+    ada = people["ada"]
+    version = suite_version(test_cases=4)
+    suite = version.suite
+    started = make_run(people, version)
+    Run.objects.filter(pk=started.pk).update(created_by=ada)
+    started.refresh_from_db()
+    requested = make_run(people, version)  # ada asked for its sign-off, withdrew, and overrides instead
+    signoff_withdraw(signoff=signoff_request(run=requested, user=ada), user=ada)
+
+    with pytest.raises(SelfApprovalError, match=r"^you started this run: request a sign-off instead"):
+        baseline_set(suite=suite, run=started, user=ada, override=True)
+    with pytest.raises(
+        SelfApprovalError, match=r"^you requested sign-off #\d+ of this run: request a sign-off"
+    ):
+        baseline_set(suite=suite, run=requested, user=ada, override=True)
+    suite.refresh_from_db()
+    assert suite.baseline_run_id is None and not AuditEvent.objects.filter(action="suite.baseline").exists()
+
+    others = make_run(people, version)
+    baseline_set(suite=suite, run=others, user=ada, override=True)
+
+    suite.refresh_from_db()
+    assert suite.baseline_run_id == others.pk
+    event = AuditEvent.objects.get(action="suite.baseline")
+    assert (event.actor_name, event.after) == ("ada", {"baseline_run": others.pk, "override": True})
+    assert audit_verify().ok
+
+
+def test_an_override_does_not_put_a_run_not_signed_off_in_place_of_a_signed_off_baseline(people):
+    version = suite_version(test_cases=4)
+    suite = version.suite
+    signed, unsigned = make_run(people, version), make_run(people, version)
+    signoff_decide(
+        signoff=signoff_request(run=signed, user=people["rita"]), user=people["ann"], decision="approve"
+    )
+
+    with pytest.raises(BaselineError, match=f"request a sign-off of run #{unsigned.pk} instead"):
+        baseline_set(suite=suite, run=unsigned, user=people["ada"], override=True)
+    suite.refresh_from_db()
+    assert suite.baseline_run_id == signed.pk
+
+    # A sign-off replaces it (no override), and an override may bring back a signed-off run.
+    signoff_decide(
+        signoff=signoff_request(run=unsigned, user=people["rita"]), user=people["ann"], decision="approve"
+    )
+    suite.refresh_from_db()
+    assert suite.baseline_run_id == unsigned.pk
+    baseline_set(suite=suite, run=signed, user=people["ada"], override=True)
+    suite.refresh_from_db()
+    assert suite.baseline_run_id == signed.pk
+    assert [e.after for e in AuditEvent.objects.filter(action="suite.baseline").order_by("seq")] == [
+        {"baseline_run": signed.pk},
+        {"baseline_run": unsigned.pk},
+        {"baseline_run": signed.pk, "override": True},
+    ]
 
 
 def test_a_rejection_needs_a_comment_and_closes_the_request(people):
@@ -168,8 +277,6 @@ def test_a_sign_off_is_requested_only_for_a_succeeded_run_without_one_pending(pe
 
 
 def test_the_requester_may_withdraw_a_pending_request(people):
-    from django.core.exceptions import PermissionDenied
-
     run = make_run(people)
     signoff = signoff_request(run=run, user=people["rita"])
     with pytest.raises(PermissionDenied):
@@ -178,6 +285,34 @@ def test_the_requester_may_withdraw_a_pending_request(people):
     assert signoff.status == SignOffStatus.WITHDRAWN
     with pytest.raises(SignOffError):
         signoff_decide(signoff=signoff, user=people["ann"], decision="approve")
+
+
+def test_a_requester_without_the_editor_role_no_longer_withdraws(people):
+    run = make_run(people)
+    rob = UserFactory(username="rob", roles=["editor"])
+    signoff = signoff_request(run=run, user=rob)
+    rob.groups.remove(Group.objects.get(name="editor"))
+
+    with pytest.raises(PermissionDenied, match="only the requester"):
+        signoff_withdraw(signoff=signoff, user=get_user_model().objects.get(pk=rob.pk))
+    signoff.refresh_from_db()
+    assert signoff.status == SignOffStatus.PENDING
+
+
+@pytest.mark.parametrize("perm", [("evaluations", "set_baseline"), ("auth", "change_user")])
+def test_an_admin_by_permission_withdraws_any_request(people, perm):
+    """Admin means the permission, not the group's name: an editor given it directly may withdraw."""
+    run = make_run(people)
+    signoff = signoff_request(run=run, user=people["rita"])
+    kim = UserFactory(username="kim", roles=["editor"])
+    with pytest.raises(PermissionDenied):
+        signoff_withdraw(signoff=signoff, user=kim)
+    kim.user_permissions.add(Permission.objects.get(content_type__app_label=perm[0], codename=perm[1]))
+
+    signoff = signoff_withdraw(signoff=signoff, user=get_user_model().objects.get(pk=kim.pk))
+
+    assert signoff.status == SignOffStatus.WITHDRAWN
+    assert AuditEvent.objects.get(action="signoff.withdraw").actor_name == "kim"
 
 
 def test_re_scoring_voids_the_approvals_of_a_pending_sign_off(people, task_queue):

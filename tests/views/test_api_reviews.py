@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evaluations.models import AuditEvent, Result, Review
+from evaluations.services.reviews import review_save
 from evaluations.services.tokens import api_token_create
 from tests.factories import EndpointFactory, UserFactory
 from tests.runs import ArmSpec, finished_run, suite_version
@@ -42,7 +43,8 @@ def test_a_reviewer_saves_then_replaces_a_review_and_a_viewer_lists_it(client, r
 
     assert (created.status_code, replaced.status_code, listed.status_code) == (201, 200, 200)
     assert created.json()["id"] == replaced.json()["id"]
-    [item] = listed.json()
+    assert (listed.json()["count"], listed.json()["next"]) == (1, None)
+    [item] = listed.json()["results"]
     assert (item["reviewer"], item["verdict"], item["corrected_output"], item["result"]) == (
         "rita",
         "corrected",
@@ -50,6 +52,22 @@ def test_a_reviewer_saves_then_replaces_a_review_and_a_viewer_lists_it(client, r
         result.pk,
     )
     assert AuditEvent.objects.filter(action="review.save").count() == 2
+
+
+def test_the_list_is_paginated_newest_first(client, run):
+    results = list(Result.objects.filter(arm__run=run).order_by("case__position"))
+    for i, username in enumerate(["r1", "r2", "r3", "r4"]):
+        review_save(result=results[i % 3], reviewer=UserFactory(username=username), verdict="correct")
+    vic = auth("vic", "viewer")
+
+    first = client.get(url(run), {"page_size": 3}, **vic).json()
+    second = client.get(url(run), {"page_size": 3, "page": 2}, **vic).json()
+
+    assert first["count"] == second["count"] == 4
+    assert [r["reviewer"] for r in first["results"]] == ["r4", "r3", "r2"]
+    assert [r["reviewer"] for r in second["results"]] == ["r1"]
+    assert first["next"].endswith("page=2&page_size=3") and second["next"] is None
+    assert client.get(url(run), {"page": 3, "page_size": 3}, **vic).status_code == 404
 
 
 def test_a_viewer_may_not_post_a_review(client, run):

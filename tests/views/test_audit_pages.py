@@ -87,20 +87,46 @@ def test_the_audit_log_filters_by_action_actor_and_suite(people):
     assert client.get(url, {"suite": "x" * 30, "page": "nonsense"}).status_code == 200
 
 
-def test_the_audit_log_verifies_the_chain_on_demand(people):
+def test_the_audit_log_verifies_the_chain_on_demand_for_an_admin_by_post(people):
     upload("greet", people["eddie"])
     upload("other", people["eddie"])
+    admin = UserFactory(username="ada", roles=["admin"])
     url = reverse("evaluations:audit-list")
-    client = as_user(people["vic"])
-    assert "Chain verified" not in client.get(url).content.decode()
-    ok = client.get(url, {"verify": "1"}).content.decode()
+    client = as_user(admin)
+    page = client.get(url, {"verify": "1"}).content.decode()
+    assert "Chain verified" not in page and "Verify the chain" in page  # a GET never re-hashes the log
+    ok = client.post(url + "?action=suite.", {"verify": "1"}).content.decode()
     assert f"Chain verified: {AuditEvent.objects.count()} events" in ok  # the uploads, the roles given
+    head = AuditEvent.objects.order_by("-seq").first()
+    assert f"event #{head.seq}, hash <code>{head.hash}</code>" in ok
 
-    last = AuditEvent.objects.order_by("-seq").first()
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE evaluations_auditevent SET actor_name = 'mallory' WHERE seq = %s", [last.seq])
-    broken = client.get(url, {"verify": "1"}).content.decode()
-    assert "The chain is broken" in broken and f"event #{last.seq} " in broken
+        cursor.execute("UPDATE evaluations_auditevent SET actor_name = 'mallory' WHERE seq = %s", [head.seq])
+    broken = client.post(url, {"verify": "1"}).content.decode()
+    assert "The chain is broken" in broken and f"event #{head.seq} " in broken
+
+
+def test_only_an_admin_may_verify_the_chain(people):
+    upload("greet", people["eddie"])
+    url = reverse("evaluations:audit-list")
+    viewer = as_user(people["vic"])
+    assert "Verify the chain" not in viewer.get(url).content.decode()
+    assert viewer.post(url, {"verify": "1"}).status_code == 403
+    assert as_user(people["eddie"]).post(url, {"verify": "1"}).status_code == 403
+
+
+def test_the_filter_choices_read_only_the_latest_events(people, monkeypatch):
+    from evaluations import audit_selectors
+
+    audit_record(actor=None, action="old.thing", object_type="thing")
+    for i in range(3):
+        audit_record(actor=people["eddie"], action="new.thing", object_type="thing", object_id=i)
+    monkeypatch.setattr(audit_selectors, "FILTER_WINDOW", 3)
+    assert audit_selectors.audit_actions() == ["new.thing"]
+    assert audit_selectors.audit_actions(selected="old.thing") == ["new.thing", "old.thing"]
+    assert audit_selectors.audit_actors() == ["eddie"]
+    page = as_user(people["vic"]).get(reverse("evaluations:audit-list"), {"action": "old.thing"})
+    assert '<option value="old.thing" selected>' in page.content.decode()
 
 
 def test_the_audit_log_needs_the_permission_to_read_it(people):

@@ -89,6 +89,20 @@ def test_saving_goes_to_the_next_result_in_queue_order_then_the_empty_state(revi
     assert Review.objects.filter(reviewer__username="rita", verdict="correct").count() == 5
 
 
+def test_a_comment_only_review_moves_on_but_leaves_the_result_in_the_queue(reviewer_client, run):
+    rs = by_key(run)
+
+    response = reviewer_client.post(review_url(run, rs["t0001"]), {"verdict": "comment", "comment": "hm"})
+
+    assert response["Location"] == review_url(run, rs["t0003"])
+    html = reviewer_client.get(response["Location"]).content.decode()
+    assert "1</strong> of 5 left" not in html and "2</strong> of 5 left" in html  # t1 is still first
+    assert "0 of 5 reviewed" in html
+    assert reviewer_client.get(review_url(run))["Location"] == review_url(run, rs["t0001"])
+    card = reviewer_client.get(reverse("evaluations:run-review-summary", args=[run.pk])).content.decode()
+    assert "0 of 5 results reviewed (1 review, comments included)" in card
+
+
 def test_a_corrected_output_is_saved_and_an_empty_one_is_refused_naming_the_field(reviewer_client, run):
     result = by_key(run)["t0001"]
 
@@ -169,6 +183,7 @@ def test_the_review_card_shows_progress_agreement_and_the_threshold_for_an_edito
 
     assert "3 of 5 results reviewed" in html
     assert "66.7% (2 of 3)" in html
+    assert "The reviewers' verdict on a result is the latest one given" in html
     assert "Cohen&#x27;s kappa" in html or "Cohen's kappa" in html
     assert "A score threshold of <strong>0.925</strong>" in html  # halfway between 0.85 and 1.0
     assert 'value="0.925"' in html and "Apply 0.925 to" in html

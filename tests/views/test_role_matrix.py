@@ -104,7 +104,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:signoff-list": {"GET": R},
     "evaluations:signoff-decide": {"POST": roles.APPROVE},
     "evaluations:signoff-withdraw": {"POST": roles.REQUEST_SIGNOFF},
-    "evaluations:audit-list": {"GET": "evaluations.view_auditevent"},
+    "evaluations:audit-list": {"GET": "evaluations.view_auditevent", "POST": roles.MANAGE_USERS},
     # --- API v1
     "api-v1:suite-decision": {"GET": R},
     "api-v1:suite-list": {"GET": R, "POST": U},

@@ -3,6 +3,8 @@ policy of two approvals, locked runs, deleting runs."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -186,6 +188,104 @@ def test_the_suite_policy_is_set_in_the_suite_settings(people, run, user, client
         {"approvals_required": 2},
         "alice",
     )
+
+
+def test_withdrawing_and_requesting_again_does_not_let_the_first_requester_approve(people, run):
+    rita = people["rita"]
+    rita.groups.add(*people["ann"].groups.all())  # an editor who is an approver too
+    eve = UserFactory(username="eve", roles=["editor"])
+    first = signoff_request(run=run, user=rita)
+    as_user(rita).post(reverse("evaluations:signoff-withdraw", args=[first.pk]))
+    as_user(eve).post(reverse("evaluations:run-signoff-request", args=[run.pk]), {"note": "mine now"})
+    second = SignOff.objects.get(status=SignOffStatus.PENDING)
+    reason = f"you requested sign-off #{first.pk} of this run: someone else must approve it"
+
+    html = page(rita, run)
+    assert 'value="approve"' not in html and reason in html
+    refused = as_user(rita).post(
+        reverse("evaluations:signoff-decide", args=[second.pk]), {"decision": "approve", "comment": "ok"}
+    )
+    assert refused.status_code == 403 and reason in refused.content.decode()
+    by_api = api(rita).post(f"{V1}/runs/{run.pk}/signoff/approve/", {}, content_type="application/json")
+    assert (by_api.status_code, by_api.json()) == (403, {"detail": reason})
+    assert not Approval.objects.exists()
+    run.refresh_from_db()
+    assert run.signed_off_at is None
+
+
+def test_an_admin_cannot_make_their_own_run_the_baseline_without_a_sign_off(people, run, user):
+    own = finished_run(run.suite_version, [ArmSpec(EndpointFactory(), "zero-shot", [1.0, 1.0, 1.0])])
+    Run.objects.filter(pk=own.pk).update(created_by=user)
+    suite = run.suite_version.suite
+
+    response = as_user(user).post(reverse("evaluations:run-set-baseline", args=[own.pk]), follow=True)
+    assert (
+        "Baseline not changed: you started this run: request a sign-off instead" in response.content.decode()
+    )
+    by_api = api(user).post(f"{V1}/runs/{own.pk}/baseline/")
+    assert by_api.status_code == 403 and by_api.json()["detail"].startswith("you started this run: request")
+    suite.refresh_from_db()
+    assert suite.baseline_run_id is None
+
+    allowed = as_user(user).post(reverse("evaluations:run-set-baseline", args=[run.pk]), follow=True)
+    assert f"Run #{run.pk} is now the baseline" in allowed.content.decode()
+    event = AuditEvent.objects.get(action="suite.baseline")
+    assert (event.actor_name, event.after) == ("alice", {"baseline_run": run.pk, "override": True})
+
+
+def test_a_signed_off_baseline_is_replaced_by_a_sign_off_not_an_override(people, run, user):
+    signoff_decide(
+        signoff=signoff_request(run=run, user=people["rita"]), user=people["ann"], decision="approve"
+    )
+    newer = finished_run(run.suite_version, [ArmSpec(EndpointFactory(), "zero-shot", [1.0, 1.0, 1.0])])
+    advice = f"request a sign-off of run #{newer.pk} instead"
+
+    response = as_user(user).post(reverse("evaluations:run-set-baseline", args=[newer.pk]), follow=True)
+    assert advice in response.content.decode()
+    by_api = api(user).post(f"{V1}/runs/{newer.pk}/baseline/")
+    assert by_api.status_code == 400 and advice in by_api.json()["detail"]
+    suite = run.suite_version.suite
+    suite.refresh_from_db()
+    assert suite.baseline_run_id == run.pk
+
+
+def test_an_editor_sees_the_policy_but_only_an_admin_changes_it(people, run, user):
+    suite = run.suite_version.suite
+    detail = reverse("evaluations:suite-detail", args=[suite.pk])
+    settings_url = reverse("evaluations:suite-settings", args=[suite.pk])
+
+    def policy_input(who) -> str:
+        html = as_user(who).get(detail).content.decode()
+        return re.search(r'<input[^>]*name="approvals_required"[^>]*>', html).group(0)
+
+    assert "disabled" in policy_input(people["rita"]) and "disabled" not in policy_input(user)
+    data = {"description": "", "quality_target": "0.8", "pass_threshold": "0.8", "monthly_volume": "10000"}
+
+    refused = as_user(people["rita"]).post(
+        settings_url, {**data, "description": "stricter", "approvals_required": "2"}, follow=True
+    )
+
+    assert "Settings not saved: approvals_required: only an admin can change the sign-off policy" in (
+        refused.content.decode()
+    )
+    suite.refresh_from_db()
+    assert (suite.description, suite.approvals_required) == ("", 1)
+    # The browser does not send a disabled field: the editor's other settings are saved, the policy kept.
+    as_user(people["rita"]).post(settings_url, {**data, "description": "stricter"})
+    suite.refresh_from_db()
+    assert (suite.description, suite.approvals_required) == ("stricter", 1)
+
+
+def test_the_withdraw_button_shows_only_to_who_may_withdraw(people, run, user):
+    from django.contrib.auth.models import Group
+
+    rob = UserFactory(username="rob", roles=["editor"])
+    signoff_request(run=run, user=rob)
+    assert "Withdraw the request" in page(rob, run) and "Withdraw the request" in page(user, run)
+    rob.groups.remove(Group.objects.get(name="editor"))
+    rob.groups.add(Group.objects.get(name="viewer"))
+    assert "Withdraw the request" not in page(rob, run)  # no longer an editor: the server would refuse
+    assert "Withdraw the request" not in page(people["rita"], run)  # an editor, not the requester
 
 
 # --- API --------------------------------------------------------------------------------------------
