@@ -47,6 +47,7 @@ bench: install
 	$(PY) bench/import_100k.py
 	$(PY) bench/demo_time.py
 	$(PY) bench/trends_page.py
+	$(PY) bench/executor_efficiency.py
 
 clean:
 	rm -rf $(VENV) node_modules var
