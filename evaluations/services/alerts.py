@@ -102,65 +102,14 @@ def _clean_channel(*, kind: str, recipients: str, url_env: str, min_severity: st
     return "", env_name_check(url_env, field="url_env")
 
 
-def _save_channel(channel: AlertChannel, **fields) -> AlertChannel:
-    recipients, url_env = _clean_channel(
-        kind=fields["kind"],
-        recipients=fields.get("recipients") or "",
-        url_env=fields.get("url_env") or "",
-        min_severity=fields["min_severity"],
-    )
-    channel.name = fields["name"].strip()
-    channel.kind = fields["kind"]
-    channel.suite = fields.get("suite")
-    channel.recipients = recipients
-    channel.url_env = url_env
-    channel.min_severity = fields["min_severity"]
-    channel.enabled = bool(fields.get("enabled", True))
-    channel.full_clean()  # the name's uniqueness, lengths
-    channel.save()
-    return channel
-
-
 # What a channel's audit events record: addresses and the NAME of a URL variable, never a URL.
 CHANNEL_AUDITED = ("name", "kind", "suite", "recipients", "url_env", "min_severity", "enabled")
 
 
 @transaction.atomic
-def alert_channel_create(
-    *,
-    name: str,
-    kind: str,
-    suite: Suite | None = None,
-    recipients: str = "",
-    url_env: str = "",
-    min_severity: str = Severity.WARNING,
-    enabled: bool = True,
-    user=None,
-) -> AlertChannel:
-    channel = _save_channel(
-        AlertChannel(),
-        name=name,
-        kind=kind,
-        suite=suite,
-        recipients=recipients,
-        url_env=url_env,
-        min_severity=min_severity,
-        enabled=enabled,
-    )
-    audit_record(
-        actor=user,
-        action="alert_channel.create",
-        obj=channel,
-        suite_id=channel.suite_id,
-        after=snapshot(channel, CHANNEL_AUDITED),
-    )
-    return channel
-
-
-@transaction.atomic
-def alert_channel_update(
-    *,
+def _save_channel(
     channel: AlertChannel,
+    *,
     name: str,
     kind: str,
     suite: Suite | None = None,
@@ -170,26 +119,47 @@ def alert_channel_update(
     enabled: bool = True,
     user=None,
 ) -> AlertChannel:
-    before = stored_snapshot(channel, CHANNEL_AUDITED)
-    channel = _save_channel(
-        channel,
-        name=name,
-        kind=kind,
-        suite=suite,
-        recipients=recipients,
-        url_env=url_env,
-        min_severity=min_severity,
-        enabled=enabled,
+    """Validate and save a new or existing channel, and record it ("alert_channel.create" or, with
+    what changed, "alert_channel.update")."""
+    creating = channel.pk is None
+    before = None if creating else stored_snapshot(channel, CHANNEL_AUDITED)
+    recipients, url_env = _clean_channel(
+        kind=kind, recipients=recipients or "", url_env=url_env or "", min_severity=min_severity
     )
-    audit_update(
-        actor=user,
-        action="alert_channel.update",
-        obj=channel,
-        suite_id=channel.suite_id,
-        before=before,
-        after=snapshot(channel, CHANNEL_AUDITED),
-    )
+    channel.name = name.strip()
+    channel.kind = kind
+    channel.suite = suite
+    channel.recipients = recipients
+    channel.url_env = url_env
+    channel.min_severity = min_severity
+    channel.enabled = bool(enabled)
+    channel.full_clean()  # the name's uniqueness, lengths
+    channel.save()
+    after = snapshot(channel, CHANNEL_AUDITED)
+    if creating:
+        audit_record(
+            actor=user, action="alert_channel.create", obj=channel, suite_id=channel.suite_id, after=after
+        )
+    else:
+        audit_update(
+            actor=user,
+            action="alert_channel.update",
+            obj=channel,
+            suite_id=channel.suite_id,
+            before=before,
+            after=after,
+        )
     return channel
+
+
+def alert_channel_create(*, user=None, **fields) -> AlertChannel:
+    """A new channel; `fields` as `_save_channel` takes them (name, kind, suite, recipients, ...)."""
+    return _save_channel(AlertChannel(), user=user, **fields)
+
+
+def alert_channel_update(*, channel: AlertChannel, user=None, **fields) -> AlertChannel:
+    """Change a channel: every field is given again, as the form sends them."""
+    return _save_channel(channel, user=user, **fields)
 
 
 @transaction.atomic

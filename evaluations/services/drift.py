@@ -11,7 +11,7 @@
   stays significant for most of the window, and would otherwise alert every night); once it is
   acknowledged, a fall that goes on raises a new one.
 
-Both findings are refreshed on every call (update_or_create), and removed when no longer true. What
+Both findings are refreshed on every call (findings.finding_record), and removed when no longer true. What
 the arms share (the baseline run, its suite version, whether the cases' inputs changed) is read once
 per call, not once per arm.
 """
@@ -40,6 +40,7 @@ from evaluations.models import (
     TrendPoint,
 )
 from evaluations.scoring.embeddings import CachedEmbedder
+from evaluations.services.findings import finding_clear, finding_record
 from evaluations.services.scoring import DBVectorStore, get_embedder
 from evaluations.services.trends import endpoint_fingerprint
 
@@ -49,7 +50,6 @@ MAX_OUTPUTS = 2000  # per arm: a deterministic sample above this
 SAMPLE_SEED = 0
 CRITICAL_TREND_DROP = 0.10  # a fall of this much over the window is critical
 FETCH_CHUNK = 500
-TITLE_MAX = 300
 
 
 def _sample_ids(arm: Arm) -> list[int]:
@@ -148,7 +148,7 @@ def _drift_title(arm: Arm, baseline: Run, report: DriftReport) -> str:
         title += f" ({', '.join(parts)})"
     if report.silent_update_suspected:
         title += " with the same inputs: a silent model update?"
-    return title[:TITLE_MAX]
+    return title
 
 
 def _arm_drift(*, suite: Suite, run: Run, arm: Arm, compare: _Comparison, base_arm: Arm) -> Finding | None:
@@ -157,7 +157,7 @@ def _arm_drift(*, suite: Suite, run: Run, arm: Arm, compare: _Comparison, base_a
     texts, metrics = _arm_outputs(arm)
     if not base_texts or not texts:
         _store_point(arm, auc=None, distance=None)
-        Finding.objects.filter(run=run, arm=arm, kind=FindingKind.DRIFT).delete()
+        finding_clear(run=run, arm=arm, kind=FindingKind.DRIFT)
         return None
     vectors = _embed(base_texts + texts)
     base_fingerprint = compare.fingerprints.get(base_arm.pk)
@@ -178,7 +178,7 @@ def _arm_drift(*, suite: Suite, run: Run, arm: Arm, compare: _Comparison, base_a
     d = report.to_dict()
     _store_point(arm, auc=d["auc"], distance=d["centroid_distance"])
     if not report.drifted:
-        Finding.objects.filter(run=run, arm=arm, kind=FindingKind.DRIFT).delete()  # e.g. a new baseline
+        finding_clear(run=run, arm=arm, kind=FindingKind.DRIFT)  # e.g. a new baseline
         return None
     details = d | {
         "baseline_run": baseline.pk,
@@ -186,25 +186,22 @@ def _arm_drift(*, suite: Suite, run: Run, arm: Arm, compare: _Comparison, base_a
         "suite_versions": list(versions),
         "endpoint_changed": endpoint_changed,
     }
-    finding, _ = Finding.objects.update_or_create(
+    return finding_record(
         run=run,
         arm=arm,
         kind=FindingKind.DRIFT,
-        defaults={
-            "suite": suite,
-            "baseline_run": baseline,
-            "severity": Severity.CRITICAL if report.severity == "critical" else Severity.WARNING,
-            "title": _drift_title(arm, baseline, report),
-            "details": details,
-        },
+        suite=suite,
+        baseline_run=baseline,
+        severity=Severity.CRITICAL if report.severity == "critical" else Severity.WARNING,
+        title=_drift_title(arm, baseline, report),
+        details=details,
     )
-    return finding
 
 
 def _arm_trend(*, suite: Suite, run: Run, arm: Arm, point: TrendPoint | None) -> Finding | None:
     stale = Finding.objects.filter(run=run, arm=arm, kind=FindingKind.TREND)
     if point is None or point.mean_score is None:
-        stale.delete()
+        finding_clear(run=run, arm=arm, kind=FindingKind.TREND)
         return None
     window = settings.FTVP_TREND_RUNS
     series = list(
@@ -219,7 +216,7 @@ def _arm_trend(*, suite: Suite, run: Run, arm: Arm, point: TrendPoint | None) ->
     test = mann_kendall(values)
     drop = -(test.slope or 0.0) * (test.n - 1)  # the fall over the window along Sen's slope
     if test.direction != "down" or drop <= suite.regression_tolerance:
-        stale.delete()
+        finding_clear(run=run, arm=arm, kind=FindingKind.TREND)
         return None
     if not stale.exists() and _open_trend_before(suite=suite, run=run, arm=arm, series=series):
         return None  # the same fall: its finding (and alert) is still open
@@ -230,23 +227,19 @@ def _arm_trend(*, suite: Suite, run: Run, arm: Arm, point: TrendPoint | None) ->
         "drop": drop,
         "tolerance": suite.regression_tolerance,
     } | test.to_dict()
-    finding, _ = Finding.objects.update_or_create(
+    return finding_record(
         run=run,
         arm=arm,
         kind=FindingKind.TREND,
-        defaults={
-            "suite": suite,
-            "baseline_run": None,
-            "severity": Severity.CRITICAL if drop >= CRITICAL_TREND_DROP else Severity.WARNING,
-            "title": (
-                f"{arm.label}: mean score falling over the last {test.n} runs "
-                f"({values[0]:.3f} to {values[-1]:.3f}; {test.slope:+.4f} a run, Mann-Kendall "
-                f"tau={test.tau:.2f}, p={test.p_value:.2g})"
-            )[:TITLE_MAX],
-            "details": details,
-        },
+        suite=suite,
+        severity=Severity.CRITICAL if drop >= CRITICAL_TREND_DROP else Severity.WARNING,
+        title=(
+            f"{arm.label}: mean score falling over the last {test.n} runs "
+            f"({values[0]:.3f} to {values[-1]:.3f}; {test.slope:+.4f} a run, Mann-Kendall "
+            f"tau={test.tau:.2f}, p={test.p_value:.2g})"
+        ),
+        details=details,
     )
-    return finding
 
 
 def _open_trend_before(*, suite: Suite, run: Run, arm: Arm, series: list[tuple[int, float]]) -> bool:
@@ -280,7 +273,7 @@ def run_drift(*, run: Run) -> list[Finding]:
         base_arm = compare.arms.get((arm.endpoint_id, arm.strategy_id)) if compare is not None else None
         if base_arm is None:
             _store_point(arm, auc=None, distance=None)
-            Finding.objects.filter(run=run, arm=arm, kind=FindingKind.DRIFT).delete()
+            finding_clear(run=run, arm=arm, kind=FindingKind.DRIFT)
         else:
             finding = _arm_drift(suite=suite, run=run, arm=arm, compare=compare, base_arm=base_arm)
             if finding is not None:

@@ -21,6 +21,34 @@ class BaselineError(ValueError):
     pass
 
 
+TITLE_MAX = Finding._meta.get_field("title").max_length
+
+
+def finding_record(
+    *, run: Run, arm, kind: str, suite: Suite, severity: str, title: str, details: dict, baseline_run=None
+) -> Finding:
+    """The arm's finding of this kind, created or refreshed: one per run, arm and kind, whether it
+    is a regression, drift or a trend."""
+    finding, _ = Finding.objects.update_or_create(
+        run=run,
+        arm=arm,
+        kind=kind,
+        defaults={
+            "suite": suite,
+            "baseline_run": baseline_run,
+            "severity": severity,
+            "title": title[:TITLE_MAX],
+            "details": details,
+        },
+    )
+    return finding
+
+
+def finding_clear(*, run: Run, arm, kind: str) -> None:
+    """The arm's finding of this kind is no longer true (after a re-score, against a new baseline)."""
+    Finding.objects.filter(run=run, arm=arm, kind=kind).delete()
+
+
 @transaction.atomic
 def baseline_set(*, suite: Suite, run: Run | None, user=None, override: bool = False) -> Suite:
     """Make a finished run of the suite its baseline (None clears it). Recorded as an AuditEvent
@@ -123,9 +151,7 @@ def run_compare_with_baseline(*, run: Run) -> list[Finding]:
             if c.verdict == WORSE and c.diff is not None and -c.diff > suite.regression_tolerance
         ]
         if not drops:
-            Finding.objects.filter(
-                run=run, arm=arm, kind=FindingKind.REGRESSION
-            ).delete()  # e.g. after a re-score
+            finding_clear(run=run, arm=arm, kind=FindingKind.REGRESSION)
             continue
         worst = min(drops, key=lambda c: c.diff)
         flipped = sorted(k for k in passes if base_passes.get(k) is True and passes[k] is False)
@@ -146,21 +172,19 @@ def run_compare_with_baseline(*, run: Run) -> list[Finding]:
             "score": by_score.to_dict(),
             "pass": by_pass.to_dict(),
         }
-        finding, _ = Finding.objects.update_or_create(
+        finding = finding_record(
             run=run,
             arm=arm,
             kind=FindingKind.REGRESSION,
-            defaults={
-                "suite": suite,
-                "baseline_run": baseline,
-                "severity": Severity.CRITICAL if -worst.diff >= CRITICAL_DROP else Severity.WARNING,
-                "title": (
-                    f"{arm.label}: {what} fell from {worst.mean_a:.3f} to {worst.mean_b:.3f} "
-                    f"({worst.diff:+.3f}, p={worst.p_value:.2g}) against baseline run #{baseline.pk}; "
-                    f"{len(flipped)} case(s) flipped from pass to fail"
-                ),
-                "details": details,
-            },
+            suite=suite,
+            baseline_run=baseline,
+            severity=Severity.CRITICAL if -worst.diff >= CRITICAL_DROP else Severity.WARNING,
+            title=(
+                f"{arm.label}: {what} fell from {worst.mean_a:.3f} to {worst.mean_b:.3f} "
+                f"({worst.diff:+.3f}, p={worst.p_value:.2g}) against baseline run #{baseline.pk}; "
+                f"{len(flipped)} case(s) flipped from pass to fail"
+            ),
+            details=details,
         )
         findings.append(finding)
     return findings

@@ -1,6 +1,6 @@
 """The audit log: every event with filters (action, who, suite), and a check of the hash chain on
 demand (a POST, by an admin: it re-hashes the whole log). A suite's own history is on the suite page
-(_suite_history.html)."""
+(_suite_history_panel.html)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from evaluations import comparisons, roles, selectors
 from evaluations.access import role_required
+from evaluations.audit_selectors import HISTORY_PER_PAGE, audit_rows, suite_events
 from evaluations.forms import EndpointForm, RunForm, SuiteSettingsForm, SuiteUploadForm
 from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
 from evaluations.models import Arm, Endpoint, Run, Split, Strategy, Suite
@@ -22,6 +23,7 @@ from evaluations.services.endpoints import endpoint_create
 from evaluations.services.runs import RunError, run_cancel, run_create
 from evaluations.services.scorings import RescoreError, run_rescore, run_rescoring
 from evaluations.services.suites import suite_import, suite_update_settings
+from evaluations.signoff_selectors import signoff_panel
 
 OUTCOMES = [
     ("", "all"),
@@ -110,11 +112,14 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     cases = _page(request, selectors.version_cases(version, split=split, query=query)) if version else None
     previous = next((v for v in versions if version and v.number < version.number), None)
+    history = Paginator(suite_events(suite.pk), HISTORY_PER_PAGE).get_page(request.GET.get("history_page"))
     return render(
         request,
         "evaluations/suite_detail.html",
         {
             "suite": suite,
+            "history_page": history,
+            "history_rows": audit_rows(history.object_list),
             "versions": versions,
             "version": version,
             "cases": cases,
@@ -256,7 +261,8 @@ def _run_context(run: Run) -> dict:
 @require_safe
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("suite_version__suite"), pk=pk)
-    return render(request, "evaluations/run_detail.html", _run_context(run))
+    context = _run_context(run) | signoff_panel(run, request.user)
+    return render(request, "evaluations/run_detail.html", context)
 
 
 @role_required(roles.READ)

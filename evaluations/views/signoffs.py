@@ -1,6 +1,6 @@
 """Sign-off pages: request a sign-off of a run, approve or reject it, withdraw it, the list approvers
 work from; and deleting a run (refused for locked runs). The run page shows the sign-off section
-(templates/evaluations/_run_signoff.html)."""
+(templates/evaluations/_signoff_panel.html, with `signoff_panel` in the run page's context)."""
 
 from __future__ import annotations
 
