@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # package index serves the CUDA build of torch==2.13.0 by default.
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo test test-unit lint format bench clean
+.PHONY: install demo test test-unit lint format bench bench-demo clean
 
 install: $(STAMP)
 
@@ -42,12 +42,14 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The performance budget (docs/benchmarks.md): every benchmark, then the table of their figures
+# (var/bench/results.md). PostgreSQL and Redis: BENCH_DATABASE_URL, BENCH_REDIS_URL (see bench/run_all.py).
 bench: install
-	$(PY) bench/scoring_throughput.py
-	$(PY) bench/import_100k.py
+	$(PY) bench/run_all.py
+
+# The demo's wall time (about 6 minutes: it fine-tunes a model), apart from `make bench`.
+bench-demo: install
 	$(PY) bench/demo_time.py
-	$(PY) bench/trends_page.py
-	$(PY) bench/executor_efficiency.py
 
 clean:
 	rm -rf $(VENV) node_modules var

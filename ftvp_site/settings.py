@@ -329,7 +329,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("FTVP_LOG_LEVEL", "INFO")},
     "loggers": {
+        # The HTTP clients log every request at INFO: one line per model call, when a run makes
+        # thousands (the openai SDK uses httpx, or its fork httpx2, depending on its version).
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "httpcore2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
         "transformers": {"level": "ERROR"},
     },

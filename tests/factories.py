@@ -67,7 +67,7 @@ class EndpointFactory(factory.django.DjangoModelFactory):
     base_url = "http://127.0.0.1:9/v1"
     price_in = 1
     price_out = 2
-    max_concurrency = 4
+    max_concurrency = 2  # with the tests' FTVP_BATCH_SIZE of 4: batches of 4 cases (see batch_size)
     timeout_seconds = 5
     params = factory.LazyFunction(lambda: {"temperature": 0, "max_tokens": 64})
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 Responder = Callable[[dict[str, Any]], "str | None"]
 
@@ -129,6 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if self.path.startswith(("http://", "https://")):  # sent to us as a proxy: serve it ourselves
+            fake.proxied.append(self.path)
+            self.path = urlsplit(self.path).path
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._error(404, f"no route for POST {self.path}")
             return
@@ -217,6 +221,7 @@ class FakeOpenAI:
         self.api_key = api_key  # when set, requests must send "Authorization: Bearer <api_key>"
         self.models = models or ["fake-model"]
         self.requests: list[Any] = []
+        self.proxied: list[str] = []  # absolute URLs of requests that came through us as a proxy
         self.request_headers: list[dict[str, str]] = []
         self.in_flight = 0
         self.max_in_flight = 0

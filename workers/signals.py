@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 log = logging.getLogger("ftvp.worker")
 _stop = threading.Event()
@@ -53,6 +53,24 @@ def _loop(hostname: str, queues: str) -> None:
         WorkerBeat.objects.filter(hostname=hostname).delete()
     except Exception:
         log.exception("could not remove the worker heartbeat")
+
+
+@worker_init.connect
+def _import_the_pipeline(**kwargs) -> None:
+    """Import what a run's steps use before taking work: otherwise the first run of a fresh worker
+    waits a second or two mid-run for scipy, scikit-learn and the analysis modules to load."""
+    import importlib
+
+    for module in (
+        "evaluations.services.runs",
+        "evaluations.services.scorings",
+        "evaluations.services.drift",
+        "evaluations.services.findings",
+        "evaluations.services.trends",
+        "evaluations.services.alerts",
+        "evaluations.providers.openai_compat",
+    ):
+        importlib.import_module(module)
 
 
 @worker_ready.connect

@@ -1,26 +1,31 @@
 """Provider for any OpenAI-compatible chat completions endpoint (OpenAI, vLLM, Ollama, llama.cpp, TGI...).
 
-The SDK's own retries are switched off; this module retries transient failures itself (timeouts,
-connection errors, 408/409/429/5xx) with exponential backoff and jitter, honouring `retry-after-ms` /
-`retry-after`, so the behaviour is visible, bounded and testable. Permanent failures (400, 401, 403,
-404, 422...) are reported at once. No per-prompt failure ever raises: it becomes a Completion with
-`error` set.
+It POSTs `/chat/completions` with a plain HTTP client (httpx2) kept per process, not the openai SDK:
+the SDK's request building and response models cost about 1 ms of CPU per call more, which is most of
+what ftvp adds per result at a few hundred calls a second (docs/benchmarks.md). This module retries
+transient failures itself (timeouts, connection errors, 408/409/429/5xx) with exponential backoff and
+jitter, honouring `retry-after-ms` / `retry-after`, so the behaviour is visible, bounded and testable.
+Permanent failures (400, 401, 403, 404, 422...) are reported at once. No per-prompt failure ever
+raises: it becomes a Completion with `error` set.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
+import os
 import random
 import re
+import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from contextlib import ExitStack, contextmanager
+from http import HTTPStatus
 from typing import Any
 
-import openai
-
+from . import transport
 from .base import Completion, GenerationParams, Messages, ProviderError, TransientError
 from .limits import Limiter, LimiterUnavailable
 
@@ -29,6 +34,9 @@ logger = logging.getLogger(__name__)
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_API_KEY = "not-needed"  # self-hosted servers (vLLM, Ollama, llama.cpp) accept any key
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
+# Sent when set in the worker's environment, as the openai SDK does (keys of several organisations).
+OPENAI_HEADERS = {"OpenAI-Organization": "OPENAI_ORG_ID", "OpenAI-Project": "OPENAI_PROJECT_ID"}
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
 MAX_ERROR_CHARS = 300
 
 
@@ -69,8 +77,12 @@ def _one_line(text: str, secret: str | None = None) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
-def _status_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
+def _status_message(reply: transport.Reply) -> str:
+    """The error message an OpenAI-compatible server put in its error body, else the body or reason."""
+    try:
+        body = json.loads(reply.body)
+    except ValueError:
+        body = reply.body.decode("utf-8", "replace")
     if isinstance(body, Mapping):
         inner = body.get("error", body)
         if isinstance(inner, Mapping) and inner.get("message"):
@@ -81,7 +93,41 @@ def _status_message(exc: openai.APIStatusError) -> str:
             return str(body["message"])
     if isinstance(body, str) and body:
         return body
-    return exc.message
+    return HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else "error"
+
+
+# The threads that make an endpoint's calls in this process: one pool of `max_concurrency` threads
+# per endpoint, shared by every batch the process works on at the same time, so a process never has
+# more calls in flight (or threads waiting for a slot) than the endpoint allows; the shared limiter
+# bounds the calls of all processes together. A pool lives while batches use it: the last one to
+# finish shuts it down, and its threads (with their kept-alive connections) end.
+class _Pool:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.users = 0
+        self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ftvp-llm")
+
+
+_pools: dict[str, _Pool] = {}
+_pools_lock = threading.Lock()
+
+
+@contextmanager
+def _call_pool(key: str, size: int) -> Iterator[ThreadPoolExecutor]:
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None or pool.size != size:  # a changed limit: a new pool; the old one drains
+            pool = _pools[key] = _Pool(size)
+        pool.users += 1
+    try:
+        yield pool.executor
+    finally:
+        with _pools_lock:
+            pool.users -= 1
+            if pool.users == 0:
+                if _pools.get(key) is pool:
+                    del _pools[key]
+                pool.executor.shutdown(wait=False)
 
 
 class OpenAICompatProvider:
@@ -118,20 +164,26 @@ class OpenAICompatProvider:
         self.limiter_key = limiter_key or f"{self.base_url}|{model}"
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        api_key = (api_key or "").strip()  # a key read from a file often ends with a newline
+        if api_key and not _KEY_CHARS.fullmatch(api_key):
+            raise ProviderError(
+                "the API key holds spaces, control or non-ASCII characters: check the variable's value"
+            )
         self._secret = api_key or None
-        # max_retries=0: retrying happens here, where it is visible and testable.
-        self._client = openai.OpenAI(
-            base_url=self.base_url,
-            api_key=api_key or PLACEHOLDER_API_KEY,
-            timeout=timeout,
-            max_retries=0,
-        )
+        try:
+            self._target = transport.Target.parse(self.base_url)
+        except ValueError as exc:
+            raise ProviderError(f"base URL: {exc}") from exc
+        self._headers = {"Authorization": f"Bearer {api_key or PLACEHOLDER_API_KEY}"}
+        for header, variable in OPENAI_HEADERS.items():  # as the openai SDK sends them
+            if os.environ.get(variable, "").strip():
+                self._headers[header] = os.environ[variable].strip()
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAICompatProvider(model={self.model!r}, base_url={self.base_url!r})"
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing to release: connections belong to the pool threads and serve the next batch."""
 
     def __enter__(self) -> OpenAICompatProvider:
         return self
@@ -143,16 +195,46 @@ class OpenAICompatProvider:
 
     def complete_many(self, prompts: list[Messages], params: GenerationParams) -> list[Completion]:
         """One Completion per prompt, in order; failures are Completions with `error` set."""
+        completions: list[Completion | None] = [None] * len(prompts)
+        for index, completion in self.complete_iter(prompts, params):
+            completions[index] = completion
+        return completions  # type: ignore[return-value]
+
+    def complete_iter(
+        self, prompts: list[Messages], params: GenerationParams, stop: threading.Event | None = None
+    ) -> Iterator[tuple[int, Completion]]:
+        """(index, Completion) for each prompt as its call ends, at most `max_concurrency` at a time.
+
+        Once `stop` is set (a cancelled run) the calls not started yet are dropped and the ones in
+        flight still come out, so no answer paid for is lost. Closing the iterator drops both."""
         if not prompts:
-            return []
-        kwargs = self._request_kwargs(params)
-        workers = min(self.max_concurrency, len(prompts))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ftvp-llm") as pool:
-            return list(pool.map(lambda messages: self._complete_safely(messages, kwargs), prompts))
+            return
+        body = self._request_body(params)
+        with _call_pool(self.limiter_key, self.max_concurrency) as pool:
+            futures = {
+                pool.submit(self._complete_safely, messages, body, stop): i
+                for i, messages in enumerate(prompts)
+            }
+            try:
+                for future in as_completed(futures):
+                    if stop is not None and stop.is_set():
+                        for other in futures:
+                            other.cancel()  # no-op for calls in flight or done
+                    if future.cancelled():
+                        continue
+                    yield futures[future], future.result()
+                    if stop is not None and stop.is_set():
+                        for other in futures:
+                            other.cancel()
+            finally:
+                for future in futures:
+                    future.cancel()
+                wait(futures)
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _request_kwargs(self, params: GenerationParams) -> dict[str, Any]:
+    def _request_body(self, params: GenerationParams) -> dict[str, Any]:
+        """The request's JSON fields except the messages; extra params go in as they are."""
         kwargs: dict[str, Any] = {
             "model": self.model,
             "temperature": params.temperature,
@@ -162,28 +244,34 @@ class OpenAICompatProvider:
             kwargs["top_p"] = params.top_p
         if params.seed is not None:
             kwargs["seed"] = params.seed
-        if params.extra:
-            kwargs["extra_body"] = dict(params.extra)
+        for name, value in (params.extra or {}).items():
+            kwargs.setdefault(name, value)
         return kwargs
 
-    def _complete_safely(self, messages: Messages, kwargs: dict[str, Any]) -> Completion:
+    def _complete_safely(
+        self, messages: Messages, body: dict[str, Any], stop: threading.Event | None = None
+    ) -> Completion:
         try:
-            return self._complete(messages, kwargs)
+            return self._complete(messages, body, stop)
         except Exception as exc:  # a bug or surprise must still not sink the batch
             logger.exception("unexpected failure calling %s (%s)", self.model, self.base_url)
             return Completion(error=_one_line(f"{type(exc).__name__}: {exc}", self._secret))
 
-    def _complete(self, messages: Messages, kwargs: dict[str, Any]) -> Completion:
+    def _complete(
+        self, messages: Messages, body: dict[str, Any], stop: threading.Event | None = None
+    ) -> Completion:
         max_attempts = self.max_retries + 1
         attempt = 0
         while True:
             attempt += 1
             try:
-                completion = self._attempt(messages, kwargs)
+                completion = self._attempt(messages, body)
             except _PermanentError as exc:
                 return Completion(error=_one_line(str(exc), self._secret), attempts=attempt)
             except TransientError as exc:
-                if attempt >= max_attempts:
+                if attempt >= max_attempts or (
+                    stop is not None and stop.is_set()
+                ):  # out of tries, or cancelled
                     return Completion(error=self._final_message(exc, attempt), attempts=attempt)
                 delay = self._backoff(attempt, exc.retry_after)
                 logger.info(
@@ -199,7 +287,7 @@ class OpenAICompatProvider:
             completion.attempts = attempt
             return completion
 
-    def _attempt(self, messages: Messages, kwargs: dict[str, Any]) -> Completion:
+    def _attempt(self, messages: Messages, body: dict[str, Any]) -> Completion:
         """One call. Returns a Completion or raises TransientError / _PermanentError."""
         with ExitStack() as stack:
             if self.limiter is not None:
@@ -213,33 +301,52 @@ class OpenAICompatProvider:
                     )
                 except (TimeoutError, LimiterUnavailable) as exc:
                     raise TransientError(f"no concurrency slot: {exc}") from exc
+            started = time.perf_counter()
             try:
-                started = time.perf_counter()
-                response = self._client.chat.completions.create(messages=messages, **kwargs)
-                latency_ms = (time.perf_counter() - started) * 1000.0
-            except openai.APITimeoutError as exc:
+                reply = transport.post_json(
+                    self._target,
+                    "/chat/completions",
+                    {**body, "messages": messages},
+                    self._headers,
+                    self.timeout,
+                )
+            except transport.CallTimeout as exc:
                 raise TransientError("timed out") from exc
-            except openai.APIConnectionError as exc:
-                raise TransientError(f"connection error: {exc.__cause__ or exc.message}") from exc
-            except openai.APIStatusError as exc:
-                message = f"HTTP {exc.status_code}: {_status_message(exc)}"
-                if exc.status_code in RETRYABLE_STATUSES or exc.status_code >= 500:
-                    raise TransientError(message, retry_after_seconds(exc.response.headers)) from exc
-                raise _PermanentError(message) from exc
-            except openai.OpenAIError as exc:  # e.g. a response that does not fit the schema
-                raise _PermanentError(f"{type(exc).__name__}: {exc}") from exc
-            except ValueError as exc:  # a 200 whose body is not JSON (a proxy's HTML page...)
-                raise _PermanentError(f"invalid response: {exc}") from exc
-
-        if not response.choices:
-            raise _PermanentError("response had no choices")
-        usage = response.usage
-        return Completion(
-            text=response.choices[0].message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage is not None else None,
-            completion_tokens=usage.completion_tokens if usage is not None else None,
-            latency_ms=latency_ms,
-        )
+            except transport.CallFailed as exc:  # refused, reset, DNS, a broken answer...
+                raise TransientError(f"connection error: {exc}") from exc
+            except transport.CertificateError as exc:
+                raise _PermanentError(str(exc)) from exc
+            latency_ms = (time.perf_counter() - started) * 1000.0
+        status = reply.status
+        if 300 <= status < 400:  # not followed: the key must not go to wherever it points
+            where = reply.headers.get("location") or "another address"
+            raise _PermanentError(
+                f"HTTP {status}: the endpoint redirects to {where}; set its base URL to the final address"
+            )
+        if 200 <= status < 300 and not reply.body.strip():
+            raise _PermanentError(f"invalid response: HTTP {status} with an empty body")
+        if status >= 400 or status < 200:
+            message = f"HTTP {status}: {_status_message(reply)}"
+            if status in RETRYABLE_STATUSES or status >= 500:
+                raise TransientError(message, retry_after_seconds(reply.headers))
+            raise _PermanentError(message)
+        try:
+            data = json.loads(reply.body)
+            choices = data["choices"]
+            usage = data.get("usage") or {}
+            if not choices:
+                raise _PermanentError("response had no choices")
+            text = choices[0]["message"].get("content")
+            return Completion(
+                text=text if isinstance(text, str) else "",
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                latency_ms=latency_ms,
+            )
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # a 200 whose body is not a chat completion (a proxy's HTML page, another API...)
+            detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+            raise _PermanentError(f"invalid response: {detail}") from exc
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -26,6 +28,7 @@ from evaluations.models import (
     Case,
     CompletionCache,
     Endpoint,
+    Provider,
     Result,
     Run,
     RunStatus,
@@ -52,6 +55,7 @@ from evaluations.services.scorings import (
 log = logging.getLogger(__name__)
 
 MAX_REPEATS = 20
+MAX_REMOTE_BATCH = 256
 # A batch whose task crashed this many times fails its run instead of being retried forever.
 MAX_ATTEMPTS = 5
 
@@ -88,8 +92,10 @@ def run_create(
     )
     if not case_ids:
         raise RunError(f"{suite_version} has no test cases")
-    size = settings.FTVP_BATCH_SIZE
-    chunks = [case_ids[i : i + size] for i in range(0, len(case_ids), size)]
+    chunks = {
+        endpoint.pk: [case_ids[i : i + size] for i in range(0, len(case_ids), size)]
+        for endpoint, size in ((e, batch_size(e)) for e, _ in arms)
+    }
     with transaction.atomic():
         run = Run.objects.create(
             suite_version=suite_version,
@@ -99,7 +105,7 @@ def run_create(
             created_by=user,
             schedule=schedule,
             expected_results=len(case_ids) * len(arms) * repeats,
-            batches_total=len(chunks) * len(arms),
+            batches_total=sum(len(chunks[e.pk]) for e, _ in arms),
         )
         arm_rows = Arm.objects.bulk_create(
             [Arm(run=run, endpoint=e, strategy=s, position=i) for i, (e, s) in enumerate(arms)]
@@ -108,7 +114,7 @@ def run_create(
             [
                 Batch(run=run, arm=arm, index=index, case_ids=chunk)
                 for arm in arm_rows
-                for index, chunk in enumerate(chunks)
+                for index, chunk in enumerate(chunks[arm.endpoint_id])
             ]
         )
         scoring_create(run=run, user=user)
@@ -128,6 +134,16 @@ def run_create(
         )
         enqueue("start_run", run.pk)
     return run
+
+
+def batch_size(endpoint: Endpoint) -> int:
+    """Cases per batch for an arm on `endpoint`: FTVP_BATCH_SIZE, and for a remote endpoint at least
+    twice its concurrency (at most MAX_REMOTE_BATCH), so that one batch alone keeps the endpoint busy
+    and the fixed cost of a batch (its messages, lease, reads and marks) is spread over many calls."""
+    size = settings.FTVP_BATCH_SIZE
+    if endpoint.provider == Provider.LOCAL:
+        return size
+    return max(size, min(MAX_REMOTE_BATCH, 2 * endpoint.max_concurrency))
 
 
 def run_start(*, run_id: int) -> bool:
@@ -382,28 +398,72 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
         missing = []
     ready = [i for i in range(len(todo)) if completions[i] is not None]
     _save(arm, todo, prompts, completions, from_cache, keys, ready)
-    # Call in chunks so a cancel is noticed and results land progressively.
-    step = max(settings.FTVP_LOCAL_BATCH, endpoint.max_concurrency * 2)
+
+    def settle(i: int, completion: Completion) -> list[int]:
+        """Record the answer to todo[i] and to the identical prompts that waited for it."""
+        completions[i] = completion
+        for copy in copies.get(i, []):
+            completions[copy], from_cache[copy] = completion, completion.ok
+        return [i, *copies.get(i, [])]
+
     try:
+        if missing and hasattr(provider, "complete_iter"):
+            _stream(run, provider, [prompts[i] for i in missing], gen_params, missing, settle,
+                    lambda done: _save(arm, todo, prompts, completions, from_cache, keys, done),
+                    flush_every=max(32, 2 * endpoint.max_concurrency))  # fmt: skip
+            return
+        # A local model answers a chunk at a time: a cancel is noticed between chunks.
+        step = max(settings.FTVP_LOCAL_BATCH, endpoint.max_concurrency * 2)
         for start in range(0, len(missing), step):
-            if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists():
+            if not _running(run.pk):
                 return
             chunk = missing[start : start + step]
             try:
                 got = provider.complete_many([prompts[i] for i in chunk], gen_params)
             except ProviderError as exc:  # the endpoint as a whole is unusable (e.g. model missing)
                 got = [Completion(error=str(exc)) for _ in chunk]
-            done = list(chunk)
-            for i, completion in zip(chunk, got, strict=True):
-                completions[i] = completion
-                for copy in copies.get(i, []):
-                    completions[copy], from_cache[copy] = completion, completion.ok
-                    done.append(copy)
+            done = [j for i, completion in zip(chunk, got, strict=True) for j in settle(i, completion)]
             _save(arm, todo, prompts, completions, from_cache, keys, done)
     finally:
         close = getattr(provider, "close", None)
         if close is not None:
             close()
+
+
+# Answers are written as they arrive, at least this often, so a run's progress is live and a killed
+# worker loses little; more often costs a commit each.
+FLUSH_SECONDS = 1.0
+
+
+def _running(run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).exists()
+
+
+def _stream(run, provider, prompts, params, indices, settle, save, *, flush_every: int) -> None:
+    """Call the endpoint for every prompt, `flush_every` answers or FLUSH_SECONDS at a time saved as
+    they arrive (no chunk waits for its slowest call). A cancelled run is noticed at a save: the calls
+    not started are dropped, and the answers of the calls in flight are still saved."""
+    pending: list[int] = []
+    last = time.monotonic()
+    stop = threading.Event()
+    stream = provider.complete_iter(prompts, params, stop=stop)
+    try:
+        for position, completion in stream:
+            pending.extend(settle(indices[position], completion))
+            if len(pending) >= flush_every or time.monotonic() - last >= FLUSH_SECONDS:
+                save(pending)
+                pending, last = [], time.monotonic()
+                if not stop.is_set() and not _running(run.pk):
+                    stop.set()
+    except BaseException:
+        # A failed save (the database gone) or a worker shutting down: the calls not started are
+        # dropped, and the batch is called again by whoever takes its lease next (saved answers are
+        # skipped then); the answers not saved yet are not worth a second failure here.
+        stop.set()
+        stream.close()
+        log.warning("batch of run #%s stopped with %d answer(s) not saved", run.pk, len(pending))
+        raise
+    save(pending)
 
 
 def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
@@ -486,8 +546,10 @@ def batch_score(*, batch_id: int) -> None:
     if not _claim(batch_id, "score"):
         return
     scoring = current_scoring(batch.run_id)
-    results = list(
-        Result.objects.filter(arm_id=batch.arm_id, case_id__in=batch.case_ids).select_related("case")
+    results = list(  # the rendered prompt is not scored: not read (it is most of a row)
+        Result.objects.filter(arm_id=batch.arm_id, case_id__in=batch.case_ids)
+        .select_related("case")
+        .defer("prompt")
     )
     with _heartbeat(batch_id):
         scoring_apply(scoring=scoring, results=results)

@@ -370,3 +370,98 @@ def test_it_reports_a_prompt_that_never_got_a_concurrency_slot(server: FakeOpenA
     assert completion.error.startswith("no concurrency slot")
     assert completion.attempts == 2
     assert server.requests == []
+
+
+def test_answers_stream_as_their_calls_end_and_a_stop_drops_the_calls_not_started(server: FakeOpenAI) -> None:
+    def answer(body: dict) -> str:
+        text = body["messages"][-1]["content"]
+        if text == "slow":
+            time.sleep(0.3)
+        return text
+
+    server.responder = answer
+    prompts = [user("slow"), user("a"), user("b")]
+
+    got = list(make_provider(server.base_url, max_concurrency=2).complete_iter(prompts, PARAMS))
+
+    assert [(i, c.text) for i, c in got] == [(1, "a"), (2, "b"), (0, "slow")]  # as they ended
+
+    server.reset()
+    server.delay = 0.05
+    stop = threading.Event()
+    stream = make_provider(server.base_url, max_concurrency=2).complete_iter(
+        [user(f"p{i}") for i in range(20)], PARAMS, stop=stop
+    )
+    first = next(stream)
+    stop.set()  # a cancelled run: calls not started are dropped, calls in flight still answer
+    rest = list(stream)
+
+    assert first[1].ok and all(c.ok for _, c in rest)
+    assert len(server.requests) == 1 + len(rest) < 6
+
+
+def test_a_redirect_is_reported_not_followed(server: FakeOpenAI) -> None:
+    server.fail_next(308, 1, headers={"Location": "https://elsewhere.example/v1/chat/completions"})
+
+    (completion,) = make_provider(server.base_url).complete_many([user("x")], PARAMS)
+
+    assert completion.error == (
+        "HTTP 308: the endpoint redirects to https://elsewhere.example/v1/chat/completions; "
+        "set its base URL to the final address"
+    )
+    assert completion.attempts == 1
+
+
+def test_an_empty_answer_body_is_an_invalid_response(server: FakeOpenAI) -> None:
+    server.fail_next(200, 1, body=b"")
+
+    (completion,) = make_provider(server.base_url).complete_many([user("x")], PARAMS)
+
+    assert completion.error == "invalid response: HTTP 200 with an empty body"
+
+
+def test_a_key_read_with_its_newline_works_and_a_key_with_spaces_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-42")
+    with FakeOpenAI(api_key="sk-secret-123") as server:
+        (completion,) = make_provider(server.base_url, api_key="sk-secret-123\n").complete_many(
+            [user("hi")], PARAMS
+        )
+        assert completion.ok
+        assert server.request_headers[0]["openai-organization"] == "org-42"
+    with pytest.raises(ProviderError) as caught:
+        make_provider("http://127.0.0.1:1/v1", api_key="sk-secret 123")
+    assert "secret" not in str(caught.value)
+
+
+def test_a_base_url_with_a_query_is_refused() -> None:
+    with pytest.raises(ProviderError, match="query"):
+        make_provider("https://example.com/v1?api-version=2024")
+
+
+def test_a_stop_ends_the_retries_of_calls_in_flight(server: FakeOpenAI) -> None:
+    server.fail_next(503, 100)
+    provider = make_provider(server.base_url, max_retries=50, backoff_base=0.05, backoff_max=0.05)
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+
+    started = time.monotonic()
+    completions = [c for _, c in provider.complete_iter([user("x")], PARAMS, stop=stop)]
+
+    assert time.monotonic() - started < 2.0  # not 50 retries
+    assert completions[0].error.startswith("HTTP 503")
+    assert completions[0].attempts < 50
+
+
+def test_an_endpoints_pool_ends_when_no_batch_uses_it(server: FakeOpenAI) -> None:
+    def pool_threads() -> int:
+        return sum(t.name.startswith("ftvp-llm") for t in threading.enumerate())
+
+    before = pool_threads()
+    make_provider(server.base_url, max_concurrency=6).complete_many(
+        [user(f"p{i}") for i in range(12)], PARAMS
+    )
+
+    deadline = time.monotonic() + 5
+    while pool_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool_threads() == before

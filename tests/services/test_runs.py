@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from evaluations.models import Batch, Result, Run, RunStatus
 from evaluations.services import runs
-from evaluations.services.runs import RunError, run_cancel, run_create
+from evaluations.services.runs import MAX_REMOTE_BATCH, RunError, batch_size, run_cancel, run_create
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
 from tests.fakeopenai import answers_responder
 
@@ -36,6 +36,32 @@ def test_it_creates_arms_and_batches_and_starts_on_commit(
     assert run.batches_total == 2 * 3  # 10 cases in batches of 4
     assert run.expected_results == 20
     assert task_queue.sent == [("start_run", (run.pk,))]
+
+
+def test_a_remote_endpoints_batches_hold_twice_its_concurrency(endpoint, settings):
+    """One batch alone keeps the endpoint busy; a local model's batches keep FTVP_BATCH_SIZE."""
+    version = _suite(40)
+    settings.FTVP_BATCH_SIZE = 4
+    wide = EndpointFactory(name="wide", base_url=endpoint.base_url, max_concurrency=8)
+    local = EndpointFactory(name="local", provider="local", model="smollm2", base_url="", max_concurrency=8)
+    huge = EndpointFactory(name="huge", base_url=endpoint.base_url, max_concurrency=1000)
+
+    run = run_create(
+        suite_version=version,
+        arms=[(endpoint, strategy("plain")), (wide, strategy("plain")), (local, strategy("plain"))],
+    )
+
+    sizes = {
+        arm.endpoint.name: sorted({len(b.case_ids) for b in arm.batches.all()})
+        for arm in run.arms.select_related("endpoint")
+    }
+    assert sizes == {"fake": [4], "wide": [8, 16], "local": [4]}  # 40 = 16 + 16 + 8
+    assert run.batches_total == 10 + 3 + 10
+    assert sorted(c for b in run.arms.get(endpoint=wide).batches.all() for c in b.case_ids) == sorted(
+        version.cases.values_list("id", flat=True)
+    )
+    assert batch_size(huge) == MAX_REMOTE_BATCH
+    assert batch_size(EndpointFactory(name="one", max_concurrency=1)) == 4
 
 
 def test_it_refuses_a_run_without_arms_or_with_a_duplicate_arm(endpoint):
@@ -139,6 +165,34 @@ def test_a_cancelled_run_stops_calling_the_model(endpoint, fake_openai, task_que
     assert run.status == RunStatus.CANCELLED
     assert fake_openai.requests == []
     assert not run_cancel(run_id=run.pk)
+
+
+def test_a_run_cancelled_mid_batch_stops_at_its_next_save_and_keeps_what_it_got(
+    db, fake_openai, task_queue, settings, monkeypatch
+):
+    from evaluations.services import runs
+
+    settings.FTVP_BATCH_SIZE = 200  # one batch: the cancel lands while its calls are under way
+    fake_openai.delay = 0.02
+    endpoint = EndpointFactory(name="slow", base_url=fake_openai.base_url, max_concurrency=1)
+    version = _suite(100)
+    run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
+    save = runs._save
+
+    def save_then_cancel(*args) -> None:  # someone presses Cancel once the first answers are stored
+        save(*args)
+        if Result.objects.filter(arm__run=run).exists():
+            run_cancel(run_id=run.pk)
+
+    monkeypatch.setattr(runs, "_save", save_then_cancel)
+    monkeypatch.setattr(runs, "FLUSH_SECONDS", 60.0)  # saves every 32 answers, however slow the machine
+    task_queue.drain()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    calls = len(fake_openai.requests)
+    assert 32 <= calls < 50  # answers are saved 32 at a time; calls went on during that save
+    assert Result.objects.filter(arm__run=run).count() == calls  # every answer received was kept
 
 
 def test_http_failures_become_error_results_not_a_failed_run(endpoint, fake_openai, task_queue):
