@@ -26,6 +26,7 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "ftvp:limit:"
+RELEASED = ":released"  # suffix of the list a release pushes to, so one waiter wakes at once
 DEFAULT_LEASE_SECONDS = 120.0
 
 
@@ -141,7 +142,11 @@ class RedisLimiter:
         return token if acquired == 1 else None
 
     def acquire(self, key: str, limit: int, timeout: float, lease: float | None = None) -> str:
-        """Wait up to `timeout` seconds for a slot; return its lease token or raise TimeoutError."""
+        """Wait up to `timeout` seconds for a slot; return its lease token or raise TimeoutError.
+
+        Between attempts a waiter blocks on the key's release list (BLPOP) for up to the poll
+        interval: a release wakes one waiter at once, and the interval still bounds the wait for a
+        slot that comes back by its lease expiring."""
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             token = self.try_acquire(key, limit, lease)
@@ -150,11 +155,21 @@ class RedisLimiter:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no free slot for {key!r} (limit {limit}) within {timeout:g}s")
-            time.sleep(min(remaining, self.poll_interval * random.uniform(0.5, 1.5)))
+            wait = min(remaining, self.poll_interval * random.uniform(0.5, 1.5))
+            try:
+                self._client.blpop([self.redis_key(key) + RELEASED], timeout=max(0.001, wait))
+            except self._redis_error as exc:
+                raise LimiterUnavailable(f"redis limiter unavailable: {exc}") from exc
 
     def release(self, key: str, token: str) -> None:
+        redis_key = self.redis_key(key)
         try:
-            self._client.zrem(self.redis_key(key), token)
+            pipe = self._client.pipeline(transaction=False)
+            pipe.zrem(redis_key, token)
+            pipe.lpush(redis_key + RELEASED, 1)  # wakes one waiter
+            pipe.ltrim(redis_key + RELEASED, 0, 63)  # nobody waiting: wake-ups do not pile up
+            pipe.pexpire(redis_key + RELEASED, int(self.lease_seconds * 1000))
+            pipe.execute()
         except self._redis_error as exc:
             # The lease expires on its own; a lost release only delays the slot's return.
             logger.warning("could not release limiter slot for %r: %s", key, exc)

@@ -239,3 +239,17 @@ def test_redis_limiter_fails_fast_when_redis_is_unreachable(request, port_fixtur
         pass
 
     assert time.monotonic() - started < 2
+
+
+@needs_redis
+def test_a_release_wakes_a_waiter_at_once_not_at_its_next_poll(make_redis_limiter) -> None:
+    holder, waiter = make_redis_limiter(), make_redis_limiter()
+    waiter.poll_interval = 5.0  # a waiter that only polled would sleep 2.5 s or more
+    token = holder.acquire("endpoint", 1, timeout=1)
+    threading.Timer(0.2, holder.release, args=("endpoint", token)).start()
+
+    started = time.monotonic()
+    with waiter.slot("endpoint", 1, timeout=10):
+        waited = time.monotonic() - started
+
+    assert 0.15 < waited < 1.5
