@@ -99,12 +99,17 @@ def _status_message(reply: transport.Reply) -> str:
 # The threads that make an endpoint's calls in this process: one pool of `max_concurrency` threads
 # per endpoint, shared by every batch the process works on at the same time, so a process never has
 # more calls in flight (or threads waiting for a slot) than the endpoint allows; the shared limiter
-# bounds the calls of all processes together. A pool lives while batches use it: the last one to
-# finish shuts it down, and its threads (with their kept-alive connections) end.
+# bounds the calls of all processes together. A pool outlives its last batch by POOL_IDLE_SECONDS, so
+# the next batch finds its threads and their kept-alive connections; then (checked whenever a batch
+# takes a pool) it is shut down and its threads, with their connections, end.
+POOL_IDLE_SECONDS = 30.0
+
+
 class _Pool:
     def __init__(self, size: int) -> None:
         self.size = size
         self.users = 0
+        self.idle_since = time.monotonic()
         self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ftvp-llm")
 
 
@@ -115,8 +120,15 @@ _pools_lock = threading.Lock()
 @contextmanager
 def _call_pool(key: str, size: int) -> Iterator[ThreadPoolExecutor]:
     with _pools_lock:
+        now = time.monotonic()
+        for other_key, other in list(_pools.items()):
+            if other.users == 0 and now - other.idle_since > POOL_IDLE_SECONDS:
+                del _pools[other_key]
+                other.executor.shutdown(wait=False)
         pool = _pools.get(key)
         if pool is None or pool.size != size:  # a changed limit: a new pool; the old one drains
+            if pool is not None and pool.users == 0:
+                pool.executor.shutdown(wait=False)
             pool = _pools[key] = _Pool(size)
         pool.users += 1
     try:
@@ -124,9 +136,8 @@ def _call_pool(key: str, size: int) -> Iterator[ThreadPoolExecutor]:
     finally:
         with _pools_lock:
             pool.users -= 1
-            if pool.users == 0:
-                if _pools.get(key) is pool:
-                    del _pools[key]
+            pool.idle_since = time.monotonic()
+            if pool.users == 0 and _pools.get(key) is not pool:  # replaced meanwhile: end it now
                 pool.executor.shutdown(wait=False)
 
 

@@ -452,16 +452,25 @@ def test_a_stop_ends_the_retries_of_calls_in_flight(server: FakeOpenAI) -> None:
     assert completions[0].attempts < 50
 
 
-def test_an_endpoints_pool_ends_when_no_batch_uses_it(server: FakeOpenAI) -> None:
+def test_an_endpoints_pool_serves_the_next_batch_then_ends_once_idle(server: FakeOpenAI, monkeypatch) -> None:
+    from evaluations.providers import openai_compat
+
     def pool_threads() -> int:
         return sum(t.name.startswith("ftvp-llm") for t in threading.enumerate())
 
     before = pool_threads()
-    make_provider(server.base_url, max_concurrency=6).complete_many(
-        [user(f"p{i}") for i in range(12)], PARAMS
-    )
+    provider = make_provider(server.base_url, max_concurrency=6)
+    provider.complete_many([user(f"p{i}") for i in range(12)], PARAMS)
+    kept = openai_compat._pools[provider.limiter_key]
+    provider.complete_many([user(f"q{i}") for i in range(12)], PARAMS)
+    assert openai_compat._pools[provider.limiter_key] is kept  # the next batch found its threads
+    assert pool_threads() - before <= 6
 
+    monkeypatch.setattr(openai_compat, "POOL_IDLE_SECONDS", 0.0)  # as if idle for a while
+    make_provider(server.base_url, model="other", max_concurrency=1).complete_many([user("x")], PARAMS)
+
+    assert provider.limiter_key not in openai_compat._pools
     deadline = time.monotonic() + 5
-    while pool_threads() > before and time.monotonic() < deadline:
+    while pool_threads() > before + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pool_threads() == before
+    assert pool_threads() <= before + 1  # the other endpoint's one thread, until it idles too
