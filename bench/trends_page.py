@@ -38,6 +38,7 @@ def main() -> None:
 
     django.setup()
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
@@ -57,6 +58,7 @@ def main() -> None:
         f"points ({Result.objects.count()} results) in {time.monotonic() - started:.1f} s"
     )
     user = get_user_model().objects.create_user("bench")  # no password: logged in by force_login
+    user.groups.add(Group.objects.get(name="viewer"))  # the role that reads trends
     client = Client()
     client.force_login(user)
     url = reverse("evaluations:suite-trends", args=[suite.pk]) + f"?days={args.range}"

@@ -448,7 +448,11 @@ class Result(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["arm", "case", "sample"], name="result_unique_arm_case_sample"),
         ]
-        indexes = [models.Index(fields=["arm", "passed"])]
+        indexes = [
+            models.Index(fields=["arm", "passed"]),
+            # The few failed calls of an arm (progress counts them on every poll), not all its results.
+            models.Index(fields=["arm"], condition=~Q(error=""), name="result_errors_by_arm"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.arm} / {self.case.key} #{self.sample}"

@@ -134,6 +134,12 @@ def results_for_run(
     return qs.order_by("case__position", "arm__position", "sample")
 
 
+def results_by_pk(ids: list[int]) -> list[Result]:
+    """The results with these ids, in this order, with their case and arm (one query; none for no ids)."""
+    found = Result.objects.select_related("case", "arm__endpoint", "arm__strategy").in_bulk(ids)
+    return [found[pk] for pk in ids if pk in found]
+
+
 def suites_with_counts() -> QuerySet[Suite]:
     return Suite.objects.annotate(version_count=Count("versions", distinct=True)).order_by("name")
 

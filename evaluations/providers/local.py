@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluations.analysis.costs import compute_cost
+from evaluations.heap import release_freed_memory
 
 from .base import Completion, GenerationParams, Messages, ProviderError
 
@@ -87,6 +88,7 @@ def load_model(name: str, adapter: str | Path | None = None) -> LoadedModel:
         model.eval()
         tokenizer.padding_side = "left"
         _models[key] = LoadedModel(model=model, tokenizer=tokenizer, lock=threading.Lock())
+        release_freed_memory()  # the GGUF's dequantization buffers
         log.info(
             "loaded local model %s%s in %.1fs",
             name,
@@ -121,6 +123,8 @@ class LocalProvider:
         out: list[Completion] = []
         for start in range(0, len(prompts), self.batch_size):
             out.extend(self._generate(loaded, prompts[start : start + self.batch_size], params))
+            # The batch's KV cache and activations, held by this thread's malloc arena otherwise.
+            release_freed_memory()
         return out
 
     def _generate(

@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from evaluations.heap import release_freed_memory
+
 MINILM_NAME = "all-MiniLM-L6-v2"
 
 
@@ -78,6 +80,7 @@ class SentenceTransformerEmbedder:
             normalize_embeddings=True,
             show_progress_bar=False,
         )
+        release_freed_memory()  # the activations of the batch (see evaluations/heap.py)
         return np.asarray(vectors, dtype=np.float32)
 
 

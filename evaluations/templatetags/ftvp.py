@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 from django import template
+from django.utils.html import conditional_escape
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -53,3 +55,15 @@ def pvalue(value) -> str:
     if number is None:
         return "—"
     return "<0.0001" if number < 0.0001 else f"{number:.4f}"
+
+
+@register.filter
+def word_diff_html(pieces) -> str:
+    """A word diff's (op, text) pieces as `<span class="d-OP">TEXT</span>`, both escaped: one filter
+    call instead of a template loop over hundreds of pieces on a compare page."""
+    return mark_safe(  # noqa: S308  (every piece is escaped here)
+        "".join(
+            f'<span class="d-{conditional_escape(op)}">{conditional_escape(text)}</span>'
+            for op, text in pieces
+        )
+    )

@@ -283,16 +283,19 @@ def run_results(request: HttpRequest, pk: int) -> HttpResponse:
     qs = selectors.results_for_run(
         run, arm_id=int(arm_id) if arm_id.isdigit() else None, outcome=outcome, query=query
     )
+    # The page's ids first (a sort of narrow rows), then its 25 rows in full: sorting the run's whole
+    # rows (prompts, outputs, scores) to keep 25 spilled to disk on runs of thousands of results.
+    page = _page(request, qs.values_list("pk", flat=True), 25)
+    page.object_list = with_reviews(selectors.results_by_pk(list(page.object_list)))  # + verdicts
     context = {
         "run": run,
-        "page": _page(request, qs, 25),
+        "page": page,
         "arm_filter": arm_id,
         "outcomes": OUTCOMES,
         "outcome": outcome,
         "q": query,
         "arm_choices": run.arms.select_related("endpoint", "strategy").order_by("position"),
     }
-    context["page"].object_list = with_reviews(context["page"].object_list)  # human verdicts, one query
     template = (
         "evaluations/_results_table.html"
         if request.headers.get("HX-Request")
@@ -335,6 +338,7 @@ def compare_view(request: HttpRequest) -> HttpResponse:
     rows = comparisons.filter_rows(result["rows"], view)
     context.update(result)
     context["page"] = _page(request, rows, 25)
+    comparisons.add_cases(context["page"].object_list, result["arms"][0])  # the page's cases only
     comparisons.add_diffs(context["page"].object_list)
     context["candidates"] = comparisons.arms_of_suite(result["arms"][0].run.suite_version.suite_id)
     return render(request, "evaluations/compare.html", context)

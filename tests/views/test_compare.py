@@ -8,9 +8,10 @@ import re
 import pytest
 from django.urls import reverse
 
-from evaluations.models import Arm
+from evaluations.models import Arm, Case, Result
 from evaluations.services.runs import run_create
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
+from tests.runs import ArmSpec, finished_run, suite_version
 
 LABELS = ("positive", "negative")
 
@@ -96,3 +97,17 @@ def test_two_arms_with_exactly_the_same_accuracy_say_so(auth_client, two_arm_run
     page = auth_client.get(reverse("evaluations:compare"), {"arm": [first.pk, second.pk]}).content.decode()
     assert page.count('class="verdict no-significant-difference"') == 2
     assert "no difference observed" in page
+
+
+def test_outputs_and_expected_outputs_are_escaped_in_the_word_diffs(auth_client, db):
+    version = suite_version(test_cases=2)
+    Case.objects.filter(version=version).update(expected="<b>bold</b> & more")
+    endpoint = EndpointFactory()
+    runs = [finished_run(version, [ArmSpec(endpoint, "zero-shot", [1.0, 0.0])]) for _ in range(2)]
+    Result.objects.filter(arm__run=runs[1]).update(output='<script>alert("x")</script> & more')
+    arms = [run.arms.get().pk for run in runs]
+    html = auth_client.get(reverse("evaluations:compare"), {"arm": arms}).content.decode()
+    assert "<script>alert" not in html and "<b>bold" not in html
+    assert '<span class="d-added">alert(&quot;x&quot;)&lt;/script</span>' in html
+    assert '<span class="d-missing">&lt;b&gt;bold&lt;/b&gt;</span>' in html
+    assert '<span class="d-same">&gt; &amp; more</span>' in html
