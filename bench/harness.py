@@ -18,15 +18,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def setup_django(prefix: str) -> tuple[Path, bool]:
-    """Configure and migrate; (scratch folder, whether PostgreSQL + Redis are used)."""
-    production = bool(os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
+def setup_django(prefix: str, *, embedded: bool = False) -> tuple[Path, bool]:
+    """Configure and migrate; (scratch folder, whether PostgreSQL + Redis are used). `embedded`:
+    always a fresh SQLite database in the scratch folder, whatever the environment says."""
+    production = not embedded and bool(os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.update({"FTVP_DATA_DIR": str(tmp), "DJANGO_SETTINGS_MODULE": "ftvp_site.settings"})
     if production:  # queues of its own: messages an earlier, interrupted benchmark left are not ours
         os.environ["FTVP_BROKER_PREFIX"] = f"ftvp-bench-{os.getpid()}-{int(time.time())}:"
     else:
-        for name in ("DATABASE_URL", "REDIS_URL", "FTVP_SQLITE_PATH"):
+        for name in ("DATABASE_URL", "REDIS_URL", "FTVP_SQLITE_PATH", "PYTEST_VERSION"):
             os.environ.pop(name, None)
     sys.path.insert(0, str(ROOT))
     import django

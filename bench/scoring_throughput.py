@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import sys
-import tempfile
 import time
-from pathlib import Path
+
+from harness import setup_django
 
 TARGET = 0.8
 WORDS = (
@@ -60,16 +59,7 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=1_000)
     args = parser.parse_args()
 
-    os.environ["FTVP_DATA_DIR"] = tempfile.mkdtemp(prefix="ftvp-bench-")
-    for var in ("DATABASE_URL", "REDIS_URL", "PYTEST_VERSION"):
-        os.environ.pop(var, None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ftvp_site.settings")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
+    setup_django("ftvp-bench-", embedded=True)
     from evaluations.models import Arm, Result, Run, RunStatus, Scoring, Strategy
     from evaluations.services.endpoints import endpoint_create
     from evaluations.services.runs import run_create
@@ -77,7 +67,6 @@ def main() -> int:
     from evaluations.services.scorings import scoring_create, scoring_execute
     from evaluations.services.suites import suite_import
 
-    call_command("migrate", verbosity=0)
     rows = ["id,input,expected"] + [f"c{i},question {i},{sentence(i, 'expected')}" for i in range(args.cases)]
     version = suite_import(name="bench", fileobj=io.BytesIO("\n".join(rows).encode()), filename="bench.csv")
     endpoint = endpoint_create(name="bench", provider="openai", model="m", base_url="http://127.0.0.1:9/v1")

@@ -11,15 +11,12 @@ Target: under 200 ms. Nothing outside a temporary folder is written.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
+
+from harness import setup_django
 
 TARGET_MS = 200.0
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -29,17 +26,9 @@ def main() -> None:
     parser.add_argument("--range", type=int, default=365, choices=(30, 90, 365), help="days shown")
     parser.add_argument("--requests", type=int, default=15)
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="ftvp-trends-bench-")
-    os.environ.update({"FTVP_DATA_DIR": tmp, "DJANGO_SETTINGS_MODULE": "ftvp_site.settings"})
-    for name in ("DATABASE_URL", "REDIS_URL", "FTVP_SQLITE_PATH"):
-        os.environ.pop(name, None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    setup_django("ftvp-trends-bench-", embedded=True)
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext, setup_test_environment
@@ -49,7 +38,6 @@ def main() -> None:
     from evaluations.services.trends_bench import trends_seed_bench
 
     setup_test_environment()  # the test client's host; responses keep their templates
-    call_command("migrate", verbosity=0)
     started = time.monotonic()
     seeded = trends_seed_bench(suite_name="trends-bench", days=args.days, arms=args.arms)
     suite = seeded["suite"]

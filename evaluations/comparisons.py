@@ -48,11 +48,6 @@ class Row:
     input: object = None  # the case's, and its expected outputs: set by `add_cases` for a shown row
     expected: list[str] = field(default_factory=list)
 
-    @property
-    def worst_drop(self) -> float:
-        drops = [-c.delta for c in self.cells[1:] if c.delta is not None]
-        return max(drops, default=0.0)
-
 
 class _ArmCases:
     """One arm's results by case, column by column in case order: per case the first sample's
@@ -134,9 +129,7 @@ class Rows(Sequence):
         return self._row(self.order[item])
 
     def subset(self, order: list[int]) -> Rows:
-        rows = Rows.__new__(Rows)
-        rows.keys, rows.data, rows.columns, rows.order = self.keys, self.data, self.columns, order
-        return rows
+        return Rows(self.keys, self.data, order)
 
     def _figures(self, j: int) -> list[tuple[float | None, bool | None]]:
         return [(d.score(col[j]), d.passed(col[j])) for d, col in zip(self.data, self.columns, strict=True)]

@@ -1,7 +1,7 @@
 """Provider for any OpenAI-compatible chat completions endpoint (OpenAI, vLLM, Ollama, llama.cpp, TGI...).
 
-It POSTs `/chat/completions` with a plain HTTP client (httpx2) kept per process, not the openai SDK:
-the SDK's request building and response models cost about 1 ms of CPU per call more, which is most of
+It POSTs `/chat/completions` through `transport.py` (http.client with kept-alive connections), not
+the openai SDK, whose request building and response models cost about 2 ms of CPU a call: most of
 what ftvp adds per result at a few hundred calls a second (docs/benchmarks.md). This module retries
 transient failures itself (timeouts, connection errors, 408/409/429/5xx) with exponential backoff and
 jitter, honouring `retry-after-ms` / `retry-after`, so the behaviour is visible, bounded and testable.
@@ -93,7 +93,10 @@ def _status_message(reply: transport.Reply) -> str:
             return str(body["message"])
     if isinstance(body, str) and body:
         return body
-    return HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else "error"
+    try:
+        return HTTPStatus(reply.status).phrase
+    except ValueError:  # a status code no standard names
+        return "error"
 
 
 # The threads that make an endpoint's calls in this process: one pool of `max_concurrency` threads
@@ -228,15 +231,12 @@ class OpenAICompatProvider:
             }
             try:
                 for future in as_completed(futures):
-                    if stop is not None and stop.is_set():
-                        for other in futures:
-                            other.cancel()  # no-op for calls in flight or done
                     if future.cancelled():
                         continue
                     yield futures[future], future.result()
-                    if stop is not None and stop.is_set():
+                    if stop is not None and stop.is_set():  # set by the caller between answers
                         for other in futures:
-                            other.cancel()
+                            other.cancel()  # no-op for calls in flight or done
             finally:
                 for future in futures:
                     future.cancel()

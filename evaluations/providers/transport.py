@@ -79,14 +79,14 @@ class Target:
 
 _local = threading.local()
 _ssl_context: ssl.SSLContext | None = None
-_ssl_lock = threading.Lock()
+_lock = threading.Lock()  # the shared TLS context and proxy clients, built once
 
 
 def _tls() -> ssl.SSLContext:
     """One TLS context per process, trusting what httpx would (SSL_CERT_FILE / SSL_CERT_DIR, the
     system's store): building one loads the CA bundle (tens of milliseconds)."""
     global _ssl_context
-    with _ssl_lock:
+    with _lock:
         if _ssl_context is None:
             try:
                 from httpcore2 import default_ssl_context
@@ -197,7 +197,7 @@ def _post_via_proxy(
 ) -> Reply:
     import httpx2
 
-    with _ssl_lock:
+    with _lock:
         client = _proxy_clients.get((target, timeout))
         if client is None:
             client = _proxy_clients[(target, timeout)] = httpx2.Client(
