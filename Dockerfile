@@ -67,4 +67,4 @@ ENV FTVP_STATIC_ROOT=/app/staticfiles
 USER ftvp
 EXPOSE 8000
 # /data is FTVP_DATA_DIR: docker-compose.yml mounts a named volume there.
-CMD ["gunicorn", "ftvp_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "60"]
+CMD ["gunicorn", "ftvp_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--timeout", "60"]

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # package index serves the CUDA build of torch==2.13.0 by default.
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo test test-unit lint format bench bench-demo clean
+.PHONY: install chromium demo test test-unit lint format bench bench-demo clean
 
 install: $(STAMP)
 
@@ -27,8 +27,21 @@ $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 demo: install
 	$(PY) manage.py rundemo
 
-test: install
+test: install chromium
 	$(PY) -m pytest
+
+# The browser tests (tests/browser/, in `make test`) drive Debian's chromium through Playwright,
+# which never downloads a browser here: as root it is installed from Debian, else we say how.
+chromium:
+	@if [ -n "$$FTVP_CHROMIUM" ]; then \
+	  test -x "$$FTVP_CHROMIUM" || { echo "FTVP_CHROMIUM=$$FTVP_CHROMIUM is not an executable: point it at a Chromium binary, or unset it and install Debian's chromium (apt-get install chromium)." >&2; exit 1; }; \
+	elif ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else \
+	    echo "chromium is not installed and the browser tests need it: install Debian's chromium (sudo apt-get install chromium), or set FTVP_CHROMIUM to a Chromium binary, then run make test again." >&2; exit 1; \
+	  fi; \
+	fi
 
 test-unit: install
 	$(PY) -m pytest -m "not integration"

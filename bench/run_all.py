@@ -41,6 +41,7 @@ BENCHMARKS = [
     ("database at scale", "db_scale.py", [], True),
     ("trends page", "trends_page.py", [], False),
     ("import 100k", "import_100k.py", [], False),
+    ("dashboard load", "dashboard_load.py", [], True),
 ]
 
 

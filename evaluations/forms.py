@@ -3,7 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from evaluations.importers import FORMAT_CHOICES
+from evaluations.importers import FORMAT_CHOICES, SuiteFormatError
+from evaluations.importers.sources import upload_size_check
 from evaluations.models import (
     AlertKind,
     Endpoint,
@@ -63,12 +64,10 @@ class SuiteUploadForm(forms.Form):
 
     def clean_file(self):
         uploads = self.cleaned_data["file"]
-        total = sum(u.size for u in uploads)
-        if total > settings.FTVP_MAX_UPLOAD_BYTES:
-            names = ", ".join(u.name for u in uploads)
-            raise forms.ValidationError(
-                f"{names} is {total:,} bytes; the limit is {settings.FTVP_MAX_UPLOAD_BYTES:,}"
-            )
+        try:
+            upload_size_check([(u.name, u.size) for u in uploads], limit=settings.FTVP_MAX_UPLOAD_BYTES)
+        except SuiteFormatError as exc:
+            raise forms.ValidationError(str(exc)) from None
         return uploads
 
 

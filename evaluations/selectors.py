@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
@@ -78,15 +79,35 @@ def _format_ok(scores: dict | None) -> bool | None:
     return None
 
 
+def run_live_counts(run: Run) -> dict[str, int]:
+    """The run's results so far: how many, how many scored, how many errors (one query).
+
+    While the run is unfinished the figures are kept FTVP_LIVE_SECONDS (2 s, the live page's poll
+    interval) in the process's cache: every user watching a big run polls its live part, and each
+    count scans the run's results, so one count per interval serves them all."""
+    key = f"ftvp:live-counts:{run.pk}:{run.status}"
+    ttl = settings.FTVP_LIVE_SECONDS
+    if not run.is_finished and ttl:
+        counts = cache.get(key)
+        if counts is not None:
+            return counts
+    counts = Result.objects.filter(arm__run=run).aggregate(
+        n=Count("id"),
+        scored=Count("id", filter=Q(scored_at__isnull=False)),
+        errors=Count("id", filter=~Q(error="")),
+    )
+    if not run.is_finished and ttl:
+        cache.set(key, counts, timeout=ttl)
+    return counts
+
+
 def run_arms_with_summaries(run: Run) -> list[tuple[Arm, dict]]:
     """Stored summaries of a finalized run; else live ones, cached until the run's results change
     (the live page polls every 2 s, and results change far less often than that on big runs)."""
     arms = list(run.arms.select_related("endpoint", "strategy").order_by("position"))
     if run.is_finished and all(a.summary for a in arms):
         return [(a, a.summary) for a in arms]
-    counts = Result.objects.filter(arm__run=run).aggregate(
-        n=Count("id"), scored=Count("id", filter=Q(scored_at__isnull=False))
-    )
+    counts = run_live_counts(run)
     key = f"ftvp:arm-summaries:{run.pk}:{run.status}:{counts['n']}:{counts['scored']}"
     live = cache.get(key)
     if live is None:
@@ -96,15 +117,15 @@ def run_arms_with_summaries(run: Run) -> list[tuple[Arm, dict]]:
 
 
 def run_progress(run: Run) -> dict:
-    done = Result.objects.filter(arm__run=run).count()
-    errors = Result.objects.filter(arm__run=run).exclude(error="").count()
+    counts = run_live_counts(run)
+    done = counts["n"]
     generated = Batch.objects.filter(run=run, generated_at__isnull=False).count()
     total = run.expected_results or 1
     return {
         "status": run.status,
         "results_done": done,
         "results_total": run.expected_results,
-        "errors": errors,
+        "errors": counts["errors"],
         "batches_total": run.batches_total,
         "batches_generated": generated,
         "batches_scored": run.batches_scored,

@@ -41,6 +41,7 @@ urlpatterns = [
     path("runs/<int:pk>/live/", pages.run_live, name="run-live"),
     path("runs/<int:pk>/results/", pages.run_results, name="run-results"),
     path("runs/<int:pk>/cancel/", pages.run_cancel_view, name="run-cancel"),
+    path("runs/<int:pk>/resume/", pages.run_resume_view, name="run-resume"),
     path("runs/<int:pk>/rescore/", pages.run_rescore_view, name="run-rescore"),
     path("runs/<int:pk>/export.csv", export_views.run_export_csv, name="run-export-csv"),
     path("runs/<int:pk>/export.jsonl", export_views.run_export_jsonl, name="run-export-jsonl"),

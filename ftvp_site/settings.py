@@ -8,8 +8,10 @@ Production shape: DATABASE_URL (PostgreSQL) and REDIS_URL (broker and shared lim
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -101,12 +103,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "evaluations.security.ContentSecurityPolicyMiddleware",  # first: every response gets the header
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "evaluations.security.LoginThrottleMiddleware",  # a login refused for a lockout: a 429 page
     # Login everywhere but the login page, static files and the API (DRF answers 401 there).
     "evaluations.access.LoginRequiredMiddleware",
     "evaluations.signals.ActorMiddleware",
@@ -157,6 +161,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Django's, refusing logins for a username or address with too many failures (evaluations/security.py).
+AUTHENTICATION_BACKENDS = ["evaluations.security.ThrottledModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "evaluations:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -192,11 +198,76 @@ FTVP_MAX_UPLOAD_BYTES = env_int("FTVP_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minim
 # URLs from (comma list); empty: any name except ftvp's own settings (see services/endpoints.py).
 FTVP_ENV_ALLOWLIST = env_list("FTVP_ENV_ALLOWLIST", [])
 
+# --- HTTPS and browser security (see README "Production shape") -----------------------------------
+# FTVP_HTTPS=1 when users reach ftvp over HTTPS (directly or through a TLS-terminating proxy): secure
+# session and CSRF cookies, HSTS, and plain-http requests redirected to https. Off for `make demo`
+# (http://127.0.0.1:8000). FTVP_SECURE_COOKIES (older) turns on the secure cookies alone.
+FTVP_HTTPS = env_bool("FTVP_HTTPS", False)
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("FTVP_SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = FTVP_HTTPS or env_bool("FTVP_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# HSTS: browsers use https only for this long after a visit (a year by default; 0 turns it off).
+SECURE_HSTS_SECONDS = env_int("FTVP_HSTS_SECONDS", 365 * 24 * 3600, minimum=0) if FTVP_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("FTVP_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading asks browsers to ship the domain in their HSTS list: a commitment for the whole domain
+# that only its owner can make, so it is off unless asked for (docs/decisions.md).
+SECURE_HSTS_PRELOAD = env_bool("FTVP_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = FTVP_HTTPS and env_bool("FTVP_SSL_REDIRECT", True)
+# Behind a TLS-terminating proxy Django sees plain http: name the header the proxy sets to "https"
+# (e.g. X-Forwarded-Proto), and make sure the proxy overwrites it on every request.
+_proxy_ssl_header = os.environ.get("FTVP_PROXY_SSL_HEADER", "").strip()
+if _proxy_ssl_header:
+    if not re.fullmatch(r"[A-Za-z0-9-]+", _proxy_ssl_header):
+        raise ImproperlyConfigured(
+            f"FTVP_PROXY_SSL_HEADER={_proxy_ssl_header!r} must be a header name, e.g. X-Forwarded-Proto"
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or not FTVP_HTTPS else ["security.W021"]
+# Proxies in front of ftvp that append the client's address to X-Forwarded-For (login throttling
+# counts failures per client address); 0: the address is the connection's.
+FTVP_TRUSTED_PROXIES = env_int("FTVP_TRUSTED_PROXIES", 0, minimum=0)
+# Login throttling: after this many failed logins for one username within the window, logins
+# (pages, admin, API Basic auth) are refused with 429 until the window has passed.
+FTVP_LOGIN_FAILURE_LIMIT = env_int("FTVP_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+FTVP_LOGIN_WINDOW_SECONDS = env_int("FTVP_LOGIN_WINDOW_SECONDS", 15 * 60, minimum=1)
+# From one address (many usernames tried): ten times as many by default, since behind a proxy not
+# declared in FTVP_TRUSTED_PROXIES (and in the demo) every user shares one address.
+FTVP_LOGIN_ADDRESS_FAILURE_LIMIT = env_int(
+    "FTVP_LOGIN_ADDRESS_FAILURE_LIMIT", 10 * FTVP_LOGIN_FAILURE_LIMIT, minimum=1
+)
+# Endpoints' base URLs must start with one of these (comma list of URL prefixes, compared by scheme,
+# host, port and path); empty: any URL. E.g. https://api.openai.com/v1,http://127.0.0.1:8080/
+FTVP_ENDPOINT_URL_ALLOWLIST = env_list("FTVP_ENDPOINT_URL_ALLOWLIST", [])
+for _prefix in FTVP_ENDPOINT_URL_ALLOWLIST:
+    _parts = urlsplit(_prefix)
+    if _parts.scheme not in {"http", "https"} or not _parts.hostname or _parts.query or _parts.fragment:
+        raise ImproperlyConfigured(
+            f"FTVP_ENDPOINT_URL_ALLOWLIST: {_prefix!r} is not an http(s) URL prefix; give e.g. "
+            "https://api.openai.com/v1 or http://127.0.0.1:8080/ (comma-separated)"
+        )
+
+# The default cache is per process (cached page figures). Login throttling counts failures in a
+# cache every web process shares: Redis when there is one, else files in the data directory.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "logins": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": (os.environ.get("FTVP_BROKER_PREFIX", "").strip() + "ftvp-logins"),
+            "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5},
+        }
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache" / "logins"),
+        }
+    ),
+}
 
 REST_FRAMEWORK = {
     # API tokens first: a request without credentials gets a 401 with a Bearer challenge. Session
@@ -204,7 +275,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "evaluations.api.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "evaluations.api.auth.ThrottledBasicAuthentication",
     ],
     # The caller's role decides, as on the pages: views declare `action_permissions` (roles.py).
     "DEFAULT_PERMISSION_CLASSES": ["evaluations.api.permissions.RolePermission"],
@@ -283,6 +354,9 @@ CELERY_TIMEZONE = TIME_ZONE
 # --- ftvp ---------------------------------------------------------------------------------------
 FTVP_BATCH_SIZE = env_int("FTVP_BATCH_SIZE", 16, minimum=1)
 FTVP_STALL_SECONDS = env_int("FTVP_STALL_SECONDS", 120, minimum=5)
+# How long a running run's counts (results so far, scored, errors) are reused by its pages: every user
+# watching a big run polls its live part every 2 s, and each count scans the run's results.
+FTVP_LIVE_SECONDS = env_int("FTVP_LIVE_SECONDS", 2, minimum=0)
 FTVP_WORKER_BEAT_SECONDS = env_int("FTVP_WORKER_BEAT_SECONDS", 5, minimum=1)
 FTVP_EMBEDDER = os.environ.get("FTVP_EMBEDDER", "minilm").strip() or "minilm"
 if FTVP_EMBEDDER not in {"minilm", "hashing"} and not (Path(FTVP_EMBEDDER) / "modules.json").is_file():

@@ -9,10 +9,15 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="evaluations/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    # Swagger UI from drf-spectacular-sidecar's static files (no CDN); its script is a static-like URL too.
+    # Swagger UI from drf-spectacular-sidecar's static files (no CDN); its script is a URL too and its
+    # styles a static file: nothing inline, for the Content Security Policy.
     path(
         "api/docs/",
-        login_required(SpectacularSwaggerSplitView.as_view(url_name="schema")),
+        login_required(
+            SpectacularSwaggerSplitView.as_view(
+                url_name="schema", template_name="evaluations/swagger_ui.html"
+            )
+        ),
         name="api-docs",
     ),
     path("api/v1/", include("evaluations.api.v1")),

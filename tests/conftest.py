@@ -27,6 +27,13 @@ def _fast_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # In-process tests hold the DB in a transaction: keep the lease heartbeat thread from writing.
     settings.FTVP_STALL_SECONDS = 3600
+    # Pages show a running run's counts as of now (tests/views/test_live_counts.py covers the reuse).
+    settings.FTVP_LIVE_SECONDS = 0
+    # Failed logins are counted per client address (127.0.0.1 for every test): a fresh count each test.
+    settings.CACHES = {
+        **settings.CACHES,
+        "logins": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex},
+    }
 
 
 @pytest.fixture

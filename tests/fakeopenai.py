@@ -84,6 +84,9 @@ class _Failure:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Many clients connect at once (a worker's pool threads): with the default backlog of 5 the
+    # kernel drops their SYNs and each waits a second to try again, long enough to time out.
+    request_queue_size = 128
     fake: FakeOpenAI
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -206,6 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeOpenAI:
     """A loopback OpenAI-compatible server, started on construction; `stop()` (or `with`) ends it."""
 
+    handler_class: type[_Handler] = _Handler  # subclasses (tests/chaos.py) answer their own way
+
     def __init__(
         self,
         *,
@@ -228,7 +233,7 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._failures: deque[_Failure] = deque()
         self._ids = 0
-        self._httpd = _Server((host, port), _Handler)
+        self._httpd = _Server((host, port), self.handler_class)
         self._httpd.fake = self
         self.host, self.port = self._httpd.server_address[:2]
         self.base_url = f"http://{self.host}:{self.port}/v1"

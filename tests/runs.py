@@ -13,6 +13,7 @@ from django.utils import timezone
 from evaluations import selectors
 from evaluations.analysis.costs import token_cost
 from evaluations.models import Arm, Case, Endpoint, Result, Run, RunStatus, SuiteVersion
+from evaluations.services.trends import trends_record
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
 
 
@@ -89,11 +90,19 @@ def finished_run(version: SuiteVersion, arms: list[ArmSpec], *, pass_threshold: 
                 )
             )
         Result.objects.bulk_create(rows)
+    run_summarise(run, trends=False)
+    return run
+
+
+def run_summarise(run: Run, *, trends: bool = True) -> None:
+    """What finalize stores for a run whose results were written straight to the database: each
+    arm's summary and (unless `trends` is False) the run's trend points."""
     summaries = selectors.arm_summaries(run)
     for arm in run.arms.all():
         arm.summary = summaries[arm.pk]
         arm.save(update_fields=["summary"])
-    return run
+    if trends:
+        trends_record(run=run)
 
 
 def endpoints(*, base_price: tuple[float, float] = (1.0, 2.0), tuned_price: tuple[float, float] = (1.0, 2.0),

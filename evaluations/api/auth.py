@@ -6,6 +6,7 @@ SHA-256 is stored (services/tokens.py). The OpenAPI schema documents the scheme 
 
 from __future__ import annotations
 
+from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -56,3 +57,29 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
                 "Create one on the API tokens page (/tokens/) or with `manage.py api_token`."
             ),
         }
+
+
+class ThrottledBasicAuthentication(authentication.BasicAuthentication):
+    """DRF's Basic auth under login throttling (services/logins.py): a locked username or address
+    gets 429 with the reason and Retry-After, not 401; a successful login clears the username's
+    count, as a login on the pages does."""
+
+    def authenticate_credentials(self, userid, password, request=None):
+        from evaluations.security import LOCKOUT_ATTR
+        from evaluations.services.logins import lockout_message, login_success_record
+
+        try:
+            result = super().authenticate_credentials(userid, password, request)
+        except exceptions.AuthenticationFailed:
+            wait = getattr(request, LOCKOUT_ATTR, 0) if request is not None else 0
+            if wait:
+                raise exceptions.Throttled(wait=wait, detail=lockout_message(wait)) from None
+            raise
+        login_success_record(username=userid)
+        return result
+
+
+class ThrottledBasicScheme(BasicScheme):
+    """The schema documents the throttled Basic auth as HTTP Basic, like DRF's own."""
+
+    target_class = "evaluations.api.auth.ThrottledBasicAuthentication"

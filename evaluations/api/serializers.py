@@ -293,12 +293,21 @@ class ProgressSerializer(serializers.Serializer):
     finished = serializers.BooleanField()
 
 
+class StallSerializer(serializers.Serializer):
+    reason = serializers.CharField(help_text="why the run is stalled, in words")
+    last_progress = serializers.DateTimeField(help_text="when the run last moved")
+    worker_last_seen = serializers.DateTimeField(
+        allow_null=True, help_text="when a worker last reported in (null: none is reporting in)"
+    )
+
+
 class RunDetailSerializer(RunSerializer):
     progress = serializers.SerializerMethodField()
     is_baseline = serializers.SerializerMethodField()
+    stall = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "progress", "is_baseline"]
+        fields = [*RunSerializer.Meta.fields, "progress", "is_baseline", "stall"]
         read_only_fields = fields
 
     @extend_schema_field(ProgressSerializer)
@@ -309,6 +318,14 @@ class RunDetailSerializer(RunSerializer):
 
     def get_is_baseline(self, run: Run) -> bool:
         return run.suite_version.suite.baseline_run_id == run.pk
+
+    @extend_schema_field(StallSerializer(allow_null=True))
+    def get_stall(self, run: Run) -> dict | None:
+        """Null unless the run is stalled: unfinished, no worker alive, no progress (resume it)."""
+        from evaluations.stall_selectors import run_stall
+
+        stall = run_stall(run)
+        return StallSerializer(stall.as_dict()).data if stall else None
 
 
 class RunFilter(serializers.Serializer):

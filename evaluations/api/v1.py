@@ -28,6 +28,7 @@ from evaluations.api.reviews import RunReviewsView
 from evaluations.api.serializers import SuiteUploadFields
 from evaluations.decisions import DecisionError, suite_decision
 from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
+from evaluations.importers.sources import TOO_LARGE, upload_size_check
 from evaluations.models import Suite
 from evaluations.services.suites import suite_import
 
@@ -137,7 +138,7 @@ def upload_suite(request) -> Response:
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
         # Refused before the body is read (DRF would spool it to disk first).
         return Response(
-            {"detail": f"the upload is larger than the limit of {limit:,} bytes (FTVP_MAX_UPLOAD_BYTES)"},
+            {"detail": TOO_LARGE.format(limit=limit)},
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     uploads = request.FILES.getlist("file")
@@ -149,9 +150,8 @@ def upload_suite(request) -> Response:
         field, errors = next(iter(checked.errors.items()))
         return _bad_request(f"{field}: {' '.join(str(e) for e in errors)}")
     data = checked.validated_data
-    if sum(u.size for u in uploads) > limit:
-        return _bad_request(f"the upload is larger than the limit of {limit:,} bytes")
     try:
+        upload_size_check([(u.name, u.size) for u in uploads], limit=limit)
         version = suite_import(
             name=data["name"].strip(),
             files=[SourceFile(u.name, u.read()) for u in uploads],

@@ -36,7 +36,7 @@ from evaluations.models import (
 from evaluations.services import signoffs as signoff_services
 from evaluations.services.endpoints import endpoint_create, endpoint_update
 from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge, run_regressions
-from evaluations.services.runs import RunError, run_cancel, run_create, run_delete
+from evaluations.services.runs import RunError, run_cancel, run_create, run_delete, run_resume
 from evaluations.services.schedules import ScheduleError, schedule_create, schedule_delete, schedule_update
 
 
@@ -276,8 +276,9 @@ class StrategyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
     retrieve=extend_schema(summary="A run: status, arms and progress", tags=["runs"]),
 )
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
-    action_permissions = {"create": roles.RUN, "cancel": roles.RUN, "baseline": roles.SET_BASELINE}
+    action_permissions = {"create": roles.RUN, "cancel": roles.RUN, "resume": roles.RUN}
     action_permissions |= {
+        "baseline": roles.SET_BASELINE,
         "destroy": roles.DELETE_RUN,
         "signoff_request": roles.REQUEST_SIGNOFF,
         "signoff_approve": roles.APPROVE,
@@ -379,6 +380,29 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
         if not run_cancel(run_id=run.pk, user=request.user):
             run.refresh_from_db(fields=["status"])
             raise Conflict(f"run #{run.pk} had already finished ({run.status}): nothing to cancel")
+        return Response(s.RunDetailSerializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @extend_schema(
+        operation_id="run_resume",
+        summary="Resume a stalled run: send its unfinished work to the workers again",
+        description="For a queued or running run whose worker is gone (the run's `stall` says so): "
+        "sends the start of a queued run, the next step of every batch no live worker holds, and the "
+        "finalize when all are scored. Answers already saved are not asked for again; repeating it is "
+        "harmless. A worker must be running (`celery -A workers worker -Q llm,scoring`) to take the work.",
+        tags=["runs"],
+        request=None,
+        responses={
+            200: s.RunDetailSerializer,
+            409: OpenApiResponse(s.ErrorSerializer, description="the run had already finished"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        run = self.get_object()
+        try:
+            run_resume(run_id=run.pk, actor=request.user)
+        except RunError as exc:
+            raise Conflict(str(exc)) from exc
         return Response(s.RunDetailSerializer(self.get_queryset().get(pk=run.pk)).data)
 
     @extend_schema(

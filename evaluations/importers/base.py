@@ -135,16 +135,45 @@ def _no_constant(name: str):
     raise json.JSONDecodeError(f"{name} is not a number JSON allows; write a number or a string", name, 0)
 
 
+class JSONTooDeep(json.JSONDecodeError):
+    """JSON nested deeper than MAX_JSON_DEPTH: valid, but refused (its `msg` says so and what to do)."""
+
+
+def json_problem(exc: json.JSONDecodeError, remedy: str) -> str:
+    """What is wrong with the JSON and what to do, for a message: "nests N levels deep (...); flatten
+    it", or "is not valid JSON (<reason> at column N); <remedy>"."""
+    if isinstance(exc, JSONTooDeep):
+        return exc.msg
+    return f"is not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno}); {remedy}"
+
+
 def loads_json(text: str) -> Any:
     """json.loads for uploaded text: NaN/Infinity and nesting deeper than MAX_JSON_DEPTH are refused as
     JSONDecodeError (so every caller reports them like any other invalid JSON)."""
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
         depth = max_depth(text)
         if depth > MAX_JSON_DEPTH:
-            raise json.JSONDecodeError(
+            raise JSONTooDeep(
                 f"nests {depth} levels deep (the limit is {MAX_JSON_DEPTH}); flatten it", text, 0
             )
     return json.loads(text, parse_constant=_no_constant)
+
+
+def decode_utf8(source: SourceFile) -> str:
+    """A whole file's text (a UTF-8 BOM is dropped); SuiteFormatError with the line and column of the
+    first byte that is not UTF-8."""
+    try:
+        return source.data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = source.data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
+        raise SuiteFormatError(
+            source.name,
+            f"is not valid UTF-8 (byte 0x{source.data[exc.start]:02x} at column {column}); "
+            "save the file with UTF-8 encoding",
+            line,
+        ) from None
 
 
 def has_nul(value: object) -> bool:
@@ -566,16 +595,19 @@ class SuiteExtras:
     notes: list[str] = field(default_factory=list)
 
 
+class _AliasRefused(yaml.YAMLError):
+    def __init__(self, line: int) -> None:
+        self.line = line
+        super().__init__(f"line {line}: YAML aliases (*name) are not accepted; write the values out")
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """Safe YAML without anchors/aliases: a few lines of aliases can expand to gigabytes."""
 
     def compose_node(self, parent, index):  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.YAMLError(
-                f"line {event.start_mark.line + 1}: YAML aliases (*name) are not accepted; "
-                "write the values out"
-            )
+            raise _AliasRefused(event.start_mark.line + 1)
         return super().compose_node(parent, index)
 
 
@@ -588,19 +620,35 @@ def load_yaml(source: SourceFile, loader: type[yaml.SafeLoader] | None = None) -
             source.name,
             f"is larger than {MAX_YAML_BYTES // 2**20} MB of YAML; write big suites as JSON Lines",
         )
-    try:
-        text = source.data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SuiteFormatError(
-            source.name, f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
-        ) from None
+    text = decode_utf8(source)
     try:
         return plain_yaml(yaml.load(text, Loader=loader or _NoAliasLoader))  # noqa: S506 - safe loaders only
+    except _AliasRefused as exc:  # a "billion laughs" bomb, or any alias
+        reason = "uses YAML aliases (*name), which are not accepted; write the values out"
+        raise SuiteFormatError(source.name, reason, exc.line) from None
+    except yaml.constructor.ConstructorError as exc:  # e.g. !!python/object/apply:os.system
+        mark = exc.problem_mark or exc.context_mark
+        tag = str(exc.problem or "").rpartition("tag ")[2].strip("'") or "a tag"
+        raise SuiteFormatError(
+            source.name,
+            f"is not valid YAML for ftvp: the tag {tag.replace('tag:yaml.org,2002:', '!!')} is not accepted "
+            "(no tag that builds objects); write the value as plain text, a list or a mapping",
+            mark.line + 1 if mark else None,
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise SuiteFormatError(source.name, f"is not valid YAML: {exc.problem or exc}", line) from None
+        raise SuiteFormatError(
+            source.name, f"is not valid YAML: {exc.problem or exc}; fix it and upload the file again", line
+        ) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other controls)
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        what = "a NUL character (\\u0000)" if code == 0 else f"the control character U+{code:04X}"
+        reason = f"contains {what}, which YAML does not allow; remove it"
+        raise SuiteFormatError(source.name, reason, line) from None
     except yaml.YAMLError as exc:
-        raise SuiteFormatError(source.name, f"is not valid YAML: {exc}") from None
+        reason = f"is not valid YAML: {exc}; fix it and upload the file again"
+        raise SuiteFormatError(source.name, reason) from None
     except RecursionError:
         raise SuiteFormatError(source.name, "nests too deeply to be read; flatten it") from None

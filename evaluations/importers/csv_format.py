@@ -13,7 +13,7 @@ import csv
 import json
 from typing import IO, Any
 
-from .base import EXPECTED_ALIASES, MAX_FIELD_CHARS, SuiteReader, loads_json
+from .base import EXPECTED_ALIASES, MAX_FIELD_CHARS, SuiteReader, json_problem, loads_json
 
 JSON_COLUMNS = ("assertions", "metadata")
 KNOWN_COLUMNS = {"id", "input", "tags", "split", *JSON_COLUMNS, *EXPECTED_ALIASES}
@@ -122,9 +122,7 @@ def _add_row(reader: SuiteReader, line: int, cells: dict[str, str]) -> None:
             example = (
                 '[{"type": "contains", "value": "Paris"}]' if name == "assertions" else '{"source": "faq"}'
             )
-            reader.error(
-                line, name, f"is not valid JSON ({exc.msg} at column {exc.colno}); write it like {example}"
-            )
+            reader.error(line, name, json_problem(exc, f"write it like {example}"))
             return
 
     reader.add_case(

@@ -14,7 +14,12 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from .base import EXPECTED_ALIASES, SuiteReader, json_type, loads_json
+from .base import EXPECTED_ALIASES, SuiteReader, json_problem, json_type, loads_json
+
+ONE_OBJECT_PER_LINE = (
+    "write one complete JSON object per line (a pretty-printed file spread over several lines is not "
+    "JSON Lines)"
+)
 
 KNOWN_FIELDS = {"id", "input", "assertions", "tags", "metadata", "split", *EXPECTED_ALIASES}
 CONVERSATION_FIELDS = ("sample", "messages")
@@ -29,12 +34,7 @@ def read_jsonl(fileobj: IO[bytes], reader: SuiteReader, transform=None) -> None:
         try:
             obj = loads_json(text)
         except json.JSONDecodeError as exc:
-            reader.error(
-                line,
-                None,
-                f"is not valid JSON ({exc.msg} at column {exc.colno}); write one complete JSON object "
-                "per line (a pretty-printed file spread over several lines is not JSON Lines)",
-            )
+            reader.error(line, None, json_problem(exc, ONE_OBJECT_PER_LINE))
             continue
         if not isinstance(obj, dict):
             reader.error(

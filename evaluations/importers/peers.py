@@ -14,7 +14,18 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from .base import SourceFile, SuiteExtras, SuiteFormatError, SuiteReader, json_type, load_yaml, loads_json
+from .base import (
+    JSONTooDeep,
+    SourceFile,
+    SuiteExtras,
+    SuiteFormatError,
+    SuiteReader,
+    decode_utf8,
+    json_problem,
+    json_type,
+    load_yaml,
+    loads_json,
+)
 from .jsonl_format import _add_object, read_jsonl
 
 # DeepEval golden fields kept in metadata (the rest of a golden is kept there too).
@@ -30,19 +41,15 @@ DEEPEVAL_FIELDS = (
 
 def load_json(source: SourceFile) -> Any:
     """Parse a JSON file (UTF-8); SuiteFormatError with the line and column, or for deep nesting."""
-    try:
-        text = source.data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SuiteFormatError(
-            source.name, f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
-        ) from None
+    text = decode_utf8(source)
     if not text.strip():
         raise SuiteFormatError(source.name, "is empty; it should hold a JSON list of cases")
     try:
         return loads_json(text)
     except json.JSONDecodeError as exc:
+        line = None if isinstance(exc, JSONTooDeep) else exc.lineno
         raise SuiteFormatError(
-            source.name, f"is not valid JSON ({exc.msg} at column {exc.colno})", exc.lineno
+            source.name, json_problem(exc, "fix it and upload the file again"), line
         ) from None
 
 

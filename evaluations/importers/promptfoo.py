@@ -76,15 +76,18 @@ from evaluations.scoring.assertions import NOT_PREFIX, unrunnable_reason, valida
 from .base import (
     MAX_FIELD_CHARS,
     MAX_YAML_BYTES,
+    JSONTooDeep,
     SourceFile,
     SuiteExtras,
     SuiteFormatError,
     SuiteReader,
     _NoAliasLoader,
+    json_problem,
     json_type,
     load_yaml,
     loads_json,
 )
+from .jsonl_format import ONE_OBJECT_PER_LINE
 
 # promptfoo's assertion types (BaseAssertionTypesSchema), in its order: the CSV shorthand recognises
 # exactly these, and the order decides how ``similar:cosine`` style names match (as in promptfoo).
@@ -212,8 +215,9 @@ def _load_json(source: SourceFile) -> Any:
     try:
         return loads_json(_decode(source))
     except json.JSONDecodeError as exc:
+        line = None if isinstance(exc, JSONTooDeep) else exc.lineno
         raise SuiteFormatError(
-            source.name, f"is not valid JSON ({exc.msg} at column {exc.colno})", exc.lineno
+            source.name, json_problem(exc, "fix it and upload the file again"), line
         ) from None
     except RecursionError:
         raise SuiteFormatError(source.name, "nests too deeply to be read; flatten it") from None
@@ -720,12 +724,7 @@ def _read_jsonl(ctx: _Context, source: SourceFile) -> None:
             try:
                 obj = loads_json(text)
             except json.JSONDecodeError as exc:
-                reader.error(
-                    line,
-                    None,
-                    f"is not valid JSON ({exc.msg} at column {exc.colno}); write one complete JSON object "
-                    "per line (a pretty-printed file spread over several lines is not JSON Lines)",
-                )
+                reader.error(line, None, json_problem(exc, ONE_OBJECT_PER_LINE))
                 continue
             if not isinstance(obj, dict):
                 reader.error(

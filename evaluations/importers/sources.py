@@ -117,8 +117,31 @@ def _split(cases: list[CaseDict], fraction: float, seed: int) -> None:
         case["split"] = "test" if i in test else "train"  # type: ignore[typeddict-item]
 
 
+# Said when a request is refused before its body (and so the files' names) is read.
+TOO_LARGE = (
+    "the upload is larger than the limit of {limit:,} bytes (FTVP_MAX_UPLOAD_BYTES); split the suite "
+    "into smaller uploads, or ask an admin to raise the limit"
+)
+
+
+def upload_size_check(sizes: list[tuple[str, int]], *, limit: int) -> None:
+    """SuiteFormatError naming the files when their total size passes `limit` (FTVP_MAX_UPLOAD_BYTES).
+
+    Every upload path calls it before reading the files (the page's form, the API, the CLI with the
+    files' sizes on disk) and `read_sources` again on what it was given, so all say the same."""
+    total = sum(size for _, size in sizes)
+    if total > limit:
+        names = ", ".join(name for name, _ in sizes[:5]) + (", ..." if len(sizes) > 5 else "")
+        raise SuiteFormatError(
+            names,
+            f"{'is' if len(sizes) == 1 else 'are'} {total:,} bytes; the limit is {limit:,} bytes "
+            "(FTVP_MAX_UPLOAD_BYTES): split the suite into smaller uploads, or ask an admin to raise it",
+        )
+
+
 def _expand(files: list[SourceFile], *, max_bytes: int) -> list[SourceFile]:
     """Zip members become files of their own (paths kept); limits guard against zip bombs."""
+    upload_size_check([(f.name, len(f.data)) for f in files], limit=max_bytes)
     out: list[SourceFile] = []
     total = 0
     for f in files:
@@ -143,7 +166,8 @@ def _expand(files: list[SourceFile], *, max_bytes: int) -> list[SourceFile]:
                 raise SuiteFormatError(f.name, f"{name!r} is not a relative path inside the archive")
             if total + member.file_size > max_bytes:
                 raise SuiteFormatError(
-                    f.name, f"unpacks to more than {max_bytes:,} bytes; upload less at once"
+                    f.name,
+                    f"unpacks to more than {max_bytes:,} bytes (FTVP_MAX_UPLOAD_BYTES); upload less at once",
                 )
             try:
                 with archive.open(member) as fh:
@@ -153,7 +177,8 @@ def _expand(files: list[SourceFile], *, max_bytes: int) -> list[SourceFile]:
             total += len(data)
             if total > max_bytes:
                 raise SuiteFormatError(
-                    f.name, f"unpacks to more than {max_bytes:,} bytes; upload less at once"
+                    f.name,
+                    f"unpacks to more than {max_bytes:,} bytes (FTVP_MAX_UPLOAD_BYTES); upload less at once",
                 )
             out.append(SourceFile(name, data))
     return out

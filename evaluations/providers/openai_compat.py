@@ -5,8 +5,11 @@ the openai SDK, whose request building and response models cost about 2 ms of CP
 what ftvp adds per result at a few hundred calls a second (docs/benchmarks.md). This module retries
 transient failures itself (timeouts, connection errors, 408/409/429/5xx) with exponential backoff and
 jitter, honouring `retry-after-ms` / `retry-after`, so the behaviour is visible, bounded and testable.
-Permanent failures (400, 401, 403, 404, 422...) are reported at once. No per-prompt failure ever
-raises: it becomes a Completion with `error` set.
+Permanent failures (400, 401, 403, 404, 422..., a 200 whose body is not a chat completion: not
+JSON, no choices; an answer over transport.MAX_RESPONSE_BYTES) are reported at once. An answer longer
+than max_tokens (a server that ignores it) is kept as it came, with the tokens the server reports: it
+is what the endpoint answered and billed. No per-prompt failure ever raises: it becomes a Completion
+with `error` set, in words that say what happened.
 """
 
 from __future__ import annotations
@@ -75,6 +78,13 @@ def _one_line(text: str, secret: str | None = None) -> str:
         text = text.replace(secret, "***")
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def _count(value: Any) -> int | None:
+    """A token count from `usage`: a non-negative integer, else unknown (None)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
+        return None
+    return int(value)
 
 
 def _status_message(reply: transport.Reply) -> str:
@@ -276,7 +286,7 @@ class OpenAICompatProvider:
         while True:
             attempt += 1
             try:
-                completion = self._attempt(messages, body)
+                completion = self._attempt(messages, body, stop)
             except _PermanentError as exc:
                 return Completion(error=_one_line(str(exc), self._secret), attempts=attempt)
             except TransientError as exc:
@@ -298,20 +308,40 @@ class OpenAICompatProvider:
             completion.attempts = attempt
             return completion
 
-    def _attempt(self, messages: Messages, body: dict[str, Any]) -> Completion:
+    def _slot(self, stack: ExitStack, stop: threading.Event | None) -> None:
+        """Hold one of the endpoint's concurrency slots for the rest of `stack`.
+
+        A slot guards one call: its lease outlasts the call's timeout, and no more, so a killed
+        worker's slots come back soon; the wait for a slot outlasts a lease, so slots leaked by a dead
+        worker delay a call but never fail it. A limiter that cannot be reached (Redis restarting) is
+        waited for within the same bound, without spending one of the call's attempts: a broker blip
+        delays calls, it does not turn them into error results."""
+        lease = self.timeout + min(5.0, self.timeout)
+        deadline = time.monotonic() + 2 * lease
+        pause = 0.1
+        while True:
+            try:
+                wait = max(0.0, deadline - time.monotonic())
+                stack.enter_context(
+                    self.limiter.slot(self.limiter_key, self.max_concurrency, wait, lease=lease)
+                )
+                return
+            except TimeoutError as exc:
+                raise TransientError(f"no concurrency slot: {exc}") from exc
+            except LimiterUnavailable as exc:
+                if time.monotonic() + pause >= deadline or (stop is not None and stop.is_set()):
+                    raise TransientError(f"no concurrency slot: {exc}") from exc
+                logger.warning("%s; waiting %.1fs for it", exc, pause)
+                time.sleep(pause)
+                pause = min(2.0, pause * 2)
+
+    def _attempt(
+        self, messages: Messages, body: dict[str, Any], stop: threading.Event | None = None
+    ) -> Completion:
         """One call. Returns a Completion or raises TransientError / _PermanentError."""
         with ExitStack() as stack:
             if self.limiter is not None:
-                try:
-                    # A slot guards one call: its lease outlasts the call's timeout, and no more, so
-                    # a killed worker's slots come back soon; the wait for a slot outlasts a lease,
-                    # so slots leaked by a dead worker delay a call but never fail it.
-                    lease = self.timeout + min(5.0, self.timeout)
-                    stack.enter_context(
-                        self.limiter.slot(self.limiter_key, self.max_concurrency, 2 * lease, lease=lease)
-                    )
-                except (TimeoutError, LimiterUnavailable) as exc:
-                    raise TransientError(f"no concurrency slot: {exc}") from exc
+                self._slot(stack, stop)
             started = time.perf_counter()
             try:
                 reply = transport.post_json(
@@ -327,6 +357,8 @@ class OpenAICompatProvider:
                 raise TransientError(f"connection error: {exc}") from exc
             except transport.CertificateError as exc:
                 raise _PermanentError(str(exc)) from exc
+            except transport.ResponseTooLarge as exc:
+                raise _PermanentError(f"invalid response: {exc}") from exc
             latency_ms = (time.perf_counter() - started) * 1000.0
         status = reply.status
         if 300 <= status < 400:  # not followed: the key must not go to wherever it points
@@ -341,23 +373,33 @@ class OpenAICompatProvider:
             if status in RETRYABLE_STATUSES or status >= 500:
                 raise TransientError(message, retry_after_seconds(reply.headers))
             raise _PermanentError(message)
+        # A 200 whose body is not a chat completion: a proxy's HTML page, another API, a server bug.
+        # Not retried: the same request is answered the same way.
         try:
             data = json.loads(reply.body)
-            choices = data["choices"]
-            usage = data.get("usage") or {}
-            if not choices:
-                raise _PermanentError("response had no choices")
-            text = choices[0]["message"].get("content")
-            return Completion(
-                text=text if isinstance(text, str) else "",
-                prompt_tokens=usage.get("prompt_tokens"),
-                completion_tokens=usage.get("completion_tokens"),
-                latency_ms=latency_ms,
+        except ValueError as exc:
+            raise _PermanentError(
+                f"invalid response: HTTP {status} with a body that is not JSON ({exc})"
+            ) from exc
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list):
+            raise _PermanentError(f"invalid response: HTTP {status} without a 'choices' list")
+        if not choices:
+            raise _PermanentError(
+                f"invalid response: HTTP {status} with no choices (an empty 'choices' list)"
             )
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            # a 200 whose body is not a chat completion (a proxy's HTML page, another API...)
-            detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
-            raise _PermanentError(f"invalid response: {detail}") from exc
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        if not isinstance(message, dict):
+            raise _PermanentError(f"invalid response: HTTP {status} whose first choice has no 'message'")
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        text = message.get("content")
+        return Completion(
+            text=text if isinstance(text, str) else "",
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            latency_ms=latency_ms,
+        )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

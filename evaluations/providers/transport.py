@@ -7,15 +7,23 @@ socket per endpoint (not past KEEPALIVE_SECONDS idle). When a proxy applies to t
 HTTP_PROXY, ALL_PROXY, NO_PROXY, as curl and requests read them) the call goes through httpx2, which
 speaks to proxies.
 
-`post_json` raises `CallTimeout`, `CallFailed` or `CertificateError` for transport failures and
-returns the status, the headers and the body for every answer, errors included.
+`post_json` raises `CallTimeout`, `CallFailed`, `CertificateError` or `ResponseTooLarge` for
+transport failures and returns the status, the headers and the body for every answer, errors included.
+The timeout bounds the whole call, from sending the request to the answer's last byte: every read
+from the socket (the status line, the headers, the chunk sizes and the body alike) is given only the
+time left, so a server that trickles its answer a byte at a time cannot hold a call (and its batch)
+for longer. An answer is
+read up to MAX_RESPONSE_BYTES: a server that ignores `max_tokens` is still answered in full up to
+there (ftvp keeps what the model said and the tokens it billed), and refused past it.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import select
+import socket
 import ssl
 import threading
 import time
@@ -38,6 +46,15 @@ class CallFailed(Exception):
 
 class CertificateError(Exception):
     """The server's TLS certificate is not trusted: retrying will not help."""
+
+
+class ResponseTooLarge(Exception):
+    """The answer is larger than MAX_RESPONSE_BYTES: retrying will not help."""
+
+
+# Far more than any chat completion within a sane max_tokens (100,000 tokens of text, JSON-escaped,
+# is a few MiB): a larger answer is a misbehaving server, not a model's output worth storing.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -128,11 +145,55 @@ class _Connection:
         return not readable
 
 
+class _DeadlineIO(socket.SocketIO):
+    """The socket's reads for one answer, each given only the time left before `deadline`: a
+    per-read socket timeout alone is reset by every byte a trickling server sends."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__(sock, "rb")
+        self._deadline = deadline
+
+    def readinto(self, buffer) -> int | None:
+        self._sock.settimeout(_remaining(self._deadline))
+        return super().readinto(buffer)
+
+
+class _DeadlineSocket:
+    """What http.client.HTTPResponse reads the answer from: the socket's file, its reads bounded."""
+
+    __slots__ = ("deadline", "sock")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineIO(self.sock, self.deadline))
+
+
+class _Deadlined:
+    """A connection whose answer (read by getresponse()) must arrive in full by `deadline`."""
+
+    deadline = float("inf")
+
+    def response_class(self, sock, *args: Any, **kwargs: Any) -> http.client.HTTPResponse:
+        # http.client calls self.response_class(sock, ...): as a method, it sees this connection
+        return http.client.HTTPResponse(_DeadlineSocket(sock, self.deadline), *args, **kwargs)
+
+
+class _HTTPConnection(_Deadlined, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Deadlined, http.client.HTTPSConnection):
+    pass
+
+
 def _connect(target: Target, timeout: float) -> _Connection:
     if target.scheme == "https":
-        conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout, context=_tls())
+        conn = _HTTPSConnection(target.host, target.port, timeout=timeout, context=_tls())
     else:
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+        conn = _HTTPConnection(target.host, target.port, timeout=timeout)
     return _Connection(conn)
 
 
@@ -162,10 +223,15 @@ def post_json(target: Target, path: str, payload: Any, headers: Mapping[str, str
         if held is None:
             held = connections[key] = _connect(target, timeout)
         sent = time.monotonic()
+        answered = False  # the status line arrived: the server worked on this request
         try:
+            if held.conn.sock is not None:  # a kept-alive socket: its timeout was cut by the last call
+                held.conn.sock.settimeout(timeout)
             held.conn.request("POST", target.prefix + path, body=body, headers=request_headers)
+            held.conn.deadline = sent + timeout  # every read of the answer: only the time left
             response = held.conn.getresponse()
-            data = response.read()
+            answered = True
+            data = _read_body(response)
         except TimeoutError as exc:
             _drop(connections, key, held)
             raise CallTimeout("timed out") from exc
@@ -174,9 +240,9 @@ def post_json(target: Target, path: str, payload: Any, headers: Mapping[str, str
             raise CertificateError(f"TLS certificate not trusted: {exc.verify_message or exc}") from exc
         except (OSError, http.client.HTTPException) as exc:
             _drop(connections, key, held)
-            if reused and time.monotonic() - sent < STALE_FAILURE_SECONDS:
+            if reused and not answered and time.monotonic() - sent < STALE_FAILURE_SECONDS:
                 continue  # the server closed the idle connection as the request arrived
-            raise CallFailed(str(exc) or type(exc).__name__) from exc
+            raise CallFailed(_describe(exc)) from exc
         except BaseException:
             _drop(connections, key, held)  # never leave a half-used connection for the next call
             raise
@@ -185,6 +251,58 @@ def post_json(target: Target, path: str, payload: Any, headers: Mapping[str, str
             _drop(connections, key, held)
         return Reply(response.status, response.headers, data)
     raise AssertionError("unreachable")  # pragma: no cover - the second pass returns or raises
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the call took longer than its timeout")
+    return left
+
+
+def _read_body(response: http.client.HTTPResponse) -> bytes:
+    """The answer's body, read as it arrives (until the call's deadline) up to MAX_RESPONSE_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while not response.isclosed():
+        if response.length == 0:  # all of a Content-Length body: read() closes the response
+            response.read()
+            break
+        chunk = response.read1(65536)
+        if not chunk:
+            if response.length:  # the server hung up before the Content-Length it announced
+                raise http.client.IncompleteRead(b"".join(chunks), response.length)
+            break
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise ResponseTooLarge(_too_large())
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large() -> str:
+    return (
+        f"the answer is larger than {MAX_RESPONSE_BYTES / (1024 * 1024):g} MiB: the server ignores "
+        "max_tokens or is not a chat completions API; lower max_tokens or check the endpoint"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong with the connection, in words (not an exception's repr)."""
+    if isinstance(exc, http.client.IncompleteRead):
+        more = f" ({exc.expected} more expected)" if exc.expected else ""
+        return f"the answer was cut off after {len(exc.partial)} bytes{more}"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(exc, ConnectionResetError):
+        return "the server reset the connection"
+    if isinstance(exc, BrokenPipeError):
+        return "the server closed the connection while the request was being sent"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens at that address and port"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 # Through a proxy: httpx2 reads the proxy settings from the environment. One client per target and
@@ -206,17 +324,26 @@ def _post_via_proxy(
                 limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
                 trust_env=True,
             )
+    deadline = time.monotonic() + timeout
+    data = bytearray()
     try:
-        response = client.post(
+        with client.stream(
+            "POST",
             target.prefix + path,
             content=body,
             headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
-        )
+        ) as response:
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > MAX_RESPONSE_BYTES:
+                    raise ResponseTooLarge(_too_large())
+                if time.monotonic() > deadline:
+                    raise CallTimeout("timed out")
     except httpx2.TimeoutException as exc:
         raise CallTimeout("timed out") from exc
     except httpx2.TransportError as exc:
         raise CallFailed(str(exc) or type(exc).__name__) from exc
-    return Reply(response.status_code, response.headers, response.content)
+    return Reply(response.status_code, response.headers, bytes(data))
 
 
 def _drop(connections: dict, key: object, held: _Connection) -> None:

@@ -6,6 +6,7 @@ import os
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -41,10 +42,14 @@ RESERVED_ENV = frozenset(
         "FTVP_ALLOWED_HOSTS", "FTVP_CSRF_TRUSTED_ORIGINS", "FTVP_DATA_DIR", "FTVP_SQLITE_PATH",
         "FTVP_TEST_SQLITE", "FTVP_TIME_ZONE", "FTVP_STATIC_ROOT", "FTVP_MEDIA_ROOT",
         "FTVP_MAX_UPLOAD_BYTES", "FTVP_SECURE_COOKIES", "FTVP_VISIBILITY_TIMEOUT", "FTVP_BROKER_PREFIX",
-        "FTVP_BATCH_SIZE", "FTVP_STALL_SECONDS", "FTVP_WORKER_BEAT_SECONDS", "FTVP_EMBEDDER",
+        "FTVP_BATCH_SIZE", "FTVP_STALL_SECONDS", "FTVP_LIVE_SECONDS", "FTVP_WORKER_BEAT_SECONDS",
+        "FTVP_EMBEDDER",
         "FTVP_JUDGE_ENDPOINT", "FTVP_LOCAL_MAX_NEW_TOKENS", "FTVP_LOCAL_BATCH", "FTVP_HTTP_RETRIES",
         "FTVP_TREND_RUNS", "FTVP_BASE_URL", "FTVP_WEBHOOK_TIMEOUT", "FTVP_LOG_LEVEL",
         "FTVP_ENV_ALLOWLIST", "FTVP_IMAGE", "FTVP_WEB_PORT",
+        "FTVP_HTTPS", "FTVP_HSTS_SECONDS", "FTVP_HSTS_INCLUDE_SUBDOMAINS", "FTVP_HSTS_PRELOAD",
+        "FTVP_SSL_REDIRECT", "FTVP_PROXY_SSL_HEADER", "FTVP_TRUSTED_PROXIES", "FTVP_LOGIN_FAILURE_LIMIT",
+        "FTVP_LOGIN_WINDOW_SECONDS", "FTVP_LOGIN_ADDRESS_FAILURE_LIMIT", "FTVP_ENDPOINT_URL_ALLOWLIST",
         "DATABASE_URL", "REDIS_URL",
         "EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS",
         "EMAIL_TIMEOUT", "EMAIL_BACKEND", "DEFAULT_FROM_EMAIL",
@@ -149,6 +154,75 @@ def secrets_check(*, base_url: str | None = None, params: dict | None = None) ->
             )
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)  # an encoded slash or backslash
+_BARE_PORT = re.compile(r"^(https?://[^/]*):(/.*)?$", re.IGNORECASE)  # http://127.0.0.1: (any port)
+
+
+def _url_parts(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path) of an http(s) URL, lower-cased where URLs are case-insensitive,
+    the port made explicit; None when `url` is not one."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower().rstrip("."), port or _DEFAULT_PORTS[scheme], unquote(parts.path)
+
+
+def url_allowed(url: str, allowlist: list[str]) -> bool:
+    """True when `url` is under one of the `allowlist` prefixes: the same scheme, host and port
+    (parsed, so https://api.openai.com.evil.example or https://api.openai.com@evil.example never
+    match https://api.openai.com/), and a path that is the prefix's path or below it, segment by
+    segment (/v1 admits /v1 and /v1/..., not /v10), compared percent-decoded: a "." or ".." segment
+    (%2e%2e too), an encoded slash or backslash (%2f, %5c), a backslash or a doubly encoded path is
+    refused. A prefix without a port admits only the scheme's default port; one that ends with a
+    bare ":" (http://127.0.0.1:) admits any port."""
+    target = _url_parts(url)
+    if target is None or "@" in urlsplit(url.strip()).netloc:
+        return False
+    decoded = target[3]  # percent-decoded, as the server reads it
+    raw = urlsplit(url.strip()).path
+    if "\\" in decoded or _ENCODED_SEPARATOR.search(raw) or unquote(decoded) != decoded:
+        return False  # ..%2fadmin, a backslash, or %252e%252e decoded twice may be read as a separator
+    if any(segment.split(";")[0] in (".", "..") for segment in decoded.split("/")):
+        return False  # /v1/../admin, /v1/%2e%2e/admin or /v1/..;/admin would leave the prefix's path
+    for prefix in allowlist:
+        prefix = prefix.strip()
+        bare_port = _BARE_PORT.match(prefix)
+        if bare_port:
+            prefix = bare_port.group(1) + (bare_port.group(2) or "")
+        allowed = _url_parts(prefix)
+        if allowed is None:
+            continue
+        scheme, host, port, path = allowed
+        if (scheme, host) != target[:2] or (not bare_port and port != target[2]):
+            continue
+        base = path.rstrip("/")
+        if target[3] == base or target[3].startswith(base + "/"):
+            return True
+    return False
+
+
+def base_url_check(base_url: str, *, field: str = "base_url") -> None:
+    """Refuse an OpenAI-compatible base URL outside FTVP_ENDPOINT_URL_ALLOWLIST (when set); an empty
+    one means OpenAI's own address."""
+    from evaluations.providers.openai_compat import OPENAI_BASE_URL
+
+    allowlist = settings.FTVP_ENDPOINT_URL_ALLOWLIST
+    url = (base_url or "").strip() or OPENAI_BASE_URL
+    if allowlist and not url_allowed(url, allowlist):
+        raise ValidationError(
+            {
+                field: f"{url} is not under any of the URL prefixes FTVP_ENDPOINT_URL_ALLOWLIST "
+                f"allows ({', '.join(allowlist)}); use one of them, or ask whoever runs ftvp to add it"
+            }
+        )
+
+
 def _decimal(value: object, field: str) -> Decimal:
     try:
         result = Decimal(str(value))
@@ -189,6 +263,8 @@ def endpoint_create(
 ) -> Endpoint:
     api_key_env = env_name_check(api_key_env, field="api_key_env")
     secrets_check(base_url=base_url, params=params)
+    if provider == Provider.OPENAI:
+        base_url_check(base_url)
     training = _optional_decimal(training_cost, "training_cost")
     endpoint = Endpoint(
         name=name.strip(),
@@ -265,6 +341,12 @@ def endpoint_update(*, endpoint: Endpoint, user=None, **changes) -> Endpoint:
     for field in ("name", "model", "base_url"):
         if field in changes:
             changes[field] = (changes[field] or "").strip()
+    if (
+        "base_url" in changes
+        and changes["base_url"] != endpoint.base_url
+        and endpoint.provider == Provider.OPENAI
+    ):
+        base_url_check(changes["base_url"])
     if (
         "base_url" in changes
         and changes["base_url"] != endpoint.base_url
@@ -348,6 +430,10 @@ def endpoint_provider(endpoint: Endpoint):
     from evaluations.providers.limits import get_limiter
     from evaluations.providers.openai_compat import OpenAICompatProvider
 
+    try:  # a row stored before the allow-list was set (or narrowed) is never called
+        base_url_check(endpoint.base_url)
+    except ValidationError as exc:
+        raise ProviderError(f"endpoint {endpoint.name!r}: {' '.join(exc.messages)}") from None
     prefix = (
         settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "") if settings.REDIS_URL else ""
     )

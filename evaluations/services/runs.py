@@ -1,4 +1,4 @@
-"""Run writes: create, start, generate a batch, score a batch, finalize, cancel, recover.
+"""Run writes: create, start, generate a batch, score a batch, finalize, cancel, resume, recover.
 
 Every step is idempotent and safe to run twice (a redelivered message after a killed worker):
 results are upserted on (arm, case, sample), and the steps that count (a batch generated, a batch
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -179,6 +179,48 @@ def run_cancel(*, run_id: int, user=None) -> bool:
                 after={"status": RunStatus.CANCELLED},
             )
     return bool(cancelled)
+
+
+def run_resume(*, run_id: int, actor=None) -> dict[str, int]:
+    """Send again what an unfinished run still needs (a stalled run: its worker gone for good, its
+    messages lost): the start of a queued run; the next step (generate or score) of each batch not
+    scored that no live worker holds, releasing a stale lease; finalize when every batch is scored.
+
+    Safe to repeat: each step checks its lease and its done-mark first, so a second resume (or the
+    recovery sweep of a worker starting meanwhile) adds duplicates that do nothing. A worker must be
+    running to take the work. Returns what was sent, by step; RunError for a finished run."""
+    counts = {"start": 0, "generate": 0, "score": 0, "finalize": 0}
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("suite_version").filter(pk=run_id).first()
+        if run is None:
+            raise RunError(f"run #{run_id} does not exist")
+        if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            raise RunError(
+                f"run #{run.pk} is {run.status}: only a queued or running run can be resumed; "
+                "start a new run to evaluate again"
+            )
+        if run.status == RunStatus.QUEUED:
+            enqueue("start_run", run.pk)
+            counts["start"] = 1
+        else:
+            stale_before = _stale_before()
+            unfinished = Batch.objects.filter(run_id=run.pk, scored_at__isnull=True)
+            free = unfinished.filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before))
+            todo = list(free.order_by("index", "arm__position").values_list("id", "generated_at"))
+            free.filter(heartbeat_at__isnull=False).update(heartbeat_at=None)  # stale: its worker is gone
+            for batch_id, generated_at in todo:
+                _enqueue_next_step(batch_id, generated_at is not None, counts)
+            if not unfinished.exists():
+                enqueue("finalize_run", run.pk)
+                counts["finalize"] = 1
+        audit_record(
+            actor=actor,
+            action="run.resume",
+            obj=run,
+            suite_id=run.suite_version.suite_id,
+            after={"status": run.status, "sent": {k: v for k, v in counts.items() if v}},
+        )
+    return counts
 
 
 def run_delete_refusal(run: Run) -> str | None:
@@ -436,7 +478,29 @@ FLUSH_SECONDS = 1.0
 
 
 def _running(run_id: int) -> bool:
-    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).exists()
+    return _reconnecting(lambda: Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).exists())
+
+
+# A write that fails because the database connection dropped (a restart, a failover, a killed
+# backend) is tried again on a fresh connection this many times before the batch gives up.
+DB_ATTEMPTS = 3
+
+
+def _reconnecting(write):
+    """`write()`, again on a fresh connection when the connection dropped under it: answers already
+    paid for are saved, not asked of the model again. Only outside a transaction (inside one, the
+    caller's transaction is gone with the connection) and only for idempotent writes (upserts)."""
+    for attempt in range(1, DB_ATTEMPTS + 1):
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or attempt == DB_ATTEMPTS:
+                raise
+            log.warning(
+                "database write failed (%s); reconnecting, attempt %d/%d", exc, attempt + 1, DB_ATTEMPTS
+            )
+            connection.close()
+            time.sleep(0.5 * attempt)
 
 
 def _stream(run, provider, prompts, params, indices, settle, save, *, flush_every: int) -> None:
@@ -509,6 +573,10 @@ def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
                     compute_seconds=c.compute_seconds,
                 )
             )
+    _reconnecting(lambda: _upsert(rows, cache_rows))
+
+
+def _upsert(rows: list[Result], cache_rows: list[CompletionCache]) -> None:
     with transaction.atomic():
         Result.objects.bulk_create(
             rows,

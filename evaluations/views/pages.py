@@ -16,14 +16,16 @@ from evaluations.access import role_required
 from evaluations.audit_selectors import HISTORY_PER_PAGE, audit_rows, suite_events
 from evaluations.forms import EndpointForm, RunForm, SuiteSettingsForm, SuiteUploadForm
 from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
+from evaluations.importers.sources import TOO_LARGE
 from evaluations.models import Arm, Endpoint, Run, Split, Strategy, Suite
 from evaluations.schedule_selectors import schedule_rows
 from evaluations.selectors_reviews import with_reviews
 from evaluations.services.endpoints import endpoint_create
-from evaluations.services.runs import RunError, run_cancel, run_create
+from evaluations.services.runs import RunError, run_cancel, run_create, run_resume
 from evaluations.services.scorings import RescoreError, run_rescore, run_rescoring
 from evaluations.services.suites import suite_import, suite_update_settings
 from evaluations.signoff_selectors import signoff_panel
+from evaluations.stall_selectors import run_stall, runs_stalled
 
 OUTCOMES = [
     ("", "all"),
@@ -66,7 +68,7 @@ def suite_upload(request: HttpRequest) -> HttpResponse:
     limit = settings.FTVP_MAX_UPLOAD_BYTES
     if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
         # Refused before Django reads the body, so an oversized upload never fills the disk.
-        errors = [f"the upload is larger than the limit of {limit:,} bytes (FTVP_MAX_UPLOAD_BYTES)"]
+        errors = [TOO_LARGE.format(limit=limit)]
         return render(
             request,
             "evaluations/suite_upload.html",
@@ -190,7 +192,12 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
 @require_safe
 def run_list(request: HttpRequest) -> HttpResponse:
     qs = Run.objects.select_related("suite_version__suite").order_by("-created_at", "-id")
-    return render(request, "evaluations/run_list.html", {"page": _page(request, qs)})
+    page = _page(request, qs)
+    page.object_list = list(page.object_list)
+    stalled = runs_stalled(page.object_list)
+    for run in page.object_list:
+        run.stall = stalled.get(run.pk)
+    return render(request, "evaluations/run_list.html", {"page": page})
 
 
 @role_required(roles.RUN)
@@ -254,6 +261,7 @@ def _run_context(run: Run) -> dict:
             if s.get("confusion")
         ],
         "consistency": [(arm, s["consistency"]) for arm, s in arms if s.get("consistency")],
+        "stall": run_stall(run),
     }
 
 
@@ -312,6 +320,24 @@ def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
         messages.info(request, f"Run #{run.pk} cancelled.")
     else:
         messages.warning(request, f"Run #{run.pk} had already finished.")
+    return redirect("evaluations:run-detail", pk=run.pk)
+
+
+@role_required(roles.RUN)
+@require_POST
+def run_resume_view(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=pk)
+    try:
+        sent = run_resume(run_id=run.pk, actor=request.user)
+    except RunError as exc:
+        messages.warning(request, f"Not resumed: {exc}.")
+    else:
+        steps = sum(sent.values())
+        messages.info(
+            request,
+            f"Run #{run.pk} resumed: {steps} step{'s' if steps != 1 else ''} sent to the workers. "
+            "A worker must be running to take them (celery -A workers worker -Q llm,scoring).",
+        )
     return redirect("evaluations:run-detail", pk=run.pk)
 
 

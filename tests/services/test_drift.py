@@ -11,15 +11,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from evaluations import selectors
 from evaluations.models import Arm, Case, EmbeddingCache, Finding, FindingKind, Result, Run, RunStatus
 from evaluations.services import drift as drift_service
 from evaluations.services.drift import run_drift
 from evaluations.services.findings import baseline_set, finding_acknowledge
 from evaluations.services.runs import run_create
-from evaluations.services.trends import trends_record
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
-from tests.runs import scores_with_mean
+from tests.runs import run_summarise, scores_with_mean
 from tests.runs import suite_version as make_version
 
 N = 40
@@ -77,11 +75,7 @@ def finished(
                 )
             )
     Result.objects.bulk_create(rows)
-    summaries = selectors.arm_summaries(run)
-    for arm in arms:
-        arm.summary = summaries[arm.pk]
-        arm.save(update_fields=["summary"])
-    trends_record(run=run)
+    run_summarise(run)
     return run
 
 

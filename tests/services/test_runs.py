@@ -19,11 +19,6 @@ def _suite(n: int, task_type: str = "generation", labels=None):
     return version
 
 
-@pytest.fixture
-def endpoint(fake_openai, db):
-    return EndpointFactory(name="fake", base_url=fake_openai.base_url)
-
-
 def test_it_creates_arms_and_batches_and_starts_on_commit(
     endpoint, task_queue, django_capture_on_commit_callbacks
 ):

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluations.importers import SourceFile, SuiteFormatError
-from evaluations.importers.sources import FORMATS
+from evaluations.importers.sources import FORMATS, upload_size_check
 from evaluations.models import TaskType
 from evaluations.services.suites import suite_import
 
@@ -33,13 +34,17 @@ class Command(BaseCommand):
         parser.add_argument("--monthly-volume", type=int, default=None, help="production requests per month")
 
     def handle(self, *args, **opts):
-        files = []
+        paths = []
         for raw in opts["paths"]:
             path = Path(raw)
             if not path.is_file():
                 raise CommandError(f"{path}: no such file")
-            files.append(SourceFile(path.name, path.read_bytes()))
+            paths.append(path)
         try:
+            # The sizes on disk first: a huge file is refused before it is read into memory.
+            sizes = [(p.name, p.stat().st_size) for p in paths]
+            upload_size_check(sizes, limit=settings.FTVP_MAX_UPLOAD_BYTES)
+            files = [SourceFile(p.name, p.read_bytes()) for p in paths]
             version = suite_import(
                 name=opts["name"],
                 files=files,

@@ -126,7 +126,8 @@
         if (!hit) return;
         const series = data.series[chart.data.datasets[hit.datasetIndex].group];
         const run = series.run[hit.index];
-        if (run) window.location.href = data.run_url.replace("/0/", "/" + run + "/");
+        // Only a run id (a number) goes into the address: never text from the data.
+        if (Number.isInteger(run) && run > 0) window.location.href = data.run_url.replace("/0/", "/" + run + "/");
       },
     };
   }

@@ -1,0 +1,104 @@
+"""Browser-facing security: the Content Security Policy and login throttling.
+
+- `ContentSecurityPolicyMiddleware` puts CONTENT_SECURITY_POLICY on every response (pages, API,
+  admin, /api/docs/, error pages, static files). Scripts only from ftvp's own origin, as files: no
+  inline script, no event-handler attribute, no eval; no inline style either (the pages set sizes
+  from static JS through the CSSOM, which the policy allows). See docs/decisions.md.
+- `ThrottledModelBackend` is Django's ModelBackend asking `services.logins.login_lockout` first:
+  a locked username or address is refused before its password is checked, on every login path
+  (the login page, the admin's login, the API's Basic auth). `LoginThrottleMiddleware` turns such a
+  refusal on a page into a 429 page that says why; the API answers 429 itself (api/auth.py).
+- The receivers count failures (`user_login_failed`) and clear a username's count on a login.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import render
+
+from evaluations.services.logins import (
+    client_address,
+    lockout_message,
+    login_failure_record,
+    login_lockout,
+    login_success_record,
+)
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ]
+)
+
+LOCKOUT_ATTR = "ftvp_login_lockout"  # set on a request whose login was refused: seconds to wait
+
+
+class ContentSecurityPolicyMiddleware:
+    """Adds the Content-Security-Policy header to every response that has none."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
+
+
+class ThrottledModelBackend(ModelBackend):
+    """ModelBackend that refuses (PermissionDenied: `authenticate` stops there) a username or an
+    address locked by too many failed logins, before looking at the password."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if username is None:
+            username = kwargs.get(get_user_model().USERNAME_FIELD)
+        wait = login_lockout(username=username, address=client_address(request) if request else None)
+        if wait:
+            if request is not None:
+                setattr(request, LOCKOUT_ATTR, wait)
+            raise PermissionDenied(lockout_message(wait))
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+class LoginThrottleMiddleware:
+    """A page whose login was refused for a lockout answers 429 with the login form and the reason."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        wait = getattr(request, LOCKOUT_ATTR, 0)
+        if not wait or request.path.startswith("/api/"):
+            return response
+        locked = render(
+            request,
+            "evaluations/login.html",
+            {"form": AuthenticationForm(request), "locked": lockout_message(wait), "next": ""},
+            status=429,
+        )
+        locked["Retry-After"] = str(wait)
+        return locked
+
+
+def on_login_failed(sender, credentials, request=None, **kwargs):
+    if request is not None and getattr(request, LOCKOUT_ATTR, 0):
+        return  # refused for a lockout: the password was never checked
+    username = credentials.get(get_user_model().USERNAME_FIELD) or credentials.get("username")
+    login_failure_record(username=username, address=client_address(request) if request else None)
+
+
+def on_logged_in(sender, request, user, **kwargs):
+    login_success_record(username=user.get_username())
