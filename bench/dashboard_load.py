@@ -131,7 +131,13 @@ class Users:
                     break
                 started = time.perf_counter()
                 try:
-                    status, _ = self.web.get(path, cookie=self.cookies[n], conn=conn)
+                    try:
+                        status, _ = self.web.get(path, cookie=self.cookies[n], conn=conn)
+                    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                        # gunicorn closed the idle keep-alive connection: a browser reconnects
+                        conn.close()
+                        conn = http.client.HTTPConnection("127.0.0.1", self.web.port, timeout=30)
+                        status, _ = self.web.get(path, cookie=self.cookies[n], conn=conn)
                 except (OSError, http.client.HTTPException) as exc:
                     conn.close()
                     conn = http.client.HTTPConnection("127.0.0.1", self.web.port, timeout=30)

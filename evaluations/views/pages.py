@@ -293,7 +293,10 @@ def run_results(request: HttpRequest, pk: int) -> HttpResponse:
     )
     # The page's ids first (a sort of narrow rows), then its 25 rows in full: sorting the run's whole
     # rows (prompts, outputs, scores) to keep 25 spilled to disk on runs of thousands of results.
-    page = _page(request, qs.values_list("pk", flat=True), 25)
+    paginator = Paginator(qs.values_list("pk", flat=True), 25)
+    if not (arm_id or outcome or query):  # all the run's results: the count the live part keeps
+        paginator.count = selectors.run_live_counts(run)["n"]
+    page = paginator.get_page(request.GET.get("page"))
     page.object_list = with_reviews(selectors.results_by_pk(list(page.object_list)))  # + verdicts
     context = {
         "run": run,

@@ -68,3 +68,28 @@ def test_with_the_interval_at_zero_every_request_counts_afresh(running, settings
     assert selectors.run_live_counts(running)["n"] == 6
     _drop_one(running)
     assert selectors.run_live_counts(running)["n"] == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_changed_summaries_are_recomputed_in_the_background_while_the_last_ones_are_served(settings):
+    from tests.conftest import wait_for
+
+    version = suite_version(test_cases=4)
+    run = finished_run(version, [ArmSpec(EndpointFactory(), "plain", [1.0] * 4)])
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, finished_at=None)
+    run.refresh_from_db()
+    cache.clear()
+    settings.FTVP_LIVE_SECONDS = 1
+    (arm, first), *_ = selectors.run_arms_with_summaries(run)  # the first view computes them
+    assert first["results"] == 4
+    _drop_one(run)
+    cache.delete(f"ftvp:live-counts:{run.pk}:{run.status}")  # the counts' interval is over
+    key = f"ftvp:live-summaries:{run.pk}"
+    marker, computed_at, summaries = cache.get(key)
+    cache.set(key, (marker, computed_at - 5, summaries))  # and so is the summaries'
+    (_, served), *_ = selectors.run_arms_with_summaries(run)
+    assert served["results"] == 4  # the last figures, at once
+    wait_for(lambda: cache.get(key)[2][arm.pk]["results"] == 3, 10, 0.05, message="the refresh")
+    (_, fresh), *_ = selectors.run_arms_with_summaries(run)
+    assert fresh["results"] == 3
+    cache.clear()
