@@ -4,11 +4,11 @@
   admin, /api/docs/, error pages, static files). Scripts only from ftvp's own origin, as files: no
   inline script, no event-handler attribute, no eval; no inline style either (the pages set sizes
   from static JS through the CSSOM, which the policy allows). See docs/decisions.md.
-- `ThrottledModelBackend` is Django's ModelBackend asking `services.logins.login_lockout` first:
+- `ThrottledModelBackend` is Django's ModelBackend counting the attempt first (`services.logins`):
   a locked username or address is refused before its password is checked, on every login path
   (the login page, the admin's login, the API's Basic auth). `LoginThrottleMiddleware` turns such a
   refusal on a page into a 429 page that says why; the API answers 429 itself (api/auth.py).
-- The receivers count failures (`user_login_failed`) and clear a username's count on a login.
+- The receivers log a lock-out (`user_login_failed`) and clear a username's count on a login.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from django.shortcuts import render
 from evaluations.services.logins import (
     client_address,
     lockout_message,
-    login_failure_record,
-    login_lockout,
+    login_attempt_record,
+    login_failure_note,
     login_success_record,
 )
 
@@ -64,12 +64,16 @@ class ThrottledModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
             username = kwargs.get(get_user_model().USERNAME_FIELD)
-        wait = login_lockout(username=username, address=client_address(request) if request else None)
+        address = client_address(request) if request else None
+        wait = login_attempt_record(username=username, address=address)  # counted before the check
         if wait:
             if request is not None:
                 setattr(request, LOCKOUT_ATTR, wait)
             raise PermissionDenied(lockout_message(wait))
-        return super().authenticate(request, username=username, password=password, **kwargs)
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            login_success_record(username=username, address=address)
+        return user
 
 
 class LoginThrottleMiddleware:
@@ -97,7 +101,8 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
     if request is not None and getattr(request, LOCKOUT_ATTR, 0):
         return  # refused for a lockout: the password was never checked
     username = credentials.get(get_user_model().USERNAME_FIELD) or credentials.get("username")
-    login_failure_record(username=username, address=client_address(request) if request else None)
+    # The attempt was counted before its password was checked: only the warning is left to give.
+    login_failure_note(username=username, address=client_address(request) if request else None)
 
 
 def on_logged_in(sender, request, user, **kwargs):

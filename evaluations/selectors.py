@@ -126,15 +126,22 @@ def _live_summaries(run: Run, counts: dict[str, int]) -> dict[int, dict]:
 
     Stale-while-revalidate: the figures are recomputed when the run's results changed, at most once
     per FTVP_LIVE_SECONDS per process, in a background thread, while every request meanwhile gets
-    the last figures (a few seconds old on a page that polls every 2 s). Only the first view of a run,
-    or FTVP_LIVE_SECONDS=0, computes them in the request."""
+    the last figures (a few seconds old on a page that polls every 2 s). The first view of a run,
+    figures older than 10 intervals, a finished run, or FTVP_LIVE_SECONDS=0 compute them in the
+    request."""
     key = f"ftvp:live-summaries:{run.pk}"
     marker = (run.status, counts["n"], counts["scored"])
     ttl = settings.FTVP_LIVE_SECONDS
     entry = cache.get(key)  # (marker, computed at, summaries)
-    if entry is not None and (entry[0] == marker or (ttl and time.monotonic() - entry[1] < ttl)):
+    if entry is not None and entry[0] == marker:
         return entry[2]
-    if entry is None or not ttl:
+    # Stale figures are served only for a run still going, of the same status, and a few intervals
+    # old at most; a finished run (cancelled or failed: finalize stored nothing) is computed at once.
+    age = time.monotonic() - entry[1] if entry is not None else None
+    usable = entry is not None and ttl and not run.is_finished and entry[0][0] == run.status
+    if usable and age < ttl:
+        return entry[2]
+    if not usable or age > 10 * ttl:
         live = arm_summaries(run)
         cache.set(key, (marker, time.monotonic(), live), timeout=600)
         return live
@@ -142,9 +149,13 @@ def _live_summaries(run: Run, counts: dict[str, int]) -> dict[int, dict]:
         start = run.pk not in _refreshing
         _refreshing.add(run.pk)
     if start:
-        threading.Thread(
-            target=_refresh_live_summaries, args=(run.pk, key, marker), name=f"live-{run.pk}", daemon=True
-        ).start()
+        try:
+            threading.Thread(
+                target=_refresh_live_summaries, args=(run.pk, key, marker), name=f"live-{run.pk}", daemon=True
+            ).start()
+        except RuntimeError:  # no thread to be had: the next poll tries again
+            with _refreshing_lock:
+                _refreshing.discard(run.pk)
     return entry[2]
 
 
@@ -155,9 +166,9 @@ def _refresh_live_summaries(run_id: int, key: str, marker: tuple) -> None:
     except Exception:  # the next poll tries again; the page keeps the last figures meanwhile
         log.warning("live summaries of run #%s failed", run_id, exc_info=True)
     finally:
-        connection.close()  # this thread's own connection
         with _refreshing_lock:
             _refreshing.discard(run_id)
+        connection.close()  # this thread's own connection
 
 
 def run_progress(run: Run) -> dict:

@@ -265,6 +265,9 @@ CACHES = {
         else {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(DATA_DIR / "cache" / "logins"),
+            # Past MAX_ENTRIES the file cache deletes a random third of its files, live counts too:
+            # a guesser inventing usernames could reset a count that way (300 by default).
+            "OPTIONS": {"MAX_ENTRIES": 200_000},
         }
     ),
 }

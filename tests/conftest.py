@@ -29,6 +29,10 @@ def _fast_settings(settings):
     settings.FTVP_STALL_SECONDS = 3600
     # Pages show a running run's counts as of now (tests/views/test_live_counts.py covers the reuse).
     settings.FTVP_LIVE_SECONDS = 0
+    # Ids are reused between tests (rolled back): no test may see another's cached page figures.
+    from django.core.cache import cache
+
+    cache.clear()
     # Failed logins are counted per client address (127.0.0.1 for every test): a fresh count each test.
     settings.CACHES = {
         **settings.CACHES,

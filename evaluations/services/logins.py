@@ -11,7 +11,8 @@ cache cannot be reached (Redis restarting), logins are let through unthrottled, 
 and addresses are stored hashed; passwords never reach this module.
 
 The login pages, the admin's login and the API's Basic auth all go through
-`evaluations.security.ThrottledModelBackend`, which asks `login_lockout` first.
+`evaluations.security.ThrottledModelBackend`, which counts the attempt (`login_attempt_record`)
+before the password is checked.
 """
 
 from __future__ import annotations
@@ -43,14 +44,18 @@ def _keys(*, username: str | None, address: str | None) -> list[tuple[str, int]]
     return keys
 
 
+def _count_key(key: str, until: float) -> str:
+    # One counter per window (named by its end): a new window starts from zero without a reset that
+    # could race with another request's increment.
+    return f"{key}:{int(until)}"
+
+
 def _entry(cache, key: str, now: float) -> tuple[int, float]:
-    """(failures, the end of their window); (0, 0) when none are counted. The count and the window's
-    end are two keys, so that the count can be incremented atomically (Redis INCR)."""
-    values = cache.get_many([key, f"{key}:until"])
-    count, until = values.get(key), values.get(f"{key}:until")
-    if not count or not until or until <= now:
+    """(attempts counted, the end of their window); (0, 0) when none are."""
+    until = cache.get(f"{key}:until")
+    if not until or until <= now:
         return 0, 0.0
-    return int(count), float(until)
+    return int(cache.get(_count_key(key, until)) or 0), float(until)
 
 
 def _unavailable(exc: Exception) -> None:
@@ -83,42 +88,71 @@ def lockout_message(seconds: int) -> str:
     )
 
 
-def login_failure_record(*, username: str | None, address: str | None) -> None:
-    """Count one failed login for `username` and for `address`; log a warning (never the password)
-    when either reaches its limit. The increment is atomic on Redis, so parallel attempts cannot
-    slip past the limit; the first failure opens the window (FTVP_LOGIN_WINDOW_SECONDS)."""
+def login_attempt_record(*, username: str | None, address: str | None) -> int:
+    """Count one login attempt for `username` and for `address`, BEFORE its password is checked, and
+    say whether it is refused: seconds until logins are allowed again, or 0. Counting first (an
+    atomic increment on Redis) means attempts sent in parallel cannot all pass the check: at most the
+    limit's worth of passwords are checked per window. A success gives its attempt back
+    (login_success_record), so the counts are of failures."""
     now = time.time()
     window = settings.FTVP_LOGIN_WINDOW_SECONDS
+    waits = []
     try:
         cache = caches[CACHE]
         for key, limit in _keys(username=username, address=address):
-            if cache.add(f"{key}:until", now + window, timeout=window):
-                cache.set(key, 0, timeout=window)  # a new window: failures of an old one do not count
-            else:
-                cache.add(key, 0, timeout=window)
+            until = float(cache.get_or_set(f"{key}:until", now + window, timeout=window))
+            counter, ttl = _count_key(key, until), max(1, math.ceil(until - now))
+            cache.add(counter, 0, timeout=ttl)
             try:
-                count = cache.incr(key)
+                count = cache.incr(counter)
             except ValueError:  # expired between the two calls
-                cache.set(key, 1, timeout=window)
+                cache.set(counter, 1, timeout=ttl)
                 count = 1
-            until = cache.get(f"{key}:until") or now + window
-            cache.touch(key, max(1, math.ceil(until - now)))  # a file cache's incr resets the expiry
+            cache.touch(counter, ttl)  # a file cache's incr resets the expiry
+            if count > limit:
+                waits.append(until - now)
+    except Exception as exc:  # the cache's server is down: see _unavailable
+        _unavailable(exc)
+        return 0
+    return math.ceil(max(waits)) if waits else 0
+
+
+def login_failure_record(*, username: str | None, address: str | None) -> None:
+    """Count one failed login (an attempt that is not given back)."""
+    login_attempt_record(username=username, address=address)
+
+
+def login_failure_note(*, username: str | None, address: str | None) -> None:
+    """After a failed password: log a warning (never the password) when a count just reached its
+    limit, i.e. the next attempt will be refused."""
+    now = time.time()
+    try:
+        cache = caches[CACHE]
+        for key, limit in _keys(username=username, address=address):
+            count, until = _entry(cache, key, now)
             if count == limit:
                 who = f"username {username!r}" if key.startswith("fail:user:") else f"address {address}"
                 logger.warning(
                     "login locked: %d failed logins for %s within %d s; logins refused for %d s "
                     "(FTVP_LOGIN_FAILURE_LIMIT, FTVP_LOGIN_ADDRESS_FAILURE_LIMIT, FTVP_LOGIN_WINDOW_SECONDS)",
-                    count, who, window, math.ceil(until - now),
+                    count, who, settings.FTVP_LOGIN_WINDOW_SECONDS, math.ceil(until - now),
                 )  # fmt: skip
     except Exception as exc:  # the cache's server is down: see _unavailable
         _unavailable(exc)
 
 
-def login_success_record(*, username: str | None) -> None:
-    """A successful login clears its username's failures (not its address's)."""
+def login_success_record(*, username: str | None, address: str | None = None) -> None:
+    """A successful login clears its username's count and gives its attempt back to `address`."""
+    now = time.time()
     try:
+        cache = caches[CACHE]
         for key, _ in _keys(username=username, address=None):
-            caches[CACHE].delete_many([key, f"{key}:until"])
+            until = cache.get(f"{key}:until")
+            cache.delete_many([f"{key}:until", *([_count_key(key, until)] if until else [])])
+        for key, _ in _keys(username=None, address=address):
+            count, until = _entry(cache, key, now)
+            if count > 0:
+                cache.decr(_count_key(key, until))
     except Exception as exc:  # the cache's server is down: see _unavailable
         _unavailable(exc)
 

@@ -93,3 +93,17 @@ def test_changed_summaries_are_recomputed_in_the_background_while_the_last_ones_
     (_, fresh), *_ = selectors.run_arms_with_summaries(run)
     assert fresh["results"] == 3
     cache.clear()
+
+
+def test_a_run_that_ends_without_stored_summaries_shows_its_final_figures_at_once(running, settings):
+    """A cancelled run has no stored summaries (finalize never ran): its figures are computed anew,
+    never the running ones served stale."""
+    settings.FTVP_LIVE_SECONDS = 60
+    (_, live), *_ = selectors.run_arms_with_summaries(running)
+    assert live["results"] == 6
+    _drop_one(running)
+    Run.objects.filter(pk=running.pk).update(status=RunStatus.CANCELLED)
+    running.refresh_from_db()
+    running.arms.update(summary={})
+    (_, final), *_ = selectors.run_arms_with_summaries(running)
+    assert final["results"] == 5
