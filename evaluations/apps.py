@@ -13,9 +13,8 @@ class EvaluationsConfig(AppConfig):
 
         post_migrate.connect(signals.roles_after_migrate, sender=self, dispatch_uid="evaluations.roles")
 
-        from django.contrib.auth.signals import user_logged_in, user_login_failed
+        from django.contrib.auth.signals import user_login_failed
 
-        from evaluations import security  # login throttling: count failures, clear on a login
+        from evaluations import security  # login throttling: a warning when a login gets locked
 
         user_login_failed.connect(security.on_login_failed, dispatch_uid="evaluations.login_failed")
-        user_logged_in.connect(security.on_logged_in, dispatch_uid="evaluations.logged_in")

@@ -8,7 +8,7 @@
   a locked username or address is refused before its password is checked, on every login path
   (the login page, the admin's login, the API's Basic auth). `LoginThrottleMiddleware` turns such a
   refusal on a page into a 429 page that says why; the API answers 429 itself (api/auth.py).
-- The receivers log a lock-out (`user_login_failed`) and clear a username's count on a login.
+- A receiver logs a lock-out (`user_login_failed`); the backend clears a username's count on a login.
 """
 
 from __future__ import annotations
@@ -103,7 +103,3 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
     username = credentials.get(get_user_model().USERNAME_FIELD) or credentials.get("username")
     # The attempt was counted before its password was checked: only the warning is left to give.
     login_failure_note(username=username, address=client_address(request) if request else None)
-
-
-def on_logged_in(sender, request, user, **kwargs):
-    login_success_record(username=user.get_username())

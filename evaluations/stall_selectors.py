@@ -69,7 +69,7 @@ def _worker_last_seen() -> tuple[bool, datetime | None]:
 
 def runs_stalled(runs: Iterable[Run]) -> dict[int, RunStall]:
     """The stalled runs among `runs`, by id. Finished runs cost nothing; unfinished ones one query for
-    the workers, and, only when no worker is alive, two per unfinished run."""
+    the workers, and, only when no worker is alive, two more for all of them."""
     unfinished = [r for r in runs if r.status in (RunStatus.QUEUED, RunStatus.RUNNING)]
     if not unfinished:
         return {}
@@ -77,15 +77,26 @@ def runs_stalled(runs: Iterable[Run]) -> dict[int, RunStall]:
     if alive:
         return {}
     stale_before = timezone.now() - timedelta(seconds=settings.FTVP_STALL_SECONDS)
+    ids = [run.pk for run in unfinished]
+    batches = {
+        row["run_id"]: row
+        for row in Batch.objects.filter(run_id__in=ids)
+        .values("run_id")
+        .annotate(generated=Max("generated_at"), scored=Max("scored_at"), lease=Max("heartbeat_at"))
+    }
+    saved = dict(
+        Result.objects.filter(arm__run_id__in=ids)
+        .values("arm__run_id")
+        .annotate(last=Max("created_at"))
+        .values_list("arm__run_id", "last")
+    )
     stalled = {}
     for run in unfinished:
-        batches = Batch.objects.filter(run_id=run.pk).aggregate(
-            generated=Max("generated_at"), scored=Max("scored_at"), lease=Max("heartbeat_at")
-        )
-        if batches["lease"] is not None and batches["lease"] >= stale_before:
+        marks = batches.get(run.pk, {})
+        if marks.get("lease") is not None and marks["lease"] >= stale_before:
             continue  # a worker held a batch a moment ago: not stalled (yet)
-        saved = Result.objects.filter(arm__run_id=run.pk).aggregate(last=Max("created_at"))["last"]
-        moments = [run.created_at, run.started_at, saved, *batches.values()]
+        moments = [run.created_at, run.started_at, saved.get(run.pk)]
+        moments += [marks.get("generated"), marks.get("scored"), marks.get("lease")]
         last_progress = max(t for t in moments if t is not None)
         if last_progress < stale_before:
             stalled[run.pk] = RunStall(

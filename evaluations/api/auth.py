@@ -61,22 +61,21 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
 class ThrottledBasicAuthentication(authentication.BasicAuthentication):
     """DRF's Basic auth under login throttling (services/logins.py): a locked username or address
-    gets 429 with the reason and Retry-After, not 401; a successful login clears the username's
-    count, as a login on the pages does."""
+    gets 429 with the reason and Retry-After, not 401. (Counting attempts and clearing a username's
+    count on success happen in the authentication backend, security.ThrottledModelBackend, as for
+    the pages.)"""
 
     def authenticate_credentials(self, userid, password, request=None):
         from evaluations.security import LOCKOUT_ATTR
-        from evaluations.services.logins import lockout_message, login_success_record
+        from evaluations.services.logins import lockout_message
 
         try:
-            result = super().authenticate_credentials(userid, password, request)
+            return super().authenticate_credentials(userid, password, request)
         except exceptions.AuthenticationFailed:
             wait = getattr(request, LOCKOUT_ATTR, 0) if request is not None else 0
             if wait:
                 raise exceptions.Throttled(wait=wait, detail=lockout_message(wait)) from None
             raise
-        login_success_record(username=userid)
-        return result
 
 
 class ThrottledBasicScheme(BasicScheme):

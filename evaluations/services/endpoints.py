@@ -159,18 +159,19 @@ _ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)  # an encoded slash 
 _BARE_PORT = re.compile(r"^(https?://[^/]*):(/.*)?$", re.IGNORECASE)  # http://127.0.0.1: (any port)
 
 
-def _url_parts(url: str) -> tuple[str, str, int, str] | None:
-    """(scheme, host, port, path) of an http(s) URL, lower-cased where URLs are case-insensitive,
-    the port made explicit; None when `url` is not one."""
+def _url_parts(url: str) -> tuple[str, str, int, str, str] | None:
+    """(scheme, host, port, decoded path, raw path) of an http(s) URL without userinfo, lower-cased
+    where URLs are case-insensitive, the port made explicit; None when `url` is not one."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
         return None
-    return scheme, parts.hostname.lower().rstrip("."), port or _DEFAULT_PORTS[scheme], unquote(parts.path)
+    host = parts.hostname.lower().rstrip(".")
+    return scheme, host, port or _DEFAULT_PORTS[scheme], unquote(parts.path), parts.path
 
 
 def url_allowed(url: str, allowlist: list[str]) -> bool:
@@ -182,10 +183,9 @@ def url_allowed(url: str, allowlist: list[str]) -> bool:
     refused. A prefix without a port admits only the scheme's default port; one that ends with a
     bare ":" (http://127.0.0.1:) admits any port."""
     target = _url_parts(url)
-    if target is None or "@" in urlsplit(url.strip()).netloc:
+    if target is None:
         return False
-    decoded = target[3]  # percent-decoded, as the server reads it
-    raw = urlsplit(url.strip()).path
+    scheme, host, port, decoded, raw = target  # decoded: the path as the server reads it
     if "\\" in decoded or _ENCODED_SEPARATOR.search(raw) or unquote(decoded) != decoded:
         return False  # ..%2fadmin, a backslash, or %252e%252e decoded twice may be read as a separator
     if any(segment.split(";")[0] in (".", "..") for segment in decoded.split("/")):
@@ -196,13 +196,10 @@ def url_allowed(url: str, allowlist: list[str]) -> bool:
         if bare_port:
             prefix = bare_port.group(1) + (bare_port.group(2) or "")
         allowed = _url_parts(prefix)
-        if allowed is None:
+        if allowed is None or allowed[:2] != (scheme, host) or (not bare_port and allowed[2] != port):
             continue
-        scheme, host, port, path = allowed
-        if (scheme, host) != target[:2] or (not bare_port and port != target[2]):
-            continue
-        base = path.rstrip("/")
-        if target[3] == base or target[3].startswith(base + "/"):
+        base = allowed[3].rstrip("/")
+        if decoded == base or decoded.startswith(base + "/"):
             return True
     return False
 
@@ -341,18 +338,10 @@ def endpoint_update(*, endpoint: Endpoint, user=None, **changes) -> Endpoint:
     for field in ("name", "model", "base_url"):
         if field in changes:
             changes[field] = (changes[field] or "").strip()
-    if (
-        "base_url" in changes
-        and changes["base_url"] != endpoint.base_url
-        and endpoint.provider == Provider.OPENAI
-    ):
+    new_url = "base_url" in changes and changes["base_url"] != endpoint.base_url
+    if new_url and endpoint.provider == Provider.OPENAI:
         base_url_check(changes["base_url"])
-    if (
-        "base_url" in changes
-        and changes["base_url"] != endpoint.base_url
-        and endpoint.api_key_env
-        and "api_key_env" not in changes
-    ):
+    if new_url and endpoint.api_key_env and "api_key_env" not in changes:
         # Else a new URL alone would send the key (e.g. a production one) to whatever host it names.
         raise ValidationError(
             {

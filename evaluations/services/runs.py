@@ -203,13 +203,9 @@ def run_resume(*, run_id: int, actor=None) -> dict[str, int]:
             enqueue("start_run", run.pk)
             counts["start"] = 1
         else:
-            stale_before = _stale_before()
-            unfinished = Batch.objects.filter(run_id=run.pk, scored_at__isnull=True)
-            free = unfinished.filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before))
-            todo = list(free.order_by("index", "arm__position").values_list("id", "generated_at"))
-            free.filter(heartbeat_at__isnull=False).update(heartbeat_at=None)  # stale: its worker is gone
-            for batch_id, generated_at in todo:
-                _enqueue_next_step(batch_id, generated_at is not None, counts)
+            unfinished = Batch.objects.filter(run_id=run.pk, scored_at__isnull=True).order_by("index")
+            _resend_unheld(unfinished.filter(heartbeat_at__isnull=True), counts)
+            _resend_stale(unfinished.filter(heartbeat_at__lt=_stale_before()), counts)
             if not unfinished.exists():
                 enqueue("finalize_run", run.pk)
                 counts["finalize"] = 1
@@ -673,15 +669,9 @@ def runs_recover(*, startup: bool = False) -> dict[str, int]:
         enqueue("start_run", run_id)
         counts["runs"] += 1
     pending = Batch.objects.filter(run__status=RunStatus.RUNNING, scored_at__isnull=True)
-    stale = pending.filter(heartbeat_at__lt=stale_before)
-    for batch_id, generated_at in stale.values_list("id", "generated_at"):
-        with transaction.atomic():
-            if stale.filter(pk=batch_id).update(heartbeat_at=None):
-                _enqueue_next_step(batch_id, generated_at is not None, counts)
+    _resend_stale(pending.filter(heartbeat_at__lt=stale_before), counts)
     lost = _runs_with_lost_messages(startup=startup, stale_before=stale_before)
-    unheld = pending.filter(run_id__in=lost, heartbeat_at__isnull=True)
-    for batch_id, generated_at in unheld.values_list("id", "generated_at"):
-        _enqueue_next_step(batch_id, generated_at is not None, counts)
+    _resend_unheld(pending.filter(run_id__in=lost, heartbeat_at__isnull=True), counts)
     for run_id in Run.objects.filter(
         status=RunStatus.RUNNING, batches_scored__gte=F("batches_total")
     ).values_list("id", flat=True):
@@ -710,6 +700,21 @@ def _runs_with_lost_messages(*, startup: bool, stale_before) -> list[int]:
         if last_progress is None or last_progress < stale_before:
             idle.append(run_id)
     return idle
+
+
+def _resend_stale(stale, counts: dict[str, int]) -> None:
+    """Batches whose lease went stale (their worker died): each lease is released, if it is still
+    stale, as the batch's next step is sent, so a batch is not sent twice by two sweeps."""
+    for batch_id, generated_at in stale.values_list("id", "generated_at"):
+        with transaction.atomic():
+            if stale.filter(pk=batch_id).update(heartbeat_at=None):
+                _enqueue_next_step(batch_id, generated_at is not None, counts)
+
+
+def _resend_unheld(unheld, counts: dict[str, int]) -> None:
+    """Batches nobody holds whose messages were lost: their next step, sent again."""
+    for batch_id, generated_at in unheld.values_list("id", "generated_at"):
+        _enqueue_next_step(batch_id, generated_at is not None, counts)
 
 
 def _enqueue_next_step(batch_id: int, generated: bool, counts: dict[str, int]) -> None:

@@ -187,8 +187,10 @@ def tab(browser, live_server, request) -> Iterator[Tab]:
 
     def on_failed(req) -> None:
         failure = req.failure or ""
-        # Leaving a page cancels its htmx poll in flight: not a problem.
-        if "ERR_ABORTED" in failure and req.resource_type in ("xhr", "fetch"):
+        # Leaving a page cancels what it still had in flight (an htmx poll, the favicon the browser
+        # fetches after the load): not a problem. A file that is missing or refused fails otherwise
+        # (an error status, or net::ERR_BLOCKED_BY_CSP and the like).
+        if "ERR_ABORTED" in failure and req.resource_type in ("xhr", "fetch", "other"):
             return
         problems.append(f"request failed: {req.method} {req.url}: {failure}")
 

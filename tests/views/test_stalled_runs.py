@@ -82,6 +82,21 @@ def test_the_run_list_marks_the_stalled_run_only(client, stalled, task_queue):
     assert "stalled" not in rows[fresh.pk]  # queued a moment ago: not stalled yet
 
 
+def test_the_run_list_checks_its_unfinished_runs_in_the_same_few_queries_however_many(client, stalled):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(UserFactory(roles=["viewer"]))
+    url = reverse("evaluations:run-list")
+    with CaptureQueriesContext(connection) as one:
+        client.get(url)
+    for _ in range(4):
+        run_create(suite_version=stalled.suite_version, arms=[(EndpointFactory(), strategy("plain"))])
+    with CaptureQueriesContext(connection) as five:
+        assert client.get(url).status_code == 200
+    assert len(five.captured_queries) == len(one.captured_queries)
+
+
 def test_posting_resume_sends_the_unfinished_work_and_says_a_worker_must_run(client, stalled, task_queue):
     client.force_login(UserFactory(username="eddie", roles=["editor"]))
     first, second, third = stalled.batches.order_by("index")
