@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # package index serves the CUDA build of torch==2.13.0 by default.
 TORCH_PIP_ARGS ?=
 
-.PHONY: install chromium demo test test-unit lint format bench bench-demo clean
+.PHONY: install chromium nginx demo test test-unit lint format bench bench-demo clean
 
 install: $(STAMP)
 
@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 demo: install
 	$(PY) manage.py rundemo
 
-test: install chromium
+test: install chromium nginx
 	$(PY) -m pytest
 
 # The browser tests (tests/browser/, in `make test`) drive Debian's chromium through Playwright,
@@ -40,6 +40,19 @@ chromium:
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	  else \
 	    echo "chromium is not installed and the browser tests need it: install Debian's chromium (sudo apt-get install chromium), or set FTVP_CHROMIUM to a Chromium binary, then run make test again." >&2; exit 1; \
+	  fi; \
+	fi
+
+# The transport's conformance test puts Debian's nginx in front of a loopback model server
+# (tests/integration/test_reverse_proxy.py): as root it is installed from Debian, else we say how.
+nginx:
+	@if [ -n "$$FTVP_NGINX" ]; then \
+	  test -x "$$FTVP_NGINX" || { echo "FTVP_NGINX=$$FTVP_NGINX is not an executable: point it at an nginx binary, or unset it and install Debian's nginx (apt-get install nginx-light)." >&2; exit 1; }; \
+	elif ! command -v nginx >/dev/null && ! test -x /usr/sbin/nginx; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light; \
+	  else \
+	    echo "nginx is not installed and the reverse-proxy test needs it: install Debian's nginx (sudo apt-get install nginx-light), or set FTVP_NGINX to an nginx binary, then run make test again." >&2; exit 1; \
 	  fi; \
 	fi
 

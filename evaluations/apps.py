@@ -18,3 +18,7 @@ class EvaluationsConfig(AppConfig):
         from evaluations import security  # login throttling: a warning when a login gets locked
 
         user_login_failed.connect(security.on_login_failed, dispatch_uid="evaluations.login_failed")
+
+        from evaluations.redaction import install_log_masking
+
+        install_log_masking()  # known secrets (services/secrets.py) are masked in every log record

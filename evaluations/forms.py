@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
+from evaluations import jsonsafe
 from evaluations.importers import FORMAT_CHOICES, SuiteFormatError
 from evaluations.importers.sources import upload_size_check
 from evaluations.models import (
@@ -18,8 +22,47 @@ from evaluations.models import (
     Urgency,
 )
 from evaluations.scoring.assertions import validate_assertion
+from evaluations.services.endpoints import params_check
 from evaluations.services.runs import MAX_REPEATS
 from evaluations.strategies import ladder_rank
+
+NUMBER_REMEDY = "give a finite number"
+MAX_POSITIVE_INT = 2_147_483_647  # the largest PositiveIntegerField value (PostgreSQL's integer)
+
+
+class SafeForm(forms.Form):
+    """Every form's numbers, checked in one place: one JSON and the database cannot hold (a decimal
+    of 1e400, an integer of 400 digits) is refused naming its field, as NaN and infinity already are by
+    Django's fields. JSON fields are checked to their depth by JsonSafeField."""
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, value in list(cleaned.items()):
+            if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+                problem = jsonsafe.number_problem(value)
+                if problem:
+                    self.add_error(name, f"{problem}; {NUMBER_REMEDY}")
+        return cleaned
+
+
+class JsonSafeField(forms.JSONField):
+    """JSON typed into a form, whose numbers (nested too) JSON and the database can hold: NaN,
+    Infinity, 1e400 or an integer of 400 digits is refused with where it is (``[0].threshold``)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("decoder", jsonsafe.Decoder)
+        super().__init__(**kwargs)
+
+    def validate(self, value):
+        super().validate(value)
+        found = jsonsafe.unsafe_numbers(value)
+        if found:
+            raise forms.ValidationError(
+                [
+                    f"{jsonsafe.dotted(path) or 'the value'}: {problem}; {NUMBER_REMEDY}"
+                    for path, _, problem in found
+                ]
+            )
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -40,7 +83,7 @@ class MultipleFileField(forms.FileField):
         return [single(data, initial)]
 
 
-class SuiteUploadForm(forms.Form):
+class SuiteUploadForm(SafeForm):
     name = forms.CharField(max_length=200, help_text="An existing suite's name adds a new version to it.")
     task_type = forms.ChoiceField(
         choices=[("", "keep the suite's (generation for a new suite)"), *TaskType.choices],
@@ -71,7 +114,7 @@ class SuiteUploadForm(forms.Form):
         return uploads
 
 
-class EndpointForm(forms.Form):
+class EndpointForm(SafeForm):
     name = forms.CharField(max_length=100)
     provider = forms.ChoiceField(choices=Provider.choices)
     model = forms.CharField(max_length=300, help_text="For local: smollm2-135m-instruct or a model folder.")
@@ -106,9 +149,29 @@ class EndpointForm(forms.Form):
         help_text="USD a month to host it (self-hosted)",
     )
     max_concurrency = forms.IntegerField(min_value=1, max_value=256, initial=4)
+    params = JsonSafeField(
+        required=False,
+        initial=dict,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text='Generation parameters as JSON, e.g. {"temperature": 0, "max_tokens": 256}: OpenAI\'s chat '
+        "completion parameters within their ranges (temperature 0-2, top_p 0-1, max_tokens at least 1...); "
+        "other keys (top_k...) are sent as they are.",
+    )
 
     def clean_hosting_monthly(self):
         return self.cleaned_data["hosting_monthly"] or 0
+
+    def clean_params(self):
+        try:
+            return params_check(self.cleaned_data.get("params"))
+        except ValidationError as exc:
+            raise forms.ValidationError(
+                [
+                    message if field == "params" else f"{field.removeprefix('params.')}: {message}"
+                    for field, messages in exc.message_dict.items()
+                    for message in messages
+                ]
+            ) from None
 
 
 def arms_from_choices(values: list[str]) -> list[tuple[Endpoint, Strategy]]:
@@ -123,7 +186,7 @@ def arms_from_choices(values: list[str]) -> list[tuple[Endpoint, Strategy]]:
     return arms
 
 
-class RunForm(forms.Form):
+class RunForm(SafeForm):
     suite_version = forms.ModelChoiceField(queryset=SuiteVersion.objects.select_related("suite"))
     arms = forms.MultipleChoiceField(
         widget=forms.CheckboxSelectMultiple, help_text="Each arm is one endpoint with one strategy."
@@ -145,14 +208,16 @@ class RunForm(forms.Form):
         return arms_from_choices(self.cleaned_data["arms"])
 
 
-class SuiteSettingsForm(forms.Form):
+class SuiteSettingsForm(SafeForm):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     quality_target = forms.FloatField(
         min_value=0, max_value=1, help_text="The mean score an arm must reach to be good enough."
     )
     pass_threshold = forms.FloatField(min_value=0, max_value=1, help_text="A result passes at this score.")
-    monthly_volume = forms.IntegerField(min_value=0, help_text="Expected production requests per month.")
-    default_assertions = forms.JSONField(
+    monthly_volume = forms.IntegerField(
+        min_value=0, max_value=MAX_POSITIVE_INT, help_text="Expected production requests per month."
+    )
+    default_assertions = JsonSafeField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text='Checked on every case before its own, e.g. [{"type": "icontains", "value": "Paris"}]. '
@@ -195,13 +260,15 @@ class SuiteSettingsForm(forms.Form):
         return value
 
 
-class DecisionProfileForm(forms.Form):
+class DecisionProfileForm(SafeForm):
     """What the team knows that a run cannot measure; the decision is recomputed with it."""
 
     quality_target = forms.FloatField(
         min_value=0, max_value=1, help_text="The mean score an arm must reach to be good enough."
     )
-    monthly_volume = forms.IntegerField(min_value=0, help_text="Production requests per month.")
+    monthly_volume = forms.IntegerField(
+        min_value=0, max_value=MAX_POSITIVE_INT, help_text="Production requests per month."
+    )
     horizon_months = forms.IntegerField(
         min_value=1, max_value=120, help_text="Months over which costs are compared."
     )
@@ -209,7 +276,10 @@ class DecisionProfileForm(forms.Form):
         min_value=0, max_value=365, help_text="How often the task changes (each change: a retraining)."
     )
     examples_available = forms.IntegerField(
-        min_value=0, required=False, help_text="Labelled examples to fine-tune on; empty: the train split."
+        min_value=0,
+        max_value=MAX_POSITIVE_INT,
+        required=False,
+        help_text="Labelled examples to fine-tune on; empty: the train split.",
     )
     training_price_per_1m = forms.DecimalField(
         min_value=0,
@@ -223,7 +293,7 @@ class DecisionProfileForm(forms.Form):
     )
 
 
-class EndpointCostForm(forms.Form):
+class EndpointCostForm(SafeForm):
     price_in = forms.DecimalField(min_value=0, decimal_places=6, help_text="USD per 1M input tokens")
     price_out = forms.DecimalField(min_value=0, decimal_places=6, help_text="USD per 1M output tokens")
     price_hour = forms.DecimalField(min_value=0, decimal_places=6, help_text="USD per compute hour")
@@ -236,7 +306,7 @@ class EndpointCostForm(forms.Form):
     )
 
 
-class BreakEvenForm(forms.Form):
+class BreakEvenForm(SafeForm):
     tokens_saved = forms.FloatField(
         min_value=0, help_text="Prompt tokens the fine-tuned model saves per request."
     )
@@ -248,7 +318,7 @@ class BreakEvenForm(forms.Form):
     hosting_per_month = forms.FloatField(min_value=0, initial=0, required=False)
 
 
-class FineTuneForm(forms.Form):
+class FineTuneForm(SafeForm):
     """A LoRA fine-tuning job; hyperparameters default to what works for SmolLM2 on a CPU."""
 
     suite_version = forms.ModelChoiceField(
@@ -268,7 +338,7 @@ class FineTuneForm(forms.Form):
     max_length = forms.IntegerField(
         min_value=16, max_value=4096, initial=256, help_text="Tokens per example."
     )
-    seed = forms.IntegerField(min_value=0, initial=0)
+    seed = forms.IntegerField(min_value=0, max_value=MAX_POSITIVE_INT, initial=0)
 
     HYPERPARAMETERS = (
         "epochs",
@@ -294,7 +364,7 @@ class FineTuneForm(forms.Form):
         return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}
 
 
-class AlertChannelForm(forms.Form):
+class AlertChannelForm(SafeForm):
     """An alert channel: where findings are sent (services/alerts.py validates what depends on the kind)."""
 
     name = forms.CharField(max_length=100)
@@ -333,7 +403,7 @@ class AlertChannelForm(forms.Form):
         self.fields["suite"].queryset = Suite.objects.order_by("name")
 
 
-class ApiTokenForm(forms.Form):
+class ApiTokenForm(SafeForm):
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. CI or a dashboard script.")
     expires_in_days = forms.TypedChoiceField(
         choices=[("", "never"), ("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year")],
@@ -350,7 +420,7 @@ def _arm_choices() -> list[tuple[str, str]]:
     return [(f"{e.pk}:{s.pk}", f"{e.name} · {s}") for e in endpoints for s in strategies]
 
 
-class ScheduleForm(forms.Form):
+class ScheduleForm(SafeForm):
     """A schedule of a suite's runs (services/schedules.py checks the cron, time zone and the rest)."""
 
     name = forms.CharField(max_length=200, initial="nightly")

@@ -519,11 +519,20 @@ class CompletionCache(models.Model):
 
 
 class WorkerBeat(models.Model):
-    """A worker process's heartbeat, so `evaluate --wait` knows whether one is running."""
+    """A worker process's heartbeat, so `evaluate --wait` knows whether one is running.
 
-    hostname = models.CharField(max_length=255, unique=True)
+    Written every FTVP_WORKER_BEAT_SECONDS and removed when the worker stops; the process id and
+    host let a reader on the same machine check that the process still runs (a killed worker's row
+    stays behind): see evaluations/worker_selectors.py."""
+
+    hostname = models.CharField(max_length=255, unique=True)  # Celery's node name, e.g. evaluate-3@box
     queues = models.CharField(max_length=200, blank=True)
     last_seen = models.DateTimeField()
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    # Where `pid` means something: the machine's name and, on Linux, its process-id namespace.
+    host = models.CharField(max_length=255, blank=True)
+    # In warm shutdown: takes no new work, finishes (and holds the leases of) the tasks in hand.
+    stopping = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.hostname

@@ -1,8 +1,9 @@
 """Stalled runs: unfinished, and nobody is working on them.
 
 A run that is queued or running is stalled when all three hold:
-- no worker that takes runs (queues llm or scoring) has reported in lately (a fresh WorkerBeat row:
-  within 3 x FTVP_WORKER_BEAT_SECONDS, as `evaluate --wait` counts live workers);
+- no worker that takes runs (queues llm or scoring) is alive: none has reported in lately (a fresh
+  WorkerBeat row: within 3 x FTVP_WORKER_BEAT_SECONDS), or those that did are known to have exited
+  or are shutting down (evaluations/worker_selectors.py, as `evaluate --wait` counts live workers);
 - no batch of the run holds a live lease (a heartbeat within FTVP_STALL_SECONDS);
 - nothing progressed for FTVP_STALL_SECONDS: not the run's start, a batch generated or scored, a lease
   renewed or a result saved.
@@ -22,8 +23,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from evaluations.models import Batch, Result, Run, RunStatus, WorkerBeat
-
-RUN_QUEUES = {"llm", "scoring"}
+from evaluations.worker_selectors import RUN_QUEUES, beat_takes_work
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,14 @@ class RunStall:
 
 def _worker_last_seen() -> tuple[bool, datetime | None]:
     """(is a worker that takes runs alive?, when any such worker last reported in)."""
-    fresh = timezone.now() - timedelta(seconds=3 * settings.FTVP_WORKER_BEAT_SECONDS)
+    now = timezone.now()
     alive, last = False, None
-    for queues, seen in WorkerBeat.objects.values_list("queues", "last_seen"):
+    for beat in WorkerBeat.objects.all():
         # A worker that named no queues is counted (an older heartbeat row); a training-only one is not.
-        if queues and not RUN_QUEUES & set(queues.split(",")):
+        if beat.queues and not RUN_QUEUES & set(beat.queues.split(",")):
             continue
-        alive = alive or seen >= fresh
-        last = seen if last is None or seen > last else last
+        alive = alive or beat_takes_work(beat, now=now)
+        last = beat.last_seen if last is None or beat.last_seen > last else last
     return alive, last
 
 

@@ -282,6 +282,13 @@ REST_FRAMEWORK = {
     ],
     # The caller's role decides, as on the pages: views declare `action_permissions` (roles.py).
     "DEFAULT_PERMISSION_CLASSES": ["evaluations.api.permissions.RolePermission"],
+    # JSON bodies with numbers JSON or the database cannot hold (NaN, Infinity, 1e400) get a 400
+    # naming the field (evaluations/api/parsers.py). DRF's defaults otherwise.
+    "DEFAULT_PARSER_CLASSES": [
+        "evaluations.api.parsers.JsonSafeParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -14,7 +14,8 @@ reset (RST), a truncated body (a Content-Length larger than what is sent, then c
 JSON, `choices: []`, an answer trickled a few bytes at a time (slow, within the timeout), an answer
 far longer than max_tokens, and one larger than the client accepts at all. A transient fault either
 clears after some attempts (within the retry budget: the case ends OK) or never (the retries run out:
-an error result); a permanent one is an error result after one request.
+an error result); a permanent one, and an answer that could not be read (a reset after the request
+arrived, a truncated body), is an error result after one request.
 
 A case without "case <n>" in its text is answered as FakeOpenAI answers it.
 """
@@ -36,8 +37,11 @@ from tests.fakeopenai import FakeOpenAI, _content_text, _Handler, _words, last_u
 
 CASE = re.compile(r"\bcase (\d+)\b")
 
-TRANSIENT = frozenset({"429", "500", "503", "timeout", "reset", "truncated"})
+TRANSIENT = frozenset({"429", "500", "503", "timeout"})
 PERMANENT = frozenset({"malformed", "empty", "huge"})
+# The request reached the server but its answer could not be read: reported after one request, never
+# sent again (the server may have worked on it and billed it).
+UNREADABLE = frozenset({"reset", "truncated"})
 ANSWERED = frozenset({"slow", "long"})  # odd but valid answers: kept, one request
 
 
@@ -51,9 +55,12 @@ def error_pattern(fault: str, attempts: int) -> str:
         + after,
         "503": re.escape("HTTP 503: The engine is currently overloaded, please try again later") + after,
         "timeout": re.escape(f"timed out after {attempts} attempts"),
-        "reset": re.escape("connection error: the server reset the connection") + after,
-        "truncated": r"connection error: the answer was cut off after \d+ bytes \(\d+ more expected\)"
-        + after,
+        "reset": re.escape(
+            "connection error: the server reset the connection after the request was sent "
+            "(not sent again: the server may have worked on it)"
+        ),
+        "truncated": r"connection error: the answer was cut off after \d+ bytes \(\d+ more expected; "
+        r"not sent again: the server may have worked on it\)",
         "malformed": r"invalid response: HTTP 200 with a body that is not JSON "
         r"\(Unterminated string starting at: line 1 column \d+ \(char \d+\)\)",
         "empty": re.escape("invalid response: HTTP 200 with no choices (an empty 'choices' list)"),
@@ -143,12 +150,7 @@ def answer_for(case: int) -> str:
 class _ChaosHandler(_Handler):
     server: Any
 
-    def setup(self) -> None:
-        super().setup()
-        self.served = 0  # requests on this connection
-
     def _chat_completion(self, fake: FakeOpenAI, body: Any) -> None:
-        self.served += 1
         case = case_of(body)
         if not isinstance(fake, ChaosOpenAI) or case is None or body.get("stream"):
             super()._chat_completion(fake, body)
@@ -244,13 +246,7 @@ class _ChaosHandler(_Handler):
             self.close_connection = True
 
     def _reset(self) -> None:
-        """Reset the connection (RST, not FIN): SO_LINGER 0, then close.
-
-        On a kept-alive connection the client sends a request again at once, without counting an
-        attempt, when the connection fails within transport.STALE_FAILURE_SECONDS (a server closing
-        an idle connection looks the same): wait past that so every reset is one attempt."""
-        if self.served > 1:
-            time.sleep(transport.STALE_FAILURE_SECONDS + 0.1)
+        """Reset the connection (RST, not FIN) after reading the request: SO_LINGER 0, then close."""
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.rfile.close()  # the socket closes for real only once its file objects are closed
         self.connection.close()
@@ -293,7 +289,7 @@ class ChaosOpenAI(FakeOpenAI):
         s = self.scenario(case)
         if s.fault is None or s.fault in ANSWERED:
             return Outcome(1, True, "", False)
-        if s.fault in PERMANENT:
+        if s.fault in PERMANENT or s.fault in UNREADABLE:
             return Outcome(1, False, error_pattern(s.fault, 1), False)
         if s.times is not None and s.times < self.max_attempts:
             return Outcome(s.times + 1, True, "", True)

@@ -16,7 +16,6 @@ from tests.factories import UserFactory
 from tests.fakeopenai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(autouse=True)

@@ -14,11 +14,16 @@ Standalone (for integration tests that need a separate process):
 
 answers.json maps the last user message's text (exact match first, else the longest key contained in
 it) to the answer; anything else is echoed. The first line on stdout is "listening on <base_url>".
+
+`echo_authorization=True` (`--echo-authorization`) plays a gateway that leaks the request's
+Authorization header into its answers: every "{authorization}" in an answer becomes the header's
+value, and an answer without one gets the header appended as it came, percent-encoded and in base64.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import signal
 import sys
@@ -29,9 +34,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 Responder = Callable[[dict[str, Any]], "str | None"]
+AUTHORIZATION = "{authorization}"  # replaced by the request's Authorization header (echo_authorization)
+
+
+def with_authorization(answer: str, header: str) -> str:
+    """`answer` as a gateway that leaks the request's Authorization header gives it back."""
+    if AUTHORIZATION in answer:
+        return answer.replace(AUTHORIZATION, header)
+    encoded = base64.b64encode(header.encode()).decode()
+    return (
+        f"{answer}\n[gateway debug] Authorization: {header} | url-encoded: {quote(header, safe='')} "
+        f"| base64: {encoded}"
+    )
 
 
 def _content_text(content: Any) -> str:
@@ -179,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             self._error(500, f"responder failed: {exc}", "server_error")
             return
+        if fake.echo_authorization and isinstance(answer, str):
+            answer = with_authorization(answer, self.headers.get("Authorization") or "")
         prompt_tokens = sum(_words(_content_text(m.get("content"))) for m in body["messages"])
         completion_tokens = _words(answer or "")
         self._send_json(
@@ -220,8 +239,10 @@ class FakeOpenAI:
         delay: float = 0.0,
         api_key: str | None = None,
         models: list[str] | None = None,
+        echo_authorization: bool = False,
     ) -> None:
         self.responder: Responder = responder or echo_responder
+        self.echo_authorization = echo_authorization  # answers leak the Authorization header
         self.delay = delay
         self.api_key = api_key  # when set, requests must send "Authorization: Bearer <api_key>"
         self.models = models or ["fake-model"]
@@ -305,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each answer")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
     parser.add_argument("--model", action="append", dest="models", help="model id listed by /v1/models")
+    parser.add_argument(
+        "--echo-authorization", action="store_true", help="leak the Authorization header into answers"
+    )
     args = parser.parse_args(argv)
 
     responder: Responder = echo_responder
@@ -322,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         delay=args.delay,
         api_key=args.api_key,
         models=args.models,
+        echo_authorization=args.echo_authorization,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

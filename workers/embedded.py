@@ -7,20 +7,18 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.utils import timezone
 
 QUEUES = "llm,scoring,training"
 
 
 def live_worker_count() -> int:
-    from evaluations.models import WorkerBeat
+    """Workers that run and take new work (their heartbeat checked: evaluations/worker_selectors.py)."""
+    from evaluations.worker_selectors import live_workers
 
-    fresh = timezone.now() - timedelta(seconds=settings.FTVP_WORKER_BEAT_SECONDS * 3)
-    return WorkerBeat.objects.filter(last_seen__gte=fresh).count()
+    return len(live_workers())
 
 
 def worker_command(*, name: str, concurrency: int = 4, beat: bool = False) -> list[str]:
@@ -54,13 +52,17 @@ def start_worker(
 
 
 def wait_until_ready(proc: subprocess.Popen, timeout: float = 120.0) -> bool:
+    """Whether the worker `proc` reported in (its own heartbeat row: another worker's does not
+    count) before it exited or `timeout` passed."""
+    from evaluations.worker_selectors import worker_reported
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        if live_worker_count() > 0:
+        if worker_reported(proc.pid):
             return True
-        time.sleep(0.5)
+        time.sleep(0.2)
     return False
 
 

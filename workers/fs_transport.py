@@ -3,7 +3,8 @@
 The stock transport creates the message file, then writes it; a consumer polling at that instant
 moves the still-empty file away and fails to decode it, which stops the worker's consumer. Here a
 message is written to a hidden temporary name and renamed into place (atomic on POSIX), so a
-consumer only ever sees whole messages.
+consumer only ever sees whole messages. A worker's loop returns after each poll, so it notices a
+shutdown request at once.
 """
 
 from __future__ import annotations
@@ -35,3 +36,11 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def drain_events(self, connection, timeout=None):
+        # The worker's loop drains with a 2 s timeout and checks for a shutdown request only in
+        # between: a stop (evaluate --wait stopping its worker) would wait out up to 2 s of polls.
+        # One poll per call instead: the loop comes back to its check every polling_interval.
+        if timeout is not None and self.polling_interval:
+            timeout = min(timeout, self.polling_interval)
+        return super().drain_events(connection, timeout=timeout)

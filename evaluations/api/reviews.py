@@ -9,12 +9,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from evaluations import roles
 from evaluations.api.errors import BadRequest, service_errors
+from evaluations.api.parsers import JsonSafeParser
 from evaluations.api.serializers import id_field
 from evaluations.api.viewsets import Pagination
 from evaluations.models import Result, Review, Run, Verdict
@@ -52,7 +52,7 @@ RUN_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, descrip
 
 class RunReviewsView(APIView):
     action_permissions = {"get": roles.READ, "post": roles.REVIEW}
-    parser_classes = [JSONParser]
+    parser_classes = [JsonSafeParser]
     pagination_class = Pagination  # read by the schema generator too: the GET is documented as paginated
 
     @extend_schema(

@@ -52,6 +52,16 @@ def _no_nul(value) -> None:
         raise serializers.ValidationError("must not contain NUL characters (\\u0000)")
 
 
+def _json_safe(value) -> None:
+    """JSON values are stored as they come: every number in them must be one JSON and the database
+    hold (the parser refuses the others first; this keeps a serializer fed otherwise just as safe)."""
+    from evaluations.api.parsers import number_errors
+
+    errors = number_errors(value)
+    if errors:
+        raise serializers.ValidationError(errors)
+
+
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="what is wrong and what to do")
 
@@ -174,6 +184,10 @@ class SuiteUploadResultSerializer(serializers.Serializer):
 
 
 class EndpointSerializer(JsonReady, serializers.ModelSerializer):
+    warnings = serializers.SerializerMethodField(
+        help_text="what ftvp does not check in params: unknown parameters, sent to the server as they "
+        "are (e.g. top_k for vLLM), or those the local model ignores"
+    )
     base_url = serializers.CharField(
         read_only=True, help_text="the server's URL; empty: the provider's default (or a local model)"
     )
@@ -188,9 +202,16 @@ class EndpointSerializer(JsonReady, serializers.ModelSerializer):
         fields = [
             "id", "name", "provider", "model", "base_url", "api_key_env", "params", "price_in", "price_out",
             "price_hour", "kind", "base_endpoint", "training_cost", "hosting_monthly", "adapter",
-            "max_concurrency", "timeout_seconds", "created_at",
+            "max_concurrency", "timeout_seconds", "created_at", "warnings",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_warnings(self, endpoint: Endpoint) -> list[str]:
+        from evaluations.services.endpoints import params_warnings
+
+        return params_warnings(
+            endpoint.params if isinstance(endpoint.params, dict) else {}, endpoint.provider
+        )
 
 
 SECRET_WORDS = ("key", "secret", "token", "password")
@@ -221,9 +242,15 @@ class EndpointInput(serializers.Serializer):
     hosting_monthly = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
     max_concurrency = serializers.IntegerField(min_value=1, max_value=256, required=False)
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=3600, required=False)
-    params = serializers.DictField(required=False, help_text="generation parameters, e.g. temperature")
+    params = serializers.DictField(
+        required=False,
+        help_text="generation parameters, e.g. temperature: OpenAI's chat completion parameters within "
+        "their ranges (temperature 0-2, top_p 0-1, max_tokens >= 1, ...); other keys are sent as they are "
+        "and listed in the answer's warnings",
+    )
 
     def validate_params(self, value):
+        _json_safe(value)
         _no_nul(value)
         return value
 

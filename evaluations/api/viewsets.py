@@ -14,12 +14,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from evaluations import roles, selectors
 from evaluations.api import serializers as s
 from evaluations.api.errors import BadRequest, Conflict, service_errors
+from evaluations.api.parsers import JsonSafeParser
 from evaluations.models import (
     Arm,
     Endpoint,
@@ -66,7 +67,7 @@ class ApiViewSet(viewsets.GenericViewSet):
 
     lookup_value_converter = "int"
     pagination_class = Pagination
-    parser_classes = [JSONParser]
+    parser_classes = [JsonSafeParser]  # numbers JSON and the database cannot hold: a 400 naming the field
 
     def paginated(self, queryset, serializer_class):
         page = self.paginate_queryset(queryset)

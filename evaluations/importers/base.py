@@ -8,6 +8,7 @@ which validates them and builds the case dict every importer returns.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from typing import IO, Any, Literal, NotRequired, TypedDict
 
 import yaml
 
-# The scorer registry is pure Python too: an assertion is checked where it is read.
+# Pure Python too: what numbers JSON and the database hold, and the scorer registry (an assertion is
+# checked where it is read).
+from evaluations import jsonsafe
 from evaluations.scoring.assertions import unrunnable_reason, validate_assertion
 
 MAX_FIELD_CHARS = 100_000
@@ -131,10 +134,6 @@ def max_depth(text: str) -> int:
     return deepest
 
 
-def _no_constant(name: str):
-    raise json.JSONDecodeError(f"{name} is not a number JSON allows; write a number or a string", name, 0)
-
-
 class JSONTooDeep(json.JSONDecodeError):
     """JSON nested deeper than MAX_JSON_DEPTH: valid, but refused (its `msg` says so and what to do)."""
 
@@ -148,15 +147,17 @@ def json_problem(exc: json.JSONDecodeError, remedy: str) -> str:
 
 
 def loads_json(text: str) -> Any:
-    """json.loads for uploaded text: NaN/Infinity and nesting deeper than MAX_JSON_DEPTH are refused as
-    JSONDecodeError (so every caller reports them like any other invalid JSON)."""
+    """json.loads for uploaded text: nesting deeper than MAX_JSON_DEPTH is refused as JSONDecodeError
+    (so every caller reports it like any other invalid JSON). Numbers JSON and the database cannot hold
+    (NaN, Infinity, 1e400, a 400-digit integer) come back as jsonsafe.UnsafeNumber, for the reader to
+    report with the field that holds them (`SuiteReader.numbers_check`)."""
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
         depth = max_depth(text)
         if depth > MAX_JSON_DEPTH:
             raise JSONTooDeep(
                 f"nests {depth} levels deep (the limit is {MAX_JSON_DEPTH}); flatten it", text, 0
             )
-    return json.loads(text, parse_constant=_no_constant)
+    return jsonsafe.loads(text)
 
 
 def decode_utf8(source: SourceFile) -> str:
@@ -196,7 +197,7 @@ def plain_yaml(value: Any) -> Any:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        return value  # NaN, .inf or 1.0e+400 is an UnsafeNumber the readers report (see _NoAliasLoader)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
@@ -224,6 +225,7 @@ def _too_long(value: str) -> bool:
 
 
 TOO_LONG = f"is longer than the limit of {MAX_FIELD_CHARS:,} characters; shorten it"
+NUMBER_REMEDY = "write a finite number, or put the value in quotes to keep it as text"
 
 
 class SuiteReader:
@@ -252,6 +254,18 @@ class SuiteReader:
         self.errors.append(SuiteFormatError(self.file, reason, line, field))
         if len(self.errors) >= self.max_errors:
             raise TooManyErrors
+
+    def numbers_check(self, line: int | None, value: object, field: str | None = None) -> bool:
+        """Report every number in `value` (a record's raw value, nested at any depth) that JSON and the
+        database cannot hold: NaN, Infinity, 1e400, a 400-digit integer, naming its field
+        (``metadata.scores[2]``, after `field`). True when there was one (the record is then dropped)."""
+        found = jsonsafe.unsafe_numbers(value, limit=self.max_errors)
+        for path, number, problem in found:
+            written = getattr(number, "line", None)  # YAML: the line it is written on
+            at = line if line is not None else written
+            where = f" (written on line {written})" if written is not None and written != at else ""
+            self.error(at, jsonsafe.dotted(path, field or "") or None, f"{problem}{where}; {NUMBER_REMEDY}")
+        return bool(found)
 
     def count_record(self, line: int) -> None:
         """Call once per non-blank record; enforces the case limit."""
@@ -320,6 +334,15 @@ class SuiteReader:
 
         ``expected`` is None when the field is absent and "" when it is present but empty.
         """
+        unsafe = [
+            self.numbers_check(line, value, name)  # every field reported, not only the first
+            for name, value in (
+                ("id", key), (input_field, input), (expected_field, expected), ("assertions", assertions),
+                ("tags", tags), ("metadata", metadata), *(extra_metadata or {}).items(),
+            )
+        ]  # fmt: skip
+        if any(unsafe):
+            return
         errors_before = len(self.errors)
         case_key = self._key(line, key)
         case_input = self._input(line, input, input_field)
@@ -609,6 +632,29 @@ class _NoAliasLoader(yaml.SafeLoader):
             event = self.peek_event()
             raise _AliasRefused(event.start_mark.line + 1)
         return super().compose_node(parent, index)
+
+
+def _yaml_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    value = yaml.SafeLoader.construct_yaml_float(loader, node)
+    if math.isfinite(value):
+        return value
+    return jsonsafe.UnsafeNumber(value, str(node.value), node.start_mark.line + 1)  # .nan, .inf, 1.0e+400
+
+
+def _yaml_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | float:
+    try:
+        value = yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:  # more than 4,300 digits: Python will not convert it
+        value = -math.inf if str(node.value).lstrip().startswith("-") else math.inf
+    if isinstance(value, int) and jsonsafe.number_problem(value) is None:
+        return value
+    return jsonsafe.UnsafeNumber(
+        -math.inf if value < 0 else math.inf, str(node.value), node.start_mark.line + 1
+    )
+
+
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:float", _yaml_float)
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:int", _yaml_int)
 
 
 def load_yaml(source: SourceFile, loader: type[yaml.SafeLoader] | None = None) -> Any:

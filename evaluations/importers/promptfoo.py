@@ -412,6 +412,8 @@ def _read_default_test(ctx: _Context, raw: object) -> list[dict[str, Any]]:
         raw = _resolve_refs(source.name, _load_yaml(source))
     if not isinstance(raw, dict):
         raise reader.fatal(f"is a {json_type(raw)}; give a mapping with vars and assert", field="defaultTest")
+    if reader.numbers_check(None, raw, "defaultTest"):  # every test would carry them
+        return []
     default_vars = raw.get("vars")
     if default_vars is not None:
         if not isinstance(default_vars, dict):
@@ -986,6 +988,8 @@ def _add_test(
     def at(name: str) -> str:
         return f"{where}.{name}" if where else name
 
+    if reader.numbers_check(line, test, where):  # before vars are written out as text
+        return
     raw_vars = test.get("vars")
     if raw_vars is None:
         raw_vars = {}

@@ -90,12 +90,16 @@ def read_sources(
     reader = SuiteReader(entry.name, max_errors=max_errors)
     try:
         extras = READERS[kind](entry, by_name, reader) or SuiteExtras()
+        for index, assertion in enumerate(extras.default_assertions):
+            if reader.numbers_check(None, assertion, f"default assertions[{index}]"):
+                continue
+            problem = validate_assertion(assertion)
+            if problem:
+                reader.error(None, f"default assertions[{index}]", problem)
+        for case in reader.cases:  # the readers check every raw value; this keeps a slip from the database
+            reader.numbers_check(case["line"], {k: v for k, v in case.items() if k != "line"})
     except TooManyErrors:
         raise SuiteValidationError(entry.name, reader.errors, truncated=True) from None
-    for index, assertion in enumerate(extras.default_assertions):
-        problem = validate_assertion(assertion)
-        if problem:
-            reader.error(None, f"default assertions[{index}]", problem)
     if reader.errors:
         raise SuiteValidationError(entry.name, reader.errors)
     if not reader.cases:

@@ -1,12 +1,16 @@
 """Provider for any OpenAI-compatible chat completions endpoint (OpenAI, vLLM, Ollama, llama.cpp, TGI...).
 
-It POSTs `/chat/completions` through `transport.py` (http.client with kept-alive connections), not
-the openai SDK, whose request building and response models cost about 2 ms of CPU a call: most of
-what ftvp adds per result at a few hundred calls a second (docs/benchmarks.md). This module retries
-transient failures itself (timeouts, connection errors, 408/409/429/5xx) with exponential backoff and
-jitter, honouring `retry-after-ms` / `retry-after`, so the behaviour is visible, bounded and testable.
+It POSTs `/chat/completions` through `transport.py` (httpx2's transport, kept-alive connections),
+not the openai SDK, whose request building and response models cost about 2 ms of CPU a call: most
+of what ftvp adds per result at a few hundred calls a second (docs/benchmarks.md). This module
+retries transient failures itself (timeouts, connections never made, 408/409/425/429/5xx) with
+exponential backoff and jitter, honouring `retry-after-ms` / `retry-after`, so the behaviour is
+visible, bounded and testable.
 Permanent failures (400, 401, 403, 404, 422..., a 200 whose body is not a chat completion: not
-JSON, no choices; an answer over transport.MAX_RESPONSE_BYTES) are reported at once. An answer longer
+JSON, no choices; an answer over transport.MAX_RESPONSE_BYTES) are reported at once, and so is an
+answer that could not be read (cut off, a reset after the request was sent): the server may have worked
+on the request and billed it, so sending it again could cost twice. Only a request that never reached
+the server (refused, not written), a timeout, 408/409/425/429 and 5xx are sent again. An answer longer
 than max_tokens (a server that ignores it) is kept as it came, with the tokens the server reports: it
 is what the endpoint answered and billed. No per-prompt failure ever raises: it becomes a Completion
 with `error` set, in words that say what happened.
@@ -353,8 +357,10 @@ class OpenAICompatProvider:
                 )
             except transport.CallTimeout as exc:
                 raise TransientError("timed out") from exc
-            except transport.CallFailed as exc:  # refused, reset, DNS, a broken answer...
-                raise TransientError(f"connection error: {exc}") from exc
+            except transport.CallFailed as exc:
+                if exc.sent:  # an answer it could not read: the server may have billed it, once
+                    raise _PermanentError(f"connection error: {exc}") from exc
+                raise TransientError(f"connection error: {exc}") from exc  # it never got there
             except transport.CertificateError as exc:
                 raise _PermanentError(str(exc)) from exc
             except transport.ResponseTooLarge as exc:

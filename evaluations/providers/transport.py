@@ -1,29 +1,34 @@
-"""POST JSON over HTTP/1.1 with keep-alive, for the model calls: one connection per thread and host.
+"""POST JSON to a model endpoint over HTTP, through httpx2's transport: one per endpoint and process.
 
-Built on the standard library's http.client: about 0.2 ms of CPU a call where httpx (and the openai
-SDK on top of it) cost 1-2 ms, which at a few hundred calls a second is most of what a worker spends
-(docs/benchmarks.md). Each thread keeps its connections, so the calls of a pool thread reuse one
-socket per endpoint (not past KEEPALIVE_SECONDS idle). When a proxy applies to the URL (HTTPS_PROXY,
-HTTP_PROXY, ALL_PROXY, NO_PROXY, as curl and requests read them) the call goes through httpx2, which
-speaks to proxies.
+httpx2 (a maintained HTTP client: h11 underneath) speaks HTTP as servers really do: keep-alive and
+`Connection: close`, HTTP/1.0 answers read to the end of the connection, chunked bodies, gzip and
+deflate, bodies that arrive after the headers, idle kept-alive connections the server closed (checked
+before each reuse, and never reused past KEEPALIVE_SECONDS), proxies from the environment (HTTPS
+through CONNECT). ftvp keeps one `httpx2.HTTPTransport` (its connection pool, thread-safe) per target
+and process, and calls it directly: the Client's cookie jar, redirects and auth hooks would cost CPU
+on every call and do nothing ftvp wants (a redirect is reported, never followed, so the key is not
+sent elsewhere). docs/decisions.md has the measurements behind the choice.
 
 `post_json` raises `CallTimeout`, `CallFailed`, `CertificateError` or `ResponseTooLarge` for
-transport failures and returns the status, the headers and the body for every answer, errors included.
-The timeout bounds the whole call, from sending the request to the answer's last byte: every read
-from the socket (the status line, the headers, the chunk sizes and the body alike) is given only the
+transport failures and returns the status, the headers and the (decoded) body for every answer,
+errors included. A `CallFailed` says whether the request may have reached the server (`sent`): only
+a request that never did (the connection was refused or could not be made, or the request could not
+be written) is safe to send again; an answer that could not be read (cut off, a reset after the
+request went out, a connection closed without an answer) is the call's own error, reported once,
+because the server may have worked on it and billed it.
+
+The timeout bounds the whole call, from connecting to the answer's last byte: every read and write
+on the socket (the status line, the headers, the chunk sizes and the body alike) is given only the
 time left, so a server that trickles its answer a byte at a time cannot hold a call (and its batch)
-for longer. An answer is
-read up to MAX_RESPONSE_BYTES: a server that ignores `max_tokens` is still answered in full up to
-there (ftvp keeps what the model said and the tokens it billed), and refused past it.
+for longer. An answer is read up to MAX_RESPONSE_BYTES: a server that ignores `max_tokens` is still
+answered in full up to there (ftvp keeps what the model said and the tokens it billed), and refused
+past it.
 """
 
 from __future__ import annotations
 
-import http.client
-import io
 import json
-import select
-import socket
+import re
 import ssl
 import threading
 import time
@@ -33,6 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore2
+import httpx2
+
 USER_AGENT = "ftvp"
 
 
@@ -41,7 +49,13 @@ class CallTimeout(Exception):
 
 
 class CallFailed(Exception):
-    """The connection failed: refused, reset, a name that does not resolve, a broken answer."""
+    """The call failed: refused, reset, a name that does not resolve, an answer that could not be read.
+
+    `sent` is False only when the request cannot have reached the server: sending it again is safe."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class CertificateError(Exception):
@@ -55,6 +69,12 @@ class ResponseTooLarge(Exception):
 # Far more than any chat completion within a sane max_tokens (100,000 tokens of text, JSON-escaped,
 # is a few MiB): a larger answer is a misbehaving server, not a model's output worth storing.
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+# A kept-alive connection idle for longer is closed rather than reused: servers (gunicorn 2 s, uvicorn
+# and Node 5 s, nginx 75 s) and middleboxes (NAT, load balancers) drop idle connections, some without
+# a word. One idle for less is checked first: a server's close that already arrived is seen then.
+KEEPALIVE_SECONDS = 4.0
+# Content codings httpx2 decodes by itself (brotli and zstd only with extra packages we do not need).
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 @dataclass(frozen=True)
@@ -66,13 +86,13 @@ class Reply:
 
 @dataclass(frozen=True)
 class Target:
-    """Where `base_url` points: scheme, host, port and the path prefix."""
+    """Where `base_url` points: scheme, host, port, the path prefix, and the proxy it goes through."""
 
     scheme: str
     host: str
     port: int
     prefix: str
-    proxied: bool  # the environment routes it through a proxy (read when the target is parsed)
+    proxy: str | None  # from the environment, read when the target is parsed
 
     @classmethod
     def parse(cls, base_url: str) -> Target:
@@ -82,11 +102,18 @@ class Target:
         if parts.query or parts.fragment:
             raise ValueError(f"{base_url!r} has a query or a fragment: give the address without them")
         port = parts.port or (443 if parts.scheme == "https" else 80)
+        # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY, as curl and requests read them
         proxies = urllib.request.getproxies()
-        proxied = bool(proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(
-            f"{parts.hostname}:{port}"
-        )
-        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"), proxied)
+        proxy = proxies.get(parts.scheme) or proxies.get("all") or None
+        if proxy and urllib.request.proxy_bypass(f"{parts.hostname}:{port}"):
+            proxy = None
+        if proxy and "://" not in proxy:
+            proxy = f"http://{proxy}"
+        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"), proxy)
+
+    @property
+    def proxied(self) -> bool:
+        return self.proxy is not None
 
     @property
     def origin(self) -> str:
@@ -94,190 +121,202 @@ class Target:
         return f"{self.scheme}://{host}:{self.port}"
 
 
-_local = threading.local()
-_ssl_context: ssl.SSLContext | None = None
-_lock = threading.Lock()  # the shared TLS context and proxy clients, built once
+# -- the whole call's deadline ------------------------------------------------------------------------
+# httpx2's timeouts bound each read and write; a server trickling one byte at a time would reset them
+# forever. The transport's network backend is wrapped so that every socket operation of a call gets
+# at most the time left before the call's deadline (kept per thread: a call runs on one thread).
+
+_call = threading.local()
 
 
-def _tls() -> ssl.SSLContext:
-    """One TLS context per process, trusting what httpx would (SSL_CERT_FILE / SSL_CERT_DIR, the
-    system's store): building one loads the CA bundle (tens of milliseconds)."""
-    global _ssl_context
-    with _lock:
-        if _ssl_context is None:
-            try:
-                from httpcore2 import default_ssl_context
-            except ImportError:  # pragma: no cover - httpcore2 comes with httpx2
-                _ssl_context = ssl.create_default_context()
-            else:
-                _ssl_context = default_ssl_context()
-        return _ssl_context
+def _bounded(timeout: float | None, exc: type[Exception]) -> float | None:
+    deadline = getattr(_call, "deadline", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise exc("the call took longer than its timeout")
+    return left if timeout is None else min(timeout, left)
 
 
-# A kept-alive connection idle for longer is closed rather than reused: servers (uvicorn, vLLM, nginx)
-# and middleboxes (NAT, load balancers) drop idle connections, some without a word.
-KEEPALIVE_SECONDS = 4.0
-# A request that failed on a reused connection this soon after it was sent is sent again at once on
-# a new one: the server closed the connection as it arrived, it never worked on it. A later failure
-# is the call's own (a retry with backoff, counted as an attempt).
-STALE_FAILURE_SECONDS = 0.5
+class _DeadlineStream(httpcore2.NetworkStream):
+    def __init__(self, stream: httpcore2.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore2.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore2.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore2.NetworkStream:
+        inner = self._stream.start_tls(
+            ssl_context, server_hostname, _bounded(timeout, httpcore2.ConnectTimeout)
+        )
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
 
 
-class _Connection:
-    __slots__ = ("conn", "last_used")
+class _DeadlineBackend(httpcore2.NetworkBackend):
+    def __init__(self, backend: httpcore2.NetworkBackend) -> None:
+        self._backend = backend
 
-    def __init__(self, conn: http.client.HTTPConnection) -> None:
-        self.conn = conn
-        self.last_used = time.monotonic()
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore2.NetworkStream:
+        timeout = _bounded(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_tcp(host, port, timeout, local_address, socket_options))
 
-    def usable(self) -> bool:
-        """Recently used, and the server has not closed it (an idle socket that reads as ready has
-        an end-of-file or a reset waiting)."""
-        if time.monotonic() - self.last_used > KEEPALIVE_SECONDS:
-            return False
-        sock = self.conn.sock
-        if sock is None:
-            return True  # not connected yet, or closed after a `Connection: close`: it reconnects
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not readable
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore2.NetworkStream:  # pragma: no cover - ftvp connects over TCP
+        timeout = _bounded(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options))
 
-
-class _DeadlineIO(socket.SocketIO):
-    """The socket's reads for one answer, each given only the time left before `deadline`: a
-    per-read socket timeout alone is reset by every byte a trickling server sends."""
-
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        super().__init__(sock, "rb")
-        self._deadline = deadline
-
-    def readinto(self, buffer) -> int | None:
-        self._sock.settimeout(_remaining(self._deadline))
-        return super().readinto(buffer)
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
 
 
-class _DeadlineSocket:
-    """What http.client.HTTPResponse reads the answer from: the socket's file, its reads bounded."""
+# -- one transport per target and process -------------------------------------------------------------
 
-    __slots__ = ("deadline", "sock")
-
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        self.sock = sock
-        self.deadline = deadline
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineIO(self.sock, self.deadline))
+_transports: dict[Target, httpx2.HTTPTransport] = {}
+_lock = threading.Lock()
 
 
-class _Deadlined:
-    """A connection whose answer (read by getresponse()) must arrive in full by `deadline`."""
-
-    deadline = float("inf")
-
-    def response_class(self, sock, *args: Any, **kwargs: Any) -> http.client.HTTPResponse:
-        # http.client calls self.response_class(sock, ...): as a method, it sees this connection
-        return http.client.HTTPResponse(_DeadlineSocket(sock, self.deadline), *args, **kwargs)
-
-
-class _HTTPConnection(_Deadlined, http.client.HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_Deadlined, http.client.HTTPSConnection):
-    pass
-
-
-def _connect(target: Target, timeout: float) -> _Connection:
-    if target.scheme == "https":
-        conn = _HTTPSConnection(target.host, target.port, timeout=timeout, context=_tls())
-    else:
-        conn = _HTTPConnection(target.host, target.port, timeout=timeout)
-    return _Connection(conn)
+def _transport(target: Target) -> httpx2.HTTPTransport:
+    transport = _transports.get(target)
+    if transport is None:
+        with _lock:
+            transport = _transports.get(target)
+            if transport is None:
+                # One TLS context each (SSL_CERT_FILE / SSL_CERT_DIR, else the system's store):
+                # building one loads the CA bundle, tens of milliseconds, once per target.
+                transport = httpx2.HTTPTransport(
+                    limits=httpx2.Limits(
+                        max_connections=None,
+                        max_keepalive_connections=256,
+                        keepalive_expiry=KEEPALIVE_SECONDS,
+                    ),
+                    proxy=target.proxy,
+                    trust_env=True,
+                )
+                pool = transport._pool  # the httpcore2 pool (or proxy pool) httpx2 built for it
+                pool._network_backend = _DeadlineBackend(pool._network_backend)
+                _transports[target] = transport
+    return transport
 
 
 def post_json(target: Target, path: str, payload: Any, headers: Mapping[str, str], timeout: float) -> Reply:
-    """POST `payload` as JSON to `target.prefix + path` on this thread's connection to the host.
-
-    A kept-alive connection is reused when it was used within KEEPALIVE_SECONDS and the server has
-    not closed it; one the server closes just as the request arrives is replaced and the request
-    sent once more. Any other failure closes the connection and raises."""
+    """POST `payload` as JSON to `target.prefix + path`, on a kept-alive connection when one is free."""
     body = json.dumps(payload).encode()
-    if target.proxied:
-        return _post_via_proxy(target, path, body, headers, timeout)
-    request_headers = {
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "User-Agent": USER_AGENT,
-        **headers,
-    }
-    connections: dict = _local.__dict__.setdefault("connections", {})
-    key = (target, timeout)
-    for fresh in (False, True):
-        held = None if fresh else connections.get(key)
-        if held is not None and not held.usable():
-            _drop(connections, key, held)
-            held = None
-        reused = held is not None
-        if held is None:
-            held = connections[key] = _connect(target, timeout)
-        sent = time.monotonic()
-        answered = False  # the status line arrived: the server worked on this request
+    transport = _transport(target)
+    request = httpx2.Request(
+        "POST",
+        target.origin + target.prefix + path,
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "User-Agent": USER_AGENT,
+            **headers,
+        },
+        extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
+    )
+    _call.deadline = time.monotonic() + timeout
+    received = 0
+    try:
+        response = transport.handle_request(request)
         try:
-            if held.conn.sock is not None:  # a kept-alive socket: its timeout was cut by the last call
-                held.conn.sock.settimeout(timeout)
-            held.conn.request("POST", target.prefix + path, body=body, headers=request_headers)
-            held.conn.deadline = sent + timeout  # every read of the answer: only the time left
-            response = held.conn.getresponse()
-            answered = True
-            data = _read_body(response)
-        except TimeoutError as exc:
-            _drop(connections, key, held)
-            raise CallTimeout("timed out") from exc
-        except ssl.SSLCertVerificationError as exc:
-            _drop(connections, key, held)
-            raise CertificateError(f"TLS certificate not trusted: {exc.verify_message or exc}") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            _drop(connections, key, held)
-            if reused and not answered and time.monotonic() - sent < STALE_FAILURE_SECONDS:
-                continue  # the server closed the idle connection as the request arrived
-            raise CallFailed(_describe(exc)) from exc
-        except BaseException:
-            _drop(connections, key, held)  # never leave a half-used connection for the next call
-            raise
-        held.last_used = time.monotonic()
-        if response.will_close:
-            _drop(connections, key, held)
-        return Reply(response.status, response.headers, data)
-    raise AssertionError("unreachable")  # pragma: no cover - the second pass returns or raises
+            chunks: list[bytes] = []
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+                if received > MAX_RESPONSE_BYTES:
+                    raise ResponseTooLarge(_too_large())
+                chunks.append(chunk)
+        finally:
+            response.close()  # a connection whose answer was not read to the end is closed, not reused
+    except httpx2.TimeoutException as exc:
+        raise CallTimeout("timed out") from exc
+    except httpx2.ConnectError as exc:
+        if isinstance(_cause(exc, ssl.SSLCertVerificationError), ssl.SSLCertVerificationError):
+            cert = _cause(exc, ssl.SSLCertVerificationError)
+            raise CertificateError(f"TLS certificate not trusted: {cert.verify_message or cert}") from exc
+        raise CallFailed(_describe_connect(exc), sent=False) from exc
+    except httpx2.ProxyError as exc:  # the proxy refused the tunnel: the request never left it
+        raise CallFailed(f"the proxy refused the connection: {exc}", sent=False) from exc
+    except httpx2.WriteError as exc:  # the request was not written in full: no server can act on it
+        raise CallFailed(f"the request could not be sent: {_strerror(exc)}", sent=False) from exc
+    except httpx2.DecodingError as exc:
+        raise CallFailed(f"the answer's content encoding is broken ({exc})", sent=True) from exc
+    except httpx2.TransportError as exc:  # read errors, protocol errors: after the request went out
+        raise CallFailed(_describe_unreadable(exc, received), sent=True) from exc
+    finally:
+        _call.deadline = None
+    return Reply(response.status_code, response.headers, b"".join(chunks))
 
 
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("the call took longer than its timeout")
-    return left
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
-def _read_body(response: http.client.HTTPResponse) -> bytes:
-    """The answer's body, read as it arrives (until the call's deadline) up to MAX_RESPONSE_BYTES."""
-    chunks: list[bytes] = []
-    size = 0
-    while not response.isclosed():
-        if response.length == 0:  # all of a Content-Length body: read() closes the response
-            response.read()
-            break
-        chunk = response.read1(65536)
-        if not chunk:
-            if response.length:  # the server hung up before the Content-Length it announced
-                raise http.client.IncompleteRead(b"".join(chunks), response.length)
-            break
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise ResponseTooLarge(_too_large())
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _strerror(exc: BaseException) -> str:
+    os_error = _cause(exc, OSError)
+    if isinstance(os_error, ConnectionResetError):
+        return "the server reset the connection"
+    if isinstance(os_error, BrokenPipeError):
+        return "the server closed the connection"
+    if isinstance(os_error, OSError) and os_error.strerror:
+        return os_error.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _describe_connect(exc: httpx2.ConnectError) -> str:
+    os_error = _cause(exc, OSError)
+    if isinstance(os_error, ConnectionRefusedError):
+        return "connection refused: nothing listens at that address and port"
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return f"the host name does not resolve ({text})"
+    return f"could not connect: {_strerror(exc)}"
+
+
+_CUT = re.compile(r"received (\d+) bytes, expected (\d+)")
+NOT_SENT_AGAIN = "not sent again: the server may have worked on it"
+
+
+def _describe_unreadable(exc: httpx2.TransportError, received: int) -> str:
+    """What went wrong with an answer that could not be read, in words (not an exception's repr)."""
+    text = str(exc)
+    if match := _CUT.search(text):
+        got, expected = int(match.group(1)), int(match.group(2))
+        return f"the answer was cut off after {got} bytes ({expected - got} more expected; {NOT_SENT_AGAIN})"
+    if "without sending a response" in text or "Server disconnected" in text:
+        return f"the server closed the connection without answering ({NOT_SENT_AGAIN})"
+    if isinstance(_cause(exc, OSError), ConnectionResetError) or "reset by peer" in text:
+        if received:
+            return f"the server reset the connection after {received} bytes of the answer ({NOT_SENT_AGAIN})"
+        return f"the server reset the connection after the request was sent ({NOT_SENT_AGAIN})"
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return f"the server's answer is not valid HTTP: {text} ({NOT_SENT_AGAIN})"
+    return f"the answer could not be read: {_strerror(exc)} ({NOT_SENT_AGAIN})"
 
 
 def _too_large() -> str:
@@ -287,73 +326,16 @@ def _too_large() -> str:
     )
 
 
-def _describe(exc: BaseException) -> str:
-    """What went wrong with the connection, in words (not an exception's repr)."""
-    if isinstance(exc, http.client.IncompleteRead):
-        more = f" ({exc.expected} more expected)" if exc.expected else ""
-        return f"the answer was cut off after {len(exc.partial)} bytes{more}"
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "the server closed the connection without answering"
-    if isinstance(exc, ConnectionResetError):
-        return "the server reset the connection"
-    if isinstance(exc, BrokenPipeError):
-        return "the server closed the connection while the request was being sent"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused: nothing listens at that address and port"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-# Through a proxy: httpx2 reads the proxy settings from the environment. One client per target and
-# timeout per process (thread-safe, with its own connection pool).
-_proxy_clients: dict[tuple[Target, float], Any] = {}
-
-
-def _post_via_proxy(
-    target: Target, path: str, body: bytes, headers: Mapping[str, str], timeout: float
-) -> Reply:
-    import httpx2
-
+def close_connections() -> None:
+    """Close every kept-alive connection of this process (tests; a forked child)."""
     with _lock:
-        client = _proxy_clients.get((target, timeout))
-        if client is None:
-            client = _proxy_clients[(target, timeout)] = httpx2.Client(
-                base_url=target.origin,
-                timeout=httpx2.Timeout(timeout),
-                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
-                trust_env=True,
-            )
-    deadline = time.monotonic() + timeout
-    data = bytearray()
-    try:
-        with client.stream(
-            "POST",
-            target.prefix + path,
-            content=body,
-            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
-        ) as response:
-            for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > MAX_RESPONSE_BYTES:
-                    raise ResponseTooLarge(_too_large())
-                if time.monotonic() > deadline:
-                    raise CallTimeout("timed out")
-    except httpx2.TimeoutException as exc:
-        raise CallTimeout("timed out") from exc
-    except httpx2.TransportError as exc:
-        raise CallFailed(str(exc) or type(exc).__name__) from exc
-    return Reply(response.status_code, response.headers, bytes(data))
+        transports = list(_transports.values())
+        _transports.clear()
+    for transport in transports:
+        transport.close()
 
 
-def _drop(connections: dict, key: object, held: _Connection) -> None:
-    held.conn.close()
-    if connections.get(key) is held:
-        del connections[key]
-
-
-def close_thread_connections() -> None:
-    """Close this thread's connections (tests)."""
-    connections: dict = _local.__dict__.get("connections", {})
-    while connections:
-        connections.popitem()[1].conn.close()
+def open_connections(target: Target) -> int:
+    """The kept-alive connections this process holds to `target` (tests, diagnostics)."""
+    transport = _transports.get(target)
+    return 0 if transport is None else len(transport._pool.connections)

@@ -9,7 +9,9 @@ when the failure is transient (timeouts, connection errors, HTTP 429 and 5xx, SM
 A webhook URL can carry a secret (Slack's do), so a channel stores only the NAME of the environment
 variable that holds it, read here and nowhere else. The URL is never logged, stored, rendered or put in
 an error message: errors are written from what went wrong, and any text from elsewhere (an exception,
-a response body) is scrubbed of the URL first.
+a response body) is scrubbed of the URL first. Every delivery error (a receiver's or mail server's
+answer included) then has every configured secret masked (services/secrets.py: endpoints' keys,
+other channels' URLs, the mail password...) before it is stored, logged or shown.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from evaluations.models import (
 from evaluations.services.audit import audit_record, audit_update, snapshot, stored_snapshot
 from evaluations.services.endpoints import env_name_check, env_reserved
 from evaluations.services.queue import enqueue
+from evaluations.services.secrets import redactor
 
 log = logging.getLogger("ftvp.alerts")
 
@@ -541,10 +544,18 @@ class _Outbound:
 
 
 def _deliver(channel: AlertChannel, outbound: _Outbound) -> None:
-    if channel.kind == AlertKind.EMAIL:
-        _send_email(channel, outbound.subject, outbound.body)
-    else:
-        _post_json(webhook_url(channel), outbound.payload or {}, env=channel.url_env)
+    """Send `outbound` on the channel; AlertError with every configured secret masked otherwise."""
+    try:
+        if channel.kind == AlertKind.EMAIL:
+            _send_email(channel, outbound.subject, outbound.body)
+        else:
+            _post_json(webhook_url(channel), outbound.payload or {}, env=channel.url_env)
+    except AlertError as exc:
+        message = str(exc)
+        masked = redactor()(message)
+        if masked == message:
+            raise
+        raise AlertError(masked, transient=exc.transient, retry_after=exc.retry_after) from None
 
 
 def _outbound(channel: AlertChannel, finding: Finding) -> _Outbound:

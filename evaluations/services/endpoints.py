@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from decimal import Decimal, InvalidOperation
@@ -12,6 +13,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from evaluations import jsonsafe
+from evaluations.importers.base import json_type
 from evaluations.models import AlertChannel, Endpoint, EndpointKind, Provider
 from evaluations.providers.base import ProviderError
 from evaluations.services.audit import (
@@ -154,6 +157,217 @@ def secrets_check(*, base_url: str | None = None, params: dict | None = None) ->
             )
 
 
+# --- generation parameters ----------------------------------------------------------------------------
+#
+# What an endpoint's `params` may hold: OpenAI's chat completion parameters, with the types and ranges
+# the API accepts (https://platform.openai.com/docs/api-reference/chat/create; the SDK's
+# types/chat/completion_create_params.py), so that a value the model would refuse (max_tokens -1,
+# temperature 1e308) is refused here, naming it, instead of failing every call of a run. Other keys
+# (top_k, min_p, repetition_penalty... that vLLM, Ollama or llama.cpp read) are sent as they are and
+# listed back (`params_warnings`). Every number must also fit JSON and the database (jsonsafe).
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Set by ftvp on every call: a parameter of that name would be ignored (model) or break it.
+SET_BY_FTVP = {
+    "model": "the endpoint's model field sets it",
+    "messages": "the strategy builds them from each case",
+}
+# What the local provider reads (providers/local.py); it ignores any other parameter.
+LOCAL_PARAMS = ("temperature", "max_tokens", "top_p", "seed")
+UNKNOWN_PARAMS = "unknown parameters passed as they are: {names}"
+LOCAL_IGNORED = "parameters the local model ignores: {names}"
+
+
+def _got(value: object) -> str:
+    """A value for a message: numbers and booleans as written, anything else by its JSON type only
+    (a string may be a pasted secret, never echoed)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    return f"a {json_type(value)}"
+
+
+def _number(low: float, high: float, *, integer: bool = False):
+    what = "an integer" if integer else "a number"
+    if high == INT64_MAX and low != INT64_MIN:
+        wanted = f"{what} of at least {low}"
+    elif (low, high) == (INT64_MIN, INT64_MAX):
+        wanted = f"{what} between -2^63 and 2^63-1 (64-bit)"
+    else:
+        wanted = f"{what} between {low} and {high}"
+
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return value, f"must be {wanted}; got {_got(value)}"
+        if integer and isinstance(value, float):
+            if not value.is_integer():
+                return value, f"must be {wanted}; got {_got(value)}"
+            if abs(value) <= 2**53:  # 256.0 is 256; a larger float is no exact integer: refused below
+                value = int(value)
+        if not low <= value <= high or (integer and isinstance(value, float)):
+            return value, f"must be {wanted}; got {_got(value)}"
+        return value, None
+
+    return check
+
+
+def _of_type(types: type | tuple[type, ...], wanted: str):
+    def check(value):
+        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+            return value, f"must be {wanted}; got {_got(value)}"
+        if not isinstance(value, types):
+            return value, f"must be {wanted}; got {_got(value)}"
+        return value, None
+
+    return check
+
+
+def _stop(value):
+    if isinstance(value, str):
+        return value, None
+    if isinstance(value, list) and len(value) <= 4 and all(isinstance(v, str) for v in value):
+        return value, None
+    if isinstance(value, list) and len(value) > 4:
+        return value, f"may list up to 4 stop sequences; got {len(value)}"
+    return value, f"must be a string or a list of up to 4 strings; got {_got(value)}"
+
+
+def _logit_bias(value):
+    if not isinstance(value, dict):
+        return value, f"must be an object of token ids and biases between -100 and 100; got {_got(value)}"
+    for token, bias in value.items():
+        if not str(token).isdigit():
+            return value, f"{token!r} is not a token id (a whole number, as a string key)"
+        if isinstance(bias, bool) or not isinstance(bias, int | float) or not -100 <= bias <= 100:
+            return value, f"the bias of token {token} must be a number between -100 and 100; got {_got(bias)}"
+    return value, None
+
+
+def _string_map(value):
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        return value, f"must be an object of strings (up to 16 keys); got {_got(value)}"
+    if len(value) > 16:
+        return value, f"may hold up to 16 keys; got {len(value)}"
+    return value, None
+
+
+def _string_list(value):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return value, f"must be a list of strings; got {_got(value)}"
+    return value, None
+
+
+def _response_format(value):
+    kinds = ("text", "json_object", "json_schema")
+    if not isinstance(value, dict) or value.get("type") not in kinds:
+        return value, f"must be an object whose type is one of {', '.join(kinds)}"
+    return value, None
+
+
+def _not_streamed(value):
+    if value is False:
+        return value, None
+    return value, "ftvp reads whole answers: leave stream out (or false)"
+
+
+_STRING = _of_type(str, "a string")
+_BOOLEAN = _of_type(bool, "true or false")
+_OBJECT = _of_type(dict, "an object")
+_LIST = _of_type(list, "a list")
+_STRING_OR_OBJECT = _of_type((str, dict), "a string or an object")
+
+# name -> (check, may be null)
+OPENAI_PARAMS = {
+    "temperature": (_number(0, 2), True),
+    "top_p": (_number(0, 1), True),
+    "max_tokens": (_number(1, INT64_MAX, integer=True), True),
+    "max_completion_tokens": (_number(1, INT64_MAX, integer=True), True),
+    "presence_penalty": (_number(-2, 2), True),
+    "frequency_penalty": (_number(-2, 2), True),
+    "n": (_number(1, 128, integer=True), True),
+    "seed": (_number(INT64_MIN, INT64_MAX, integer=True), True),
+    "logprobs": (_BOOLEAN, True),
+    "top_logprobs": (_number(0, 20, integer=True), True),
+    "stop": (_stop, True),
+    "logit_bias": (_logit_bias, True),
+    "response_format": (_response_format, False),
+    "reasoning_effort": (_STRING, True),
+    "verbosity": (_STRING, True),
+    "service_tier": (_STRING, True),
+    "user": (_STRING, False),
+    "prompt_cache_key": (_STRING, False),
+    "safety_identifier": (_STRING, False),
+    "store": (_BOOLEAN, True),
+    "parallel_tool_calls": (_BOOLEAN, False),
+    "metadata": (_string_map, True),
+    "modalities": (_string_list, True),
+    "tools": (_LIST, False),
+    "functions": (_LIST, False),
+    "tool_choice": (_STRING_OR_OBJECT, False),
+    "function_call": (_STRING_OR_OBJECT, False),
+    "audio": (_OBJECT, True),
+    "prediction": (_OBJECT, True),
+    "web_search_options": (_OBJECT, False),
+    "stream_options": (_OBJECT, True),
+    "stream": (_not_streamed, True),
+}
+
+NUMBER_REMEDY = "give a finite number"
+EXAMPLE_PARAMS = '{"temperature": 0, "max_tokens": 256}'
+
+
+def params_check(params: object) -> dict:
+    """An endpoint's generation parameters, checked: a JSON object whose numbers JSON and the database
+    can hold, the OpenAI parameters it sets within their ranges (whole floats such as 256.0 become
+    integers). ValidationError naming every offending parameter (``params.temperature``) otherwise;
+    unknown keys are kept (see `params_warnings`)."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ValidationError({"params": f"must be an object such as {EXAMPLE_PARAMS}; got {_got(params)}"})
+    errors: dict[str, list[str]] = {}
+    for path, _, problem in jsonsafe.unsafe_numbers(params):
+        errors.setdefault(jsonsafe.dotted(path, "params"), []).append(f"{problem}; {NUMBER_REMEDY}")
+    checked = {}
+    for name, value in params.items():
+        field = f"params.{name}"
+        if not isinstance(name, str):
+            errors.setdefault("params", []).append(f"parameter names are strings; got {_got(name)}")
+            continue
+        if field in errors or any(key.startswith((f"{field}.", f"{field}[")) for key in errors):
+            continue
+        if name in SET_BY_FTVP:
+            errors[field] = [f"is not a parameter: {SET_BY_FTVP[name]}; remove it"]
+            continue
+        check, nullable = OPENAI_PARAMS.get(name, (None, True))
+        if check is not None and value is None and not nullable:
+            errors[field] = ["must not be null: give a value or leave it out"]
+            continue
+        if check is not None and value is not None:
+            value, problem = check(value)
+            if problem:
+                errors[field] = [problem]
+                continue
+        checked[name] = value
+    if checked.get("top_logprobs") is not None and checked.get("logprobs") is not True:
+        errors.setdefault("params.top_logprobs", []).append("needs logprobs: true as well")
+    if errors:
+        raise ValidationError(errors)
+    return checked
+
+
+def params_warnings(params: dict | None, provider: str = Provider.OPENAI) -> list[str]:
+    """What to tell whoever set `params`: parameters ftvp does not know, sent to the server as they
+    are (top_k for vLLM, ...), or those the local model does not read."""
+    names = sorted(str(name) for name in (params or {}))
+    if provider == Provider.LOCAL:
+        ignored = [name for name in names if name not in LOCAL_PARAMS]
+        return [LOCAL_IGNORED.format(names=", ".join(ignored))] if ignored else []
+    unknown = [name for name in names if name not in OPENAI_PARAMS and name not in SET_BY_FTVP]
+    return [UNKNOWN_PARAMS.format(names=", ".join(unknown))] if unknown else []
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)  # an encoded slash or backslash
 _BARE_PORT = re.compile(r"^(https?://[^/]*):(/.*)?$", re.IGNORECASE)  # http://127.0.0.1: (any port)
@@ -260,6 +474,7 @@ def endpoint_create(
 ) -> Endpoint:
     api_key_env = env_name_check(api_key_env, field="api_key_env")
     secrets_check(base_url=base_url, params=params)
+    params = params_check(params)
     if provider == Provider.OPENAI:
         base_url_check(base_url)
     training = _optional_decimal(training_cost, "training_cost")
@@ -279,7 +494,7 @@ def endpoint_create(
         adapter=adapter,
         max_concurrency=max_concurrency,
         timeout_seconds=timeout_seconds,
-        params=params or {},
+        params=params,
     )
     _check(endpoint)
     endpoint.full_clean()
@@ -356,7 +571,7 @@ def endpoint_update(*, endpoint: Endpoint, user=None, **changes) -> Endpoint:
     if "training_cost" in changes:
         changes["training_cost"] = _optional_decimal(changes["training_cost"], "training_cost")
     if "params" in changes:
-        changes["params"] = changes["params"] or {}
+        changes["params"] = params_check(changes["params"])
     for field, value in changes.items():
         setattr(endpoint, field, value)
     _check(endpoint)

@@ -32,6 +32,7 @@ from evaluations.services.endpoints import endpoint_create
 from evaluations.services.leases import heartbeat
 from evaluations.services.queue import enqueue
 from evaluations.services.runs import run_create
+from evaluations.services.secrets import redact_stored
 from evaluations.training import Hyperparameters, TrainingCancelled, TrainingError, train_lora
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,9 @@ def finetune_execute(*, job_id: int) -> None:
 def _fail(job_id: int, out: Path, exc: Exception) -> None:
     shutil.rmtree(out, ignore_errors=True)
     FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.RUNNING).update(
-        status=FineTuneStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
+        status=FineTuneStatus.FAILED,
+        error=redact_stored(f"{type(exc).__name__}: {exc}")[:2000],
+        finished_at=timezone.now(),
     )
 
 

@@ -2,6 +2,8 @@
 
 Off unless FTVP_JUDGE_ENDPOINT names an endpoint. The judge's prompts are built and its answers
 parsed here; its calls go through the endpoint's provider (timeouts, retries, concurrency limit).
+Its replies and errors have every configured secret masked (services/secrets.py) before they are
+parsed, so no verdict's reason (stored in the results' scores) can carry a key.
 """
 
 from __future__ import annotations
@@ -58,10 +60,12 @@ class BatchJudge:
 
     def prepare(self, requests: list[tuple[str, str, tuple[str, ...]]]) -> None:
         from evaluations.services.endpoints import endpoint_provider
+        from evaluations.services.secrets import redactor
 
         todo = [r for r in dict.fromkeys(requests) if r not in self.verdicts]
         if not todo:
             return
+        redact = redactor()
         provider = endpoint_provider(self.endpoint)
         try:
             completions = provider.complete_many(
@@ -73,10 +77,10 @@ class BatchJudge:
                 close()
         for request, completion in zip(todo, completions, strict=True):
             if completion.error:
-                self.verdicts[request] = RuntimeError(completion.error)
+                self.verdicts[request] = RuntimeError(redact(completion.error))
                 continue
             try:
-                self.verdicts[request] = parse_verdict(completion.text)
+                self.verdicts[request] = parse_verdict(redact(completion.text))
             except ValueError as exc:
                 self.verdicts[request] = exc
 

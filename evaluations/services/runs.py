@@ -51,6 +51,7 @@ from evaluations.services.scorings import (
     scoring_finish,
     scorings_unfinished_before,
 )
+from evaluations.services.secrets import redact_stored, redactor
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,7 @@ def _claim(batch_id: int, phase: str) -> bool:
 def run_fail(*, run_id: int, error: str) -> bool:
     return bool(
         Run.objects.filter(pk=run_id, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
-            status=RunStatus.FAILED, error=error[:2000], finished_at=timezone.now()
+            status=RunStatus.FAILED, error=redact_stored(error)[:2000], finished_at=timezone.now()
         )
     )
 
@@ -319,6 +320,16 @@ def _cache_key(endpoint: Endpoint, params: dict, messages: list[dict]) -> str:
         key["a"] = endpoint.adapter
     payload = json.dumps(key, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _cache_scrub(rows, redact) -> None:
+    """Mask secrets in cached answers read (rows cached before answers were redacted, or before a
+    variable was set), in memory and in the cache, so they are served and kept masked."""
+    for row in rows:
+        masked = redact(row.output)
+        if masked != row.output:
+            row.output = masked
+            _reconnecting(lambda row=row: CompletionCache.objects.filter(pk=row.pk).update(output=row.output))
 
 
 def _examples(arm: Arm, version: SuiteVersion) -> list[strategies.Example]:
@@ -394,6 +405,8 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
     # Without the cache the model is called, and its answers replace the cached ones (identical
     # prompts within a batch are still sent once): later runs see the model as it answers now.
     read_cache = cacheable and run.use_cache
+    # Secrets (the endpoint's key...) are masked in whatever the model answers before it is stored.
+    redact = redactor()
     pool = _examples(arm, version)
     prompts = [_render(arm, version, case, pool) for case, _ in todo]
     keys = [_cache_key(endpoint, params, p) for p in prompts] if cacheable else [None] * len(prompts)
@@ -402,6 +415,7 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
         if read_cache
         else {}
     )
+    _cache_scrub(cached.values(), redact)
 
     completions: list[Completion | None] = [None] * len(todo)
     from_cache = [False] * len(todo)
@@ -435,7 +449,7 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
             completions[i] = Completion(error=str(exc))
         missing = []
     ready = [i for i in range(len(todo)) if completions[i] is not None]
-    _save(arm, todo, prompts, completions, from_cache, keys, ready)
+    _save(arm, todo, prompts, completions, from_cache, keys, ready, redact)
 
     def settle(i: int, completion: Completion) -> list[int]:
         """Record the answer to todo[i] and to the identical prompts that waited for it."""
@@ -447,7 +461,7 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
     try:
         if missing and hasattr(provider, "complete_iter"):
             _stream(run, provider, [prompts[i] for i in missing], gen_params, missing, settle,
-                    lambda done: _save(arm, todo, prompts, completions, from_cache, keys, done),
+                    lambda done: _save(arm, todo, prompts, completions, from_cache, keys, done, redact),
                     flush_every=max(32, 2 * endpoint.max_concurrency))  # fmt: skip
             return
         # A local model answers a chunk at a time: a cancel is noticed between chunks.
@@ -461,7 +475,7 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
             except ProviderError as exc:  # the endpoint as a whole is unusable (e.g. model missing)
                 got = [Completion(error=str(exc)) for _ in chunk]
             done = [j for i, completion in zip(chunk, got, strict=True) for j in settle(i, completion)]
-            _save(arm, todo, prompts, completions, from_cache, keys, done)
+            _save(arm, todo, prompts, completions, from_cache, keys, done, redact)
     finally:
         close = getattr(provider, "close", None)
         if close is not None:
@@ -526,7 +540,9 @@ def _stream(run, provider, prompts, params, indices, settle, save, *, flush_ever
     save(pending)
 
 
-def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
+def _save(arm, todo, prompts, completions, from_cache, keys, indices, redact) -> None:
+    """Upsert the results (and cache the answers) of `indices`; every text a model or server sent
+    back (output, extracted answer, error) is stored with `redact`'s secrets masked."""
     if not indices:
         return
     endpoint, strategy = arm.endpoint, arm.strategy
@@ -535,6 +551,7 @@ def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
     for i in indices:
         case, sample = todo[i]
         c = completions[i]
+        text = redact(c.text)
         cost = (
             c.cost
             if c.cost is not None
@@ -546,14 +563,14 @@ def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
                 case=case,
                 sample=sample,
                 prompt=prompts[i],
-                output=c.text,
-                answer=strategies.extract(strategy.kind, c.text, strategy.params) if c.ok else "",
+                output=text,
+                answer=strategies.extract(strategy.kind, text, strategy.params) if c.ok else "",
                 prompt_tokens=c.prompt_tokens,
                 completion_tokens=c.completion_tokens,
                 latency_ms=c.latency_ms,
                 compute_seconds=c.compute_seconds,
                 cost=cost if c.ok else 0.0,
-                error=c.error[:2000],
+                error=redact(c.error)[:2000],
                 cached=from_cache[i],
             )
         )
@@ -561,7 +578,7 @@ def _save(arm, todo, prompts, completions, from_cache, keys, indices) -> None:
             cache_rows.append(
                 CompletionCache(
                     key=keys[i],
-                    output=c.text,
+                    output=text,
                     prompt_tokens=c.prompt_tokens,
                     completion_tokens=c.completion_tokens,
                     latency_ms=c.latency_ms,
@@ -647,7 +664,7 @@ def run_finalize(*, run_id: int) -> bool:
     return bool(finished)
 
 
-def runs_recover(*, startup: bool = False) -> dict[str, int]:
+def runs_recover(*, startup: bool = False, orphaned_before=None) -> dict[str, int]:
     """Re-enqueue work whose message or worker was lost. Run by every worker, on start and then
     every FTVP_STALL_SECONDS / 2.
 
@@ -659,9 +676,16 @@ def runs_recover(*, startup: bool = False) -> dict[str, int]:
       steps).
     - Runs still queued: on start, and when queued for longer than FTVP_STALL_SECONDS.
     Duplicates are harmless: each step checks its lease and its done-mark first.
+
+    `orphaned_before`: a starting worker's sweep when no other worker can hold a lease (every other
+    worker is known to have exited, see worker_selectors.others_may_hold_leases): leases taken, and
+    analyses and re-scores sent, before that moment are orphaned, recovered now instead of once
+    FTVP_STALL_SECONDS have passed.
     """
     counts = {"runs": 0, "generate": 0, "score": 0, "finalize": 0}
     stale_before = _stale_before()
+    if orphaned_before is not None:
+        stale_before = max(stale_before, orphaned_before)
     queued = Run.objects.filter(status=RunStatus.QUEUED)
     if not startup:
         queued = queued.filter(created_at__lt=stale_before)
@@ -669,9 +693,11 @@ def runs_recover(*, startup: bool = False) -> dict[str, int]:
         enqueue("start_run", run_id)
         counts["runs"] += 1
     pending = Batch.objects.filter(run__status=RunStatus.RUNNING, scored_at__isnull=True)
-    _resend_stale(pending.filter(heartbeat_at__lt=stale_before), counts)
     lost = _runs_with_lost_messages(startup=startup, stale_before=stale_before)
-    _resend_unheld(pending.filter(run_id__in=lost, heartbeat_at__isnull=True), counts)
+    # Those unheld now: a stale lease released below is sent by _resend_stale, not once more here.
+    unheld = list(pending.filter(run_id__in=lost, heartbeat_at__isnull=True).values_list("id", flat=True))
+    _resend_stale(pending.filter(heartbeat_at__lt=stale_before), counts)
+    _resend_unheld(pending.filter(pk__in=unheld, heartbeat_at__isnull=True), counts)
     for run_id in Run.objects.filter(
         status=RunStatus.RUNNING, batches_scored__gte=F("batches_total")
     ).values_list("id", flat=True):

@@ -19,6 +19,7 @@ from evaluations.scoring import assertions
 from evaluations.services.audit import audit_record
 from evaluations.services.queue import enqueue
 from evaluations.services.scoring import TASK_DEFAULTS, get_embedder, score_results
+from evaluations.services.secrets import redactor
 
 RESCORE_CHUNK = 500
 RECOVER_LIMIT = 200  # runs re-sent for analysis per sweep
@@ -142,12 +143,13 @@ def run_analyse(*, run_id: int) -> bool:
         ("drift", run_drift),  # output drift against the baseline, and the score trend
     )
     errors = []
+    redact = redactor()  # read before the steps: a failing step's error is masked without a query
     for name, step in steps:
         try:  # no transaction around a step: drift embeds outputs, and must not hold the database
             step(run=run)
         except Exception as exc:  # one failing step must not hide the findings of the others
             log.exception("analysis of run #%s: the %s step failed", run.pk, name)
-            errors.append(f"{name}: {type(exc).__name__}: {exc}"[:500])
+            errors.append(redact(f"{name}: {type(exc).__name__}: {exc}")[:500])
     with transaction.atomic():
         findings_notify(run=run)  # alerts for the run's open findings, each sent once per channel
         Run.objects.filter(pk=run.pk).update(analysed_at=timezone.now(), analysis_error="\n".join(errors))

@@ -118,6 +118,13 @@ def _problems(form) -> str:
     return "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
 
 
+def _refused(exc: ValidationError) -> str:
+    """A service's ValidationError, each message with its field (e.g. a value its column cannot hold)."""
+    if not hasattr(exc, "error_dict"):
+        return "; ".join(exc.messages)
+    return "; ".join(f"{field}: {' '.join(errs)}" for field, errs in exc.message_dict.items())
+
+
 @role_required(roles.EDIT_SUITE)
 @require_POST
 def decision_profile(request: HttpRequest, pk: int) -> HttpResponse:
@@ -129,7 +136,7 @@ def decision_profile(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         suite_update_profile(suite=suite, **form.cleaned_data, user=request.user)
     except ValidationError as exc:
-        messages.error(request, f"Profile not saved: {'; '.join(exc.messages)}")
+        messages.error(request, f"Profile not saved: {_refused(exc)}")
     else:
         messages.success(request, "Profile saved; the decision below uses it.")
     return _back(suite, request)
@@ -152,7 +159,7 @@ def decision_endpoint_costs(request: HttpRequest, pk: int, endpoint_pk: int) -> 
     try:
         endpoint_update_costs(endpoint=endpoint, **form.cleaned_data, user=request.user)
     except ValidationError as exc:
-        messages.error(request, f"Costs of {endpoint.name} not saved: {'; '.join(exc.messages)}")
+        messages.error(request, f"Costs of {endpoint.name} not saved: {_refused(exc)}")
     else:
         messages.success(request, f"Costs of {endpoint.name} saved.")
     return _back(suite, request)

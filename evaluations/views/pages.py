@@ -20,7 +20,7 @@ from evaluations.importers.sources import TOO_LARGE
 from evaluations.models import Arm, Endpoint, Run, Split, Strategy, Suite
 from evaluations.schedule_selectors import schedule_rows
 from evaluations.selectors_reviews import with_reviews
-from evaluations.services.endpoints import endpoint_create
+from evaluations.services.endpoints import endpoint_create, params_warnings
 from evaluations.services.runs import RunError, run_cancel, run_create, run_resume
 from evaluations.services.scorings import RescoreError, run_rescore, run_rescoring
 from evaluations.services.suites import suite_import, suite_update_settings
@@ -152,8 +152,14 @@ def suite_settings(request: HttpRequest, pk: int) -> HttpResponse:
         may_set_policy=request.user.has_perm(roles.SET_BASELINE),
     )
     if form.is_valid():
-        suite_update_settings(suite=suite, **form.cleaned_data, user=request.user)
-        messages.success(request, f"Settings of {suite.name} saved.")
+        try:
+            suite_update_settings(suite=suite, **form.cleaned_data, user=request.user)
+        except ValidationError as exc:  # the model's own checks (e.g. a value its column cannot hold)
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {"settings": exc.messages}
+            problems = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in errors.items())
+            messages.error(request, f"Settings not saved: {problems}")
+        else:
+            messages.success(request, f"Settings of {suite.name} saved.")
     else:
         problems = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
         messages.error(request, f"Settings not saved: {problems}")
@@ -168,12 +174,15 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
             endpoint = endpoint_create(**form.cleaned_data, user=request.user)
         except ValidationError as exc:
             for field, errs in exc.message_dict.items():
+                base, _, rest = field.partition(".")  # params.temperature: the params field
                 for err in errs:
-                    form.add_error(field if field in form.fields else None, err)
+                    form.add_error(base if base in form.fields else None, f"{rest}: {err}" if rest else err)
         except IntegrityError:
             form.add_error("name", "an endpoint with this name exists already")
         else:
             messages.success(request, f"Endpoint {endpoint.name} added.")
+            for warning in params_warnings(endpoint.params, endpoint.provider):
+                messages.warning(request, f"Endpoint {endpoint.name}: {warning}.")
             return redirect("evaluations:endpoint-list")
     for name in ("api_key_env", "base_url"):
         if form.has_error(name):

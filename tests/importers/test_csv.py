@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,9 @@ from evaluations.importers import (
     read_suite,
 )
 from evaluations.importers import base as importer_base
+from tests.fixtures import PEER_FORMATS
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "peer-formats"
+FIXTURES = PEER_FORMATS
 
 
 def read(data: str | bytes, filename: str = "cases.csv", **kwargs: int) -> list:
@@ -139,9 +139,9 @@ def test_it_reads_the_deepeval_goldens_csv_with_expected_output_and_extra_column
     with (FIXTURES / "deepeval__goldens.csv").open("rb") as f:
         cases = read_suite(f, "goldens.csv")
 
-    assert cases[0]["input"] == "What is the tallest mountain in the world?"
-    assert cases[0]["expected"] == "Mount Everest"
-    assert cases[0]["metadata"]["context"] == "Geography|Mountains"
+    assert cases[0]["input"] == "How many centimetres are in one inch?"
+    assert cases[0]["expected"] == "2.54 centimetres"
+    assert cases[0]["metadata"]["context"] == "Length|Imperial units"
 
 
 # -- errors --------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evaluations.importers import SuiteFormatError, SuiteValidationError, detect_format, read_suite
+from tests.fixtures import PEER_FORMATS
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "peer-formats"
+FIXTURES = PEER_FORMATS
 
 
 def jsonl(*rows: Any) -> str:
@@ -90,43 +90,54 @@ def test_it_accepts_numeric_ids_the_ndjson_extension_and_a_bom():
 
 
 def test_it_reads_the_openai_evals_samples_file():
-    with (FIXTURES / "openai-evals__test_fuzzy_match__samples.jsonl").open("rb") as f:
+    with (FIXTURES / "openai-evals__unit_fuzzy_match__samples.jsonl").open("rb") as f:
         cases = read_suite(f, "samples.jsonl")
 
     assert [c["expected"] for c in cases] == [
-        ["Millie Bobby Brown"],
-        ["Season 11", "11"],
-        ["Evangeline Lilly"],
+        ["2.54"],
+        ["5280", "5,280"],
+        ["212"],
     ]
     first = cases[0]["input"]
     assert first[0] == {
         "role": "system",
-        "content": "Answer the following questions as concisely as possible.",
+        "content": "Give only the converted value, as briefly as possible.",
     }
-    assert first[1] == {"role": "system", "content": "What's the capital of France?", "name": "example_user"}
-    assert first[-1] == {"role": "user", "content": "Who is the girl who plays eleven in stranger things?"}
+    assert first[1] == {
+        "role": "system",
+        "content": "How many grams are in a kilogram?",
+        "name": "example_user",
+    }
+    assert first[-1] == {"role": "user", "content": "How many centimetres are in one inch?"}
     assert [c["key"] for c in cases] == ["case-0001", "case-0002", "case-0003"]
 
 
 def test_it_reads_the_openai_evals_few_shot_file_taking_the_last_assistant_message_as_expected():
-    with (FIXTURES / "openai-evals__sarcasm__few_shot.jsonl").open("rb") as f:
+    with (FIXTURES / "openai-evals__renewal__few_shot.jsonl").open("rb") as f:
         cases = read_suite(f, "few_shot.jsonl")
 
     assert len(cases) == 5
     assert cases[0]["input"] == [
-        {"role": "user", "content": "paul ryan's wonk shtick is getting old", "name": "example_user"}
+        {
+            "role": "user",
+            "content": "what time does the reading room close on sundays",
+            "name": "example_user",
+        }
     ]
     assert [c["expected"] for c in cases] == ["0", "1", "1", "1", "1"]
     assert cases[0]["metadata"] == {}
 
 
 def test_it_reads_chat_fine_tuning_messages_rows():
-    with (FIXTURES / "openai-cookbook__toy_chat_fine_tuning.jsonl").open("rb") as f:
-        cases = read_suite(f, "toy.jsonl")
+    with (FIXTURES / "openai-chat__unit-helper__fine_tuning.jsonl").open("rb") as f:
+        cases = read_suite(f, "fine_tuning.jsonl")
 
     assert len(cases) == 5
-    assert cases[1]["input"][-1] == {"role": "user", "content": "I don't even know how to play golf."}
-    assert cases[1]["expected"] == "It's easy to learn!"
+    assert cases[1]["input"][-1] == {
+        "role": "user",
+        "content": "My oven only shows Fahrenheit, what should I set?",
+    }
+    assert cases[1]["expected"] == "Set it to 350 degrees Fahrenheit."
 
 
 # -- errors --------------------------------------------------------------------------------------------

@@ -1,20 +1,20 @@
-"""Suites from other tools (real files in shared/fixtures/peer-formats), format detection, several
-files and zips, the seeded train/test split, and hostile files."""
+"""Suites from other tools (files in each tool's format in tests/fixtures/peer-formats), format
+detection, several files and zips, the seeded train/test split, and hostile files."""
 
 from __future__ import annotations
 
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evaluations.importers import SourceFile, SuiteFormatError, read_sources
+from tests.fixtures import PEER_FORMATS
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "peer-formats"
+FIXTURES = PEER_FORMATS
 
 
 def fixture(name: str, as_name: str | None = None) -> SourceFile:
@@ -26,43 +26,50 @@ def test_deepeval_goldens_json_and_csv_import_with_their_context():
         result = read_sources([fixture(name)])
         assert len(result.cases) == 15, name
         first = result.cases[0]
-        assert first["input"] == "What is the tallest mountain in the world?"
-        assert first["expected"] == "Mount Everest"
+        assert first["input"] == "How many centimetres are in one inch?"
+        assert first["expected"] == "2.54 centimetres"
         assert "context" in first["metadata"] and "actual_output" in first["metadata"]
     assert read_sources([fixture("deepeval__goldens.json")]).format == "deepeval"
 
 
+CHAT = "openai-chat__unit-helper__fine_tuning.jsonl"
+
+
 def test_openai_chat_fine_tuning_jsonl_ends_with_the_answer_and_can_be_split():
-    result = read_sources([fixture("openai-cookbook__toy_chat_fine_tuning.jsonl")])
+    result = read_sources([fixture(CHAT)])
     assert result.format == "openai-chat" and len(result.cases) == 5
     first = result.cases[0]
-    assert first["expected"] == "It's great that you're getting exercise outdoors!"
-    assert first["input"][-1] == {"role": "user", "content": "I fell off my bike today."}
-    split = read_sources([fixture("openai-cookbook__toy_chat_fine_tuning.jsonl")], test_fraction=0.4, seed=3)
+    assert first["expected"] == "About 6.2 miles."
+    assert first["input"][-1] == {"role": "user", "content": "How far is 10 kilometres in miles?"}
+    # The edge rows: no system message, no user message, and a reply of over 20,000 characters.
+    assert result.cases[2]["input"][0]["role"] == "user"
+    assert [m["role"] for m in result.cases[3]["input"]] == ["system"]
+    assert len(result.cases[4]["expected"]) > 20_000
+    split = read_sources([fixture(CHAT)], test_fraction=0.4, seed=3)
     assert [c["split"] for c in split.cases].count("test") == 2
-    again = read_sources([fixture("openai-cookbook__toy_chat_fine_tuning.jsonl")], test_fraction=0.4, seed=3)
+    again = read_sources([fixture(CHAT)], test_fraction=0.4, seed=3)
     assert [c["split"] for c in again.cases] == [c["split"] for c in split.cases]
 
 
 def test_openai_evals_samples_and_few_shot_files():
-    samples = read_sources([fixture("openai-evals__test_fuzzy_match__samples.jsonl")])
+    samples = read_sources([fixture("openai-evals__unit_fuzzy_match__samples.jsonl")])
     assert samples.format == "openai-evals-jsonl" and len(samples.cases) == 3
     assert [c["expected"] for c in samples.cases] == [
-        "Millie Bobby Brown",
-        ["Season 11", "11"],
-        "Evangeline Lilly",
-    ] or [c["expected"] for c in samples.cases][1] == ["Season 11", "11"]
-    few = read_sources([fixture("openai-evals__sarcasm__few_shot.jsonl")])
+        "2.54",
+        ["5280", "5,280"],
+        "212",
+    ] or [c["expected"] for c in samples.cases][1] == ["5280", "5,280"]
+    few = read_sources([fixture("openai-evals__renewal__few_shot.jsonl")])
     assert len(few.cases) == 5 and few.cases[0]["expected"] in ("0", "1")
 
 
 def test_the_openai_evals_registry_ties_samples_and_few_shot_together():
-    registry = fixture("openai-evals__registry__sarcasm.yaml", "registry/sarcasm.yaml")
-    few_shot = fixture("openai-evals__sarcasm__few_shot.jsonl", "sarcasm/few_shot.jsonl")
+    registry = fixture("openai-evals__registry__renewal.yaml", "registry/renewal.yaml")
+    few_shot = fixture("openai-evals__renewal__few_shot.jsonl", "renewal/few_shot.jsonl")
     samples = SourceFile(
-        "sarcasm/samples.jsonl",
-        b'{"input": [{"role": "user", "content": "great, another meeting"}], "ideal": "1"}\n'
-        b'{"input": [{"role": "user", "content": "the report is ready"}], "ideal": "0"}\n',
+        "renewal/samples.jsonl",
+        b'{"input": [{"role": "user", "content": "can i keep the cookbook a week longer"}], "ideal": "1"}\n'
+        b'{"input": [{"role": "user", "content": "is there parking behind the library"}], "ideal": "0"}\n',
     )
     result = read_sources([registry, few_shot, samples])
     assert result.format == "openai-evals"
@@ -72,9 +79,9 @@ def test_the_openai_evals_registry_ties_samples_and_few_shot_together():
         read_sources([registry, few_shot])
     message = str(caught.value)
     assert (
-        "registry/sarcasm.yaml" in message
+        "registry/renewal.yaml" in message
         and "samples_jsonl" in message
-        and "sarcasm/samples.jsonl" in message
+        and "renewal/samples.jsonl" in message
     )
 
 
@@ -88,6 +95,30 @@ def test_langfuse_items_with_expected_output_and_structured_input():
     assert result.cases[0]["input"] == '{"question": "2+2?"}' and result.cases[0]["expected"] == "4"
     lines = "\n".join(json.dumps(i) for i in items).encode()
     assert read_sources([SourceFile("items.jsonl", lines)]).format == "langfuse-jsonl"
+
+
+def test_langfuse_dataset_items_as_the_api_returns_them():
+    for name, fmt in (
+        ("langfuse__library-faq__items.json", "langfuse"),
+        ("langfuse__library-faq__items.jsonl", "langfuse-jsonl"),
+    ):
+        result = read_sources([fixture(name)])
+        assert result.format == fmt and len(result.cases) == 3, name
+        structured, plain, object_answer = result.cases
+        # The item's id is the case key; a structured input becomes JSON text (keys sorted).
+        assert [c["key"] for c in result.cases] == ["faq-renew-01", "faq-fines-02", "faq-hours-03"]
+        assert structured["input"] == (
+            '{"branch": "central", "question": "How many times can I renew a book?"}'
+        )
+        assert structured["expected"] == "Twice, unless another patron has placed a hold on it."
+        # Its own metadata and the item's other fields (dataset, status, trace) are kept.
+        assert structured["metadata"]["topic"] == "loans"
+        assert structured["metadata"]["datasetName"] == "library-faq"
+        assert structured["metadata"]["status"] == "ACTIVE"
+        assert plain["input"] == "Do children's books collect late fees?"
+        assert plain["metadata"]["sourceTraceId"] == "trace-5c1e"
+        # An object as expectedOutput becomes JSON text too.
+        assert object_answer["expected"] == '{"close": "16:00", "open": "10:00"}'
 
 
 def test_ftvp_yaml_with_default_assertions():
@@ -154,7 +185,7 @@ def test_invalid_files_fail_with_the_file_line_and_reason(name, data, message):
 
 
 def test_a_format_can_be_forced_and_an_unknown_one_is_refused():
-    data = (FIXTURES / "openai-cookbook__toy_chat_fine_tuning.jsonl").read_bytes()
+    data = (FIXTURES / CHAT).read_bytes()
     assert read_sources([SourceFile("x.jsonl", data)], fmt="openai-chat").format == "openai-chat"
     with pytest.raises(SuiteFormatError, match="is not a format"):
         read_sources([SourceFile("x.jsonl", data)], fmt="excel")
@@ -202,13 +233,16 @@ def test_random_rows_give_a_clear_error_or_valid_cases(rows):
 @pytest.mark.parametrize(
     ("name", "fmt", "cases"),
     [
-        ("promptfoo__csv-metadata__tests.csv", "promptfoo-csv", 3),
-        ("promptfoo__jsonl-test-cases__cases.jsonl", "promptfoo-jsonl", 2),
+        ("promptfoo__catalog-metadata__tests.csv", "promptfoo-csv", 3),
+        ("promptfoo__help-desk__tests.csv", "promptfoo-csv", 3),
+        ("promptfoo__unit-conversion__cases.jsonl", "promptfoo-jsonl", 2),
         ("deepeval__goldens.csv", "csv", 15),
         ("deepeval__goldens.json", "deepeval", 15),
-        ("openai-cookbook__toy_chat_fine_tuning.jsonl", "openai-chat", 5),
-        ("openai-evals__sarcasm__few_shot.jsonl", "openai-evals-jsonl", 5),
-        ("openai-evals__test_fuzzy_match__samples.jsonl", "openai-evals-jsonl", 3),
+        ("langfuse__library-faq__items.json", "langfuse", 3),
+        ("langfuse__library-faq__items.jsonl", "langfuse-jsonl", 3),
+        (CHAT, "openai-chat", 5),
+        ("openai-evals__renewal__few_shot.jsonl", "openai-evals-jsonl", 5),
+        ("openai-evals__unit_fuzzy_match__samples.jsonl", "openai-evals-jsonl", 3),
     ],
 )
 def test_every_single_file_fixture_is_detected_and_imported(name, fmt, cases):
@@ -219,15 +253,15 @@ def test_every_single_file_fixture_is_detected_and_imported(name, fmt, cases):
 def test_the_promptfoo_configs_import_with_the_files_they_refer_to():
     simple = read_sources(
         [
-            fixture("promptfoo__simple-test__promptfooconfig.yaml", "promptfooconfig.yaml"),
-            fixture("promptfoo__simple-test__prompts.txt", "prompts.txt"),
+            fixture("promptfoo__help-desk__promptfooconfig.yaml", "promptfooconfig.yaml"),
+            fixture("promptfoo__help-desk__prompts.txt", "prompts.txt"),
         ]
     )
     assert simple.format == "promptfoo" and len(simple.extras.prompts) == 2 and simple.cases
-    # f-score's config refers to a CSV the fixtures do not ship: the error says which.
+    # The f-score config refers to a CSV the fixtures do not ship: the error says which.
     with pytest.raises(SuiteFormatError) as caught:
-        read_sources([fixture("promptfoo__f-score__promptfooconfig.yaml", "promptfooconfig.yaml")])
-    assert "imdb_eval_sample.csv" in str(caught.value)
+        read_sources([fixture("promptfoo__feedback-f-score__promptfooconfig.yaml", "promptfooconfig.yaml")])
+    assert "comment_cards_sample.csv" in str(caught.value)
 
 
 def test_yaml_dates_and_binary_become_text():

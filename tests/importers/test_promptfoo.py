@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,12 +27,13 @@ from evaluations.importers.promptfoo import (
     read_promptfoo_tests_csv,
     read_promptfoo_tests_jsonl,
 )
+from tests.fixtures import PEER_FORMATS
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "peer-formats"
+FIXTURES = PEER_FORMATS
 
 
 def fixture(name: str, as_name: str | None = None) -> SourceFile:
-    """A fixture file under the name its config uses (``promptfoo__simple-test__tests.csv`` -> tests.csv)."""
+    """A fixture file under the name its config uses (``promptfoo__help-desk__tests.csv`` -> tests.csv)."""
     return SourceFile(as_name or name.split("__")[-1], (FIXTURES / name).read_bytes())
 
 
@@ -86,13 +86,13 @@ def types(case: dict[str, Any]) -> list[str]:
 # -- the peer-format fixtures ---------------------------------------------------------------------------
 
 COVERED = {
-    "promptfoo__csv-metadata__tests.csv",
-    "promptfoo__eval-customer-support-rubric__tests.csv",
-    "promptfoo__f-score__promptfooconfig.yaml",
-    "promptfoo__jsonl-test-cases__cases.jsonl",
-    "promptfoo__simple-test__promptfooconfig.yaml",
-    "promptfoo__simple-test__prompts.txt",
-    "promptfoo__simple-test__tests.csv",
+    "promptfoo__catalog-metadata__tests.csv",
+    "promptfoo__desk-reply-rubric__tests.csv",
+    "promptfoo__feedback-f-score__promptfooconfig.yaml",
+    "promptfoo__unit-conversion__cases.jsonl",
+    "promptfoo__help-desk__promptfooconfig.yaml",
+    "promptfoo__help-desk__prompts.txt",
+    "promptfoo__help-desk__tests.csv",
 }
 
 
@@ -100,8 +100,8 @@ def test_every_promptfoo_fixture_has_a_test_here():
     assert {p.name for p in FIXTURES.glob("promptfoo__*")} == COVERED
 
 
-def test_csv_metadata_fixture():
-    got = read_csv(fixture("promptfoo__csv-metadata__tests.csv"))
+def test_catalog_metadata_csv_fixture():
+    got = read_csv(fixture("promptfoo__catalog-metadata__tests.csv"))
 
     assert len(got.cases) == 3
     assert [c["line"] for c in got.cases] == [2, 3, 4]
@@ -109,101 +109,107 @@ def test_csv_metadata_fixture():
     assert [types(c) for c in got.cases] == [["contains", "llm-rubric"]] * 3
     first, second, _third = got.cases
     assert first["assertions"] == [
-        {"type": "contains", "value": "algorithm"},
-        {"type": "llm-rubric", "value": "Does this describe {{topic}} accurately?"},
+        {"type": "contains", "value": "metre"},
+        {"type": "llm-rubric", "value": "Does this explain {{subject}} correctly?"},
     ]
-    assert first["metadata"] == {"category": "technology", "vars": {"topic": "machine learning"}}
-    assert first["tags"] == ["ai", "data science", "algorithms"]
-    # "advanced\,theory": an escaped comma stays inside the tag.
-    assert second["tags"] == ["physics", "advanced,theory", "quantum"]
+    assert first["metadata"] == {"shelf": "reference", "vars": {"subject": "metric units"}}
+    assert first["tags"] == ["units", "si system", "measurement"]
+    # "celsius\,fahrenheit": an escaped comma stays inside the tag.
+    assert second["tags"] == ["physics", "celsius,fahrenheit", "thermometers"]
     # Without prompts, the input lists the vars.
-    assert first["input"] == "topic: machine learning"
+    assert first["input"] == "subject: metric units"
 
 
-def test_simple_test_csv_fixture_keeps_javascript_and_notes_it_as_skipped():
-    got = read_csv(fixture("promptfoo__simple-test__tests.csv"))
+def test_help_desk_csv_fixture_keeps_javascript_and_notes_it_as_skipped():
+    got = read_csv(fixture("promptfoo__help-desk__tests.csv"))
 
     assert len(got.cases) == 3
     assert [types(c) for c in got.cases] == [["javascript"], ["javascript"], ["is-json"]]
     assert got.cases[0]["assertions"][0] == {
         "type": "javascript",
-        "value": "output.toLowerCase().includes('ahoy')",
+        "value": "output.toLowerCase().includes('welcome')",
     }
     assert all(c["expected"] is None for c in got.cases)
     assert got.notes == ["line 2: 'javascript' runs JavaScript: kept, and skipped when scoring"]
 
 
-def test_jsonl_fixture():
-    got = read_jsonl(fixture("promptfoo__jsonl-test-cases__cases.jsonl"))
+def test_unit_conversion_jsonl_fixture():
+    got = read_jsonl(fixture("promptfoo__unit-conversion__cases.jsonl"))
 
     assert len(got.cases) == 2
-    french, spanish = got.cases
-    assert french["assertions"] == [
-        {"type": "equals", "value": "Translate the following text to French: Hello, world!"}
+    kilometres, metres = got.cases
+    assert kilometres["assertions"] == [
+        {"type": "equals", "value": "Convert this quantity to kilometres: 26.2 miles"}
     ]
     # An equals assertion's text is also the expected output the dashboard shows.
-    assert french["expected"] == "Translate the following text to French: Hello, world!"
-    assert spanish["expected"] == "Translate the following text to Spanish: Hello, world!"
-    assert french["metadata"]["vars"] == {"target_language": "French", "text": "Hello, world!"}
-    assert french["input"] == "target_language: French\ntext: Hello, world!"
+    assert kilometres["expected"] == "Convert this quantity to kilometres: 26.2 miles"
+    assert metres["expected"] == "Convert this quantity to metres: 26.2 miles"
+    assert kilometres["metadata"]["vars"] == {"target_unit": "kilometres", "quantity": "26.2 miles"}
+    assert kilometres["input"] == "target_unit: kilometres\nquantity: 26.2 miles"
 
 
-def test_jsonl_fixture_with_its_config_uses_the_prompt_and_two_vars():
+def test_unit_conversion_jsonl_fixture_with_its_config_uses_the_prompt_and_two_vars():
     config = text_file(
         "promptfooconfig.yaml",
-        "prompts:\n  - 'Translate the following text to {{target_language}}: {{text}}'\n"
+        "prompts:\n  - 'Convert this quantity to {{target_unit}}: {{quantity}}'\n"
         "providers:\n  - echo\ntests: file://cases.jsonl\n",
     )
-    got = read_config(config, fixture("promptfoo__jsonl-test-cases__cases.jsonl"))
+    got = read_config(config, fixture("promptfoo__unit-conversion__cases.jsonl"))
 
     assert len(got.cases) == 2
     assert got.extras.prompts == [
-        {"name": "prompt-1", "template": "Translate the following text to {{target_language}}: {{text}}"}
+        {"name": "prompt-1", "template": "Convert this quantity to {{target_unit}}: {{quantity}}"}
     ]
     # The prompt uses two vars: the input lists both.
-    assert got.cases[0]["input"] == "target_language: French\ntext: Hello, world!"
+    assert got.cases[0]["input"] == "target_unit: kilometres\nquantity: 26.2 miles"
     assert got.cases[0]["metadata"]["source_file"] == "cases.jsonl"
 
 
-def test_simple_test_config_with_its_prompts_and_tests_uploaded_together():
-    config = fixture("promptfoo__simple-test__promptfooconfig.yaml")
+def test_help_desk_config_with_its_prompts_and_tests_uploaded_together():
+    config = fixture("promptfoo__help-desk__promptfooconfig.yaml")
     got = read_config(
-        config, fixture("promptfoo__simple-test__prompts.txt"), fixture("promptfoo__simple-test__tests.csv")
+        config, fixture("promptfoo__help-desk__prompts.txt"), fixture("promptfoo__help-desk__tests.csv")
     )
 
     assert len(got.cases) == 5
     assert [len(c["assertions"]) for c in got.cases] == [1, 1, 1, 3, 2]
-    assert [c["expected"] for c in got.cases] == ["Yarr", None, None, None, None]
+    assert [c["expected"] for c in got.cases] == ["Understood", None, None, None, None]
     assert got.extras.prompts == [
-        {"name": "prompt-1", "template": "Rephrase this from English to Pirate: {{body}}"},
-        {"name": "prompt-2", "template": "Pretend you're a pirate and speak these words: {{body}}"},
+        {"name": "prompt-1", "template": "Answer this library patron as the help desk would: {{message}}"},
+        {
+            "name": "prompt-2",
+            "template": "You staff the front desk of a public library. Reply briefly to: {{message}}",
+        },
     ]
     assert got.extras.default_assertions == []
     first, _, _, similar, rubric = got.cases
-    # `body: Yes` is the text "Yes" (YAML 1.2, as promptfoo reads it), not a boolean.
-    assert first["input"] == "Yes"
-    assert first["metadata"] == {"vars": {"body": "Yes"}, "description": "Check for exact match"}
+    # `message: No` is the text "No" (YAML 1.2, as promptfoo reads it), not a boolean.
+    assert first["input"] == "No"
+    assert first["metadata"] == {
+        "vars": {"message": "No"},
+        "description": "A one-word reply is acknowledged exactly",
+    }
     assert similar["assertions"] == [
-        {"type": "javascript", "value": "output.startsWith('Ahoy')"},
-        {"type": "python", "value": "max(0, len(output) - 300)"},
-        {"type": "similar", "value": "Ahoy, world"},
+        {"type": "javascript", "value": "output.startsWith('Welcome')"},
+        {"type": "python", "value": "max(0, len(output) - 280)"},
+        {"type": "similar", "value": "Welcome to the library, how can I help?"},
     ]
-    # `$ref: '#/assertionTemplates/containsPirateNoise'` is resolved.
+    # `$ref: '#/assertionTemplates/mentionsCard'` is resolved.
     assert rubric["assertions"] == [
-        {"type": "llm-rubric", "value": "Is spoken like a pirate"},
-        {"type": "icontains", "value": "arrr"},
+        {"type": "llm-rubric", "value": "Is courteous and explains how to renew the card"},
+        {"type": "icontains", "value": "card"},
     ]
     assert [c["key"] for c in got.cases] == [f"case-{i:04d}" for i in range(1, 6)]
     notes = "\n".join(got.notes)
     assert "'javascript' runs JavaScript: kept, and skipped when scoring" in notes
     assert "'python' runs Python code: kept, and skipped when scoring" in notes
-    assert "providers (openai:gpt-4.1-mini) are not imported: register them as endpoints" in notes
+    assert "providers (openai:gpt-4o-mini) are not imported: register them as endpoints" in notes
     # The example's tests.csv is not referenced by its config: said, not silently ignored.
     assert "tests.csv was uploaded but the config does not refer to it" in notes
 
 
-def test_simple_test_config_without_its_prompts_file_asks_for_it():
-    config = fixture("promptfoo__simple-test__promptfooconfig.yaml")
+def test_help_desk_config_without_its_prompts_file_asks_for_it():
+    config = fixture("promptfoo__help-desk__promptfooconfig.yaml")
 
     with pytest.raises(SuiteFormatError) as info:
         read_config(config)
@@ -216,47 +222,47 @@ def test_simple_test_config_without_its_prompts_file_asks_for_it():
     )
 
 
-IMDB_SAMPLE = (
-    'text,sentiment\n"I sort of liked this Columbo movie, its atmosphere.",positive\n'
-    '"While the design and locations are strong assets, it is a turgid affair.",negative\n'
-    '"The Merchant of Venice is a fantastic movie.",positive\n'
+COMMENT_CARDS = (
+    'comment,label\n"The self-checkout machines save me so much time, thank you.",praise\n'
+    '"The study room was booked twice, so we had nowhere to sit.",complaint\n'
+    '"Love the new large-print shelf.",praise\n'
 )
 
 
 def test_f_score_config_without_its_csv_names_the_missing_file():
-    config = fixture("promptfoo__f-score__promptfooconfig.yaml")
+    config = fixture("promptfoo__feedback-f-score__promptfooconfig.yaml")
 
     with pytest.raises(SuiteFormatError) as info:
         read_config(config)
 
     err = info.value
     assert (err.file, err.line, err.field) == ("promptfooconfig.yaml", None, "tests")
-    assert "'imdb_eval_sample.csv'" in err.reason
-    assert "upload imdb_eval_sample.csv together with promptfooconfig.yaml" in err.reason
+    assert "'comment_cards_sample.csv'" in err.reason
+    assert "upload comment_cards_sample.csv together with promptfooconfig.yaml" in err.reason
 
 
 def test_f_score_config_with_its_csv_gives_default_assertions():
-    # The upstream CSV (100 IMDB reviews, columns text,sentiment) is not in the fixtures: three rows
-    # with its header stand in for it.
-    config = fixture("promptfoo__f-score__promptfooconfig.yaml")
-    got = read_config(config, text_file("imdb_eval_sample.csv", IMDB_SAMPLE))
+    # The config's tests file (columns comment,label) is not in the fixtures, on purpose (see the test
+    # above): three rows with its header stand in for it.
+    config = fixture("promptfoo__feedback-f-score__promptfooconfig.yaml")
+    got = read_config(config, text_file("comment_cards_sample.csv", COMMENT_CARDS))
 
     assert len(got.cases) == 3
     assert all(c["assertions"] == [] and c["expected"] is None for c in got.cases)
-    assert got.cases[0]["input"] == "I sort of liked this Columbo movie, its atmosphere."
-    assert got.cases[1]["metadata"]["vars"]["sentiment"] == "negative"
+    assert got.cases[0]["input"] == "The self-checkout machines save me so much time, thank you."
+    assert got.cases[1]["metadata"]["vars"]["label"] == "complaint"
     defaults = got.extras.default_assertions
     assert [a["type"] for a in defaults] == ["is-json"] + ["javascript"] * 5
     assert defaults[1] == {
         "type": "javascript",
-        "value": "output.sentiment === context.vars.sentiment",
+        "value": "output.label === context.vars.label",
         "metric": "accuracy",
     }
-    assert defaults[2]["weight"] == 0 and defaults[2]["metric"] == "true_positives"
+    assert defaults[2]["weight"] == 0 and defaults[2]["metric"] == "complaint_hits"
     [prompt] = got.extras.prompts
-    assert prompt["name"] == "Sentiment Analysis"
-    assert prompt["template"].startswith("Analyze the sentiment of the following movie review.")
-    assert 'Review: "{{text}}"' in prompt["template"]
+    assert prompt["name"] == "Comment Card Triage"
+    assert prompt["template"].startswith("Read the following comment card left at the library desk")
+    assert 'Comment: "{{comment}}"' in prompt["template"]
     notes = "\n".join(got.notes)
     assert notes.count("'javascript' runs JavaScript") == 1
     assert "'derivedMetrics' is not imported" in notes
@@ -267,7 +273,7 @@ prompts:
   - file://prompt.txt
 providers:
   - id: echo
-    label: Mock support assistant
+    label: Mock desk assistant
 tests: file://tests.csv
 defaultTest:
   options:
@@ -276,16 +282,16 @@ defaultTest:
     - type: llm-rubric
       metric: correct
       threshold: 0.8
-      value: The reply is factually correct for "{{customer_message}}" ({{context}}).
+      value: The reply is factually correct for "{{patron_message}}" ({{context}}).
     - type: llm-rubric
       metric: language_fit
       threshold: 0.8
-      value: The reply is written in the customer's language ({{language}}).
+      value: The reply is written in the patron's language ({{language}}).
 """
 
 
-def test_customer_support_rubric_csv_alone_checks_nothing_and_says_so():
-    source = fixture("promptfoo__eval-customer-support-rubric__tests.csv")
+def test_desk_reply_rubric_csv_alone_checks_nothing_and_says_so():
+    source = fixture("promptfoo__desk-reply-rubric__tests.csv")
 
     with pytest.raises(SuiteFormatError) as info:
         read_csv(source)
@@ -296,31 +302,31 @@ def test_customer_support_rubric_csv_alone_checks_nothing_and_says_so():
     assert "promptfooconfig.yaml whose defaultTest.assert" in err.reason
 
 
-def test_customer_support_rubric_csv_with_its_config():
-    # The config is the upstream one (examples/eval-customer-support-rubric), shortened to two rubrics.
+def test_desk_reply_rubric_csv_with_its_config():
+    # The fixture ships no config (it is read with the one above): two rubrics over its columns.
     got = read_config(
         text_file("promptfooconfig.yaml", RUBRIC_CONFIG),
         text_file("prompt.txt", "{{reply}}\n"),
-        fixture("promptfoo__eval-customer-support-rubric__tests.csv"),
+        fixture("promptfoo__desk-reply-rubric__tests.csv"),
     )
 
     assert len(got.cases) == 8
     assert all(c["assertions"] == [] and c["expected"] is None for c in got.cases)
     assert [a["metric"] for a in got.extras.default_assertions] == ["correct", "language_fit"]
     assert got.extras.default_assertions[0]["threshold"] == 0.8
-    first, _, _, tariff = got.cases[:4]
+    first, _, _, hours = got.cases[:4]
     # The prompt uses one var: the input is its value.
-    assert first["input"].startswith("Hola, lamento el doble cobro.")
-    assert first["metadata"]["description"] == "ES refund ticket answered in Spanish"
+    assert first["input"].startswith("Hola, claro que si. He renovado sus 3 libros")
+    assert first["metadata"]["description"] == "ES renewal request answered in Spanish"
     assert first["metadata"]["severity"] == "high"
     assert "threshold" not in first["metadata"]
-    assert tariff["metadata"]["threshold"] == 0.0
-    assert tariff["metadata"]["vars"]["customer_message"] == (
-        "Cual es el precio de mi tarifa despues del primer año?"
+    assert hours["metadata"]["threshold"] == 0.0
+    assert hours["metadata"]["vars"]["patron_message"] == (
+        "Cual es el horario de la biblioteca el resto del año?"
     )
-    assert set(first["metadata"]["vars"]) == {"language", "context", "customer_message", "reply"}
+    assert set(first["metadata"]["vars"]) == {"language", "context", "patron_message", "reply"}
     notes = "\n".join(got.notes)
-    assert "providers (Mock support assistant) are not imported" in notes
+    assert "providers (Mock desk assistant) are not imported" in notes
     assert "defaultTest.options (provider) are not imported" in notes
 
 
@@ -639,7 +645,7 @@ def test_invalid_utf8_in_a_csv_names_the_line():
 
 def test_the_rubric_fixture_saved_as_latin1_is_refused_at_its_line():
     # The fixture holds an "ñ" (in "año", line 5): saved as Latin-1, that line is not UTF-8.
-    text = (FIXTURES / "promptfoo__eval-customer-support-rubric__tests.csv").read_text("utf-8")
+    text = (FIXTURES / "promptfoo__desk-reply-rubric__tests.csv").read_text("utf-8")
     tests = SourceFile("tests.csv", text.encode("latin-1"))
 
     [err] = errors_of(
@@ -691,18 +697,21 @@ def test_errors_in_a_referenced_file_name_that_file():
 def test_detection_helpers():
     import yaml
 
-    for name in ("promptfoo__simple-test__promptfooconfig.yaml", "promptfoo__f-score__promptfooconfig.yaml"):
+    for name in (
+        "promptfoo__help-desk__promptfooconfig.yaml",
+        "promptfoo__feedback-f-score__promptfooconfig.yaml",
+    ):
         assert looks_like_promptfoo_config(yaml.safe_load((FIXTURES / name).read_text("utf-8")))
     assert not looks_like_promptfoo_config({"cases": [{"input": "a", "expected": "b"}]})
-    assert not looks_like_promptfoo_config({"sarcasm": {"id": "sarcasm.dev.v0"}})
+    assert not looks_like_promptfoo_config({"renewal": {"id": "renewal.dev.v0"}})
     assert not looks_like_promptfoo_config(["a"])
 
-    assert looks_like_promptfoo_csv(["topic", "__expected1", "__metadata:tags[]"])
+    assert looks_like_promptfoo_csv(["subject", "__expected1", "__metadata:tags[]"])
     assert looks_like_promptfoo_csv(["__description", "language"])
     assert not looks_like_promptfoo_csv(["input", "expected"])
 
     first = json.loads(
-        (FIXTURES / "promptfoo__jsonl-test-cases__cases.jsonl").read_text("utf-8").splitlines()[0]
+        (FIXTURES / "promptfoo__unit-conversion__cases.jsonl").read_text("utf-8").splitlines()[0]
     )
     assert looks_like_promptfoo_jsonl(first)
     assert not looks_like_promptfoo_jsonl({"input": "a", "ideal": "b"})

@@ -47,8 +47,8 @@ def test_every_chaos_fault_ends_as_planned() -> None:
             assert re.fullmatch(planned.error, completion.error), (name, completion.error)
             assert completion.text == "" and completion.completion_tokens is None
     assert {NAMES[c] for c in cases if not server.outcome(c).ok} == {
-        "429-always", "500-always", "503-always", "timeout-always", "reset-always", "truncated-always",
-        "malformed", "empty", "huge",
+        "429-always", "500-always", "503-always", "timeout-always", "reset-once", "reset-always",
+        "truncated-once", "truncated-always", "malformed", "empty", "huge",
     }  # fmt: skip
 
 

@@ -90,38 +90,37 @@ def test_suite_level_errors_name_the_file_and_the_field(db, kw, message):
 def test_a_promptfoo_config_with_its_files_becomes_a_version_with_template_strategies(
     db, fake_openai, task_queue
 ):
-    from pathlib import Path
-
     from evaluations.importers import SourceFile
     from evaluations.models import Result, Strategy
     from evaluations.services.runs import run_create
     from tests.factories import EndpointFactory
+    from tests.fixtures import PEER_FORMATS
 
-    fixtures = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "peer-formats"
     files = [
         SourceFile(
-            "promptfooconfig.yaml", (fixtures / "promptfoo__simple-test__promptfooconfig.yaml").read_bytes()
+            "promptfooconfig.yaml", (PEER_FORMATS / "promptfoo__help-desk__promptfooconfig.yaml").read_bytes()
         ),
-        SourceFile("prompts.txt", (fixtures / "promptfoo__simple-test__prompts.txt").read_bytes()),
+        SourceFile("prompts.txt", (PEER_FORMATS / "promptfoo__help-desk__prompts.txt").read_bytes()),
     ]
-    version = suite_import(name="pirate", files=files)
+    version = suite_import(name="desk", files=files)
     assert version.source_format == "promptfoo"
-    templates = list(Strategy.objects.filter(kind="template", name__startswith="pirate: ").order_by("name"))
+    templates = list(Strategy.objects.filter(kind="template", name__startswith="desk: ").order_by("name"))
     assert [t.params["template"] for t in templates] == [
-        "Rephrase this from English to Pirate: {{body}}",
-        "Pretend you're a pirate and speak these words: {{body}}",
+        "Answer this library patron as the help desk would: {{message}}",
+        "You staff the front desk of a public library. Reply briefly to: {{message}}",
     ]
     # Re-importing the same prompts makes no new strategy versions.
-    suite_import(name="pirate", files=files)
-    assert Strategy.objects.filter(kind="template", name__startswith="pirate: ").count() == 2
+    suite_import(name="desk", files=files)
+    assert Strategy.objects.filter(kind="template", name__startswith="desk: ").count() == 2
     # A run renders each case's vars into the template.
-    case = version.cases.get(metadata__vars__body="I'm hungry")
+    case = version.cases.get(metadata__vars__message="Where can I print my boarding pass?")
     run = run_create(
         suite_version=version, arms=[(EndpointFactory(base_url=fake_openai.base_url), templates[0])]
     )
     task_queue.drain()
     result = Result.objects.get(arm__run=run, case=case)
-    assert result.prompt == [{"role": "user", "content": "Rephrase this from English to Pirate: I'm hungry"}]
+    rendered = "Answer this library patron as the help desk would: Where can I print my boarding pass?"
+    assert result.prompt == [{"role": "user", "content": rendered}]
 
 
 def test_assertions_ftvp_cannot_run_are_noted_on_import_and_shown_skipped_in_results(

@@ -129,10 +129,9 @@ def test_the_schema_generates_without_warnings(db, tmp_path):
 
 
 def test_a_suite_is_uploaded_through_the_api_in_a_peer_format(auth_client, db):
-    from pathlib import Path
+    from tests.fixtures import PEER_FORMATS
 
-    fixtures = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "peer-formats"
-    with (fixtures / "deepeval__goldens.json").open("rb") as fh:
+    with (PEER_FORMATS / "deepeval__goldens.json").open("rb") as fh:
         response = auth_client.post(
             "/api/v1/suites/", {"name": "goldens", "file": fh, "test_fraction": "0.2"}
         )

@@ -12,6 +12,13 @@ from evaluations.models import AlertDelivery, Endpoint, Run, RunStatus, Strategy
 from evaluations.services.findings import run_regressions
 from evaluations.services.runs import RunError, run_create
 
+# A run no worker has started after this long is reported (and, on embedded defaults, given a worker
+# of this command's own): a live, idle worker starts it within a second.
+PICKUP_SECONDS = 5.0
+# A worker this command starts that keeps exiting is a broken environment, not bad luck.
+MAX_WORKER_STARTS = 5
+START_HINT = "celery -A workers worker -Q llm,scoring"
+
 ARM_FIELDS = (
     "cases", "mean_score", "score_ci", "pass_rate", "accuracy", "macro_f1", "errors", "cost_total",
     "cost_per_request", "monthly_cost", "prompt_tokens_mean", "completion_tokens_mean", "latency_p50_ms",
@@ -45,7 +52,7 @@ def parse_arm(spec: str) -> tuple[Endpoint, Strategy]:
 class Command(BaseCommand):
     help = (
         "Run a suite against one or more arms (ENDPOINT:STRATEGY). With --wait, block until the run ends; "
-        "on embedded defaults a worker process is started for the duration if none is running."
+        "on embedded defaults a worker process is started for the duration whenever none is running."
     )
 
     def add_arguments(self, parser):
@@ -59,6 +66,12 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait with --wait")
+        parser.add_argument(
+            "--worker-grace",
+            type=float,
+            default=60.0,
+            help="with --wait and Redis: seconds to wait while no worker runs, then exit 2",
+        )
         parser.add_argument(
             "--no-cache",
             action="store_true",
@@ -106,6 +119,7 @@ class Command(BaseCommand):
         if (opts["fail_on_regression"] or opts["min_pass_rate"] is not None) and not opts["wait"]:
             raise fail("--fail-on-regression and --min-pass-rate need --wait")
         if opts["wait"]:
+            self._worker_grace = opts["worker_grace"]
             run = self._wait(run, timeout=opts["timeout"])
         regressions = run_regressions(run) if opts["wait"] else []
         self._report(run, as_json=opts["json"], regressions=regressions)
@@ -134,25 +148,27 @@ class Command(BaseCommand):
             raise CommandError("; ".join(problems), returncode=1)
 
     def _wait(self, run: Run, *, timeout: float) -> Run:
-        from workers import embedded
+        from evaluations.worker_selectors import run_workers_alive
 
-        worker = None
-        if embedded.live_worker_count() == 0:
-            if settings.EMBEDDED:
-                log_path = settings.DATA_DIR / "logs" / "evaluate-worker.log"
-                self.stderr.write(f"no worker running: starting one for this command (log: {log_path})")
-                worker = embedded.start_worker(name=f"evaluate-{run.pk}", log_path=log_path)
-                if not embedded.wait_until_ready(worker):
-                    embedded.stop_worker(worker)
-                    raise fail(f"the worker did not start; see {log_path}")
-            else:
-                self.stderr.write(
-                    "no worker has reported in yet; waiting for one "
-                    "(start one with: celery -A workers worker -Q llm,scoring)"
-                )
+        worker_grace = self._worker_grace
+
+        self._worker = None  # the worker process this command started, if any
+        self._worker_starts = 0
+        self._worker_log = settings.DATA_DIR / "logs" / "evaluate-worker.log"
+        self._told_pickup, self._no_worker_since = False, None
+        self._waiting_since = time.monotonic()
         try:
-            run = self._poll(run, timeout=timeout)
-            if worker is not None:
+            if not run_workers_alive():
+                if settings.EMBEDDED:
+                    self._start_worker(run, "no worker running")
+                else:
+                    self.stderr.write(
+                        f"no worker is running to pick up run #{run.pk}; waiting up to "
+                        f"{worker_grace:.0f}s for one (start one with: {START_HINT})"
+                    )
+                    self._no_worker_since = time.monotonic()
+            run = self._poll(run, timeout=timeout, worker_grace=worker_grace)
+            if self._worker is not None:
                 self._let_alerts_go(run)
             return run
         except KeyboardInterrupt:
@@ -161,8 +177,79 @@ class Command(BaseCommand):
                 "(cancel it on its page if it should not)"
             ) from None
         finally:
-            if worker is not None:
-                embedded.stop_worker(worker)
+            self._stop_worker()
+
+    def _start_worker(self, run: Run, why: str) -> None:
+        """Start a worker of this command's own (embedded defaults) and wait until it reports in."""
+        from workers import embedded
+
+        if self._worker_starts >= MAX_WORKER_STARTS:
+            raise fail(
+                f"the workers this command started for run #{run.pk} exited {self._worker_starts} "
+                f"times; see {self._worker_log}"
+            )
+        self._worker_starts += 1
+        name = f"evaluate-{run.pk}" + (f"-{self._worker_starts}" if self._worker_starts > 1 else "")
+        self.stderr.write(f"{why}: starting one for this command (log: {self._worker_log})")
+        self._worker = embedded.start_worker(name=name, log_path=self._worker_log)
+        if not embedded.wait_until_ready(self._worker):
+            self._stop_worker()
+            raise fail(f"the worker did not start; see {self._worker_log}")
+
+    def _stop_worker(self) -> None:
+        from workers import embedded
+
+        if self._worker is not None:
+            embedded.stop_worker(self._worker)
+            self._worker = None
+
+    def _watch(self, run: Run, *, worker_grace: float) -> None:
+        """Make sure a live worker takes the unfinished run: the one relied on may be gone (killed,
+        or stopped with the command that started it, mid-run) or busy. On embedded defaults start
+        one of this command's own whenever none takes work; with Redis say how to start one, and
+        give up after `worker_grace` seconds without any."""
+        from evaluations.worker_selectors import run_workers_alive
+
+        if self._worker is not None and self._worker.poll() is not None:
+            self.stderr.write(
+                f"the worker this command started exited (code {self._worker.returncode}); "
+                f"see {self._worker_log}"
+            )
+            self._worker = None
+        ours = self._worker is not None  # running: it may lag in reporting in, it is not gone
+        queued = run.status == RunStatus.QUEUED
+        if ours or run_workers_alive():
+            self._no_worker_since = None
+            waited = time.monotonic() - self._waiting_since
+            if ours or not queued or waited < PICKUP_SECONDS or self._told_pickup:
+                return
+            self._told_pickup = True
+            if settings.EMBEDDED:  # the worker relied on is busy, or wedged
+                self._start_worker(run, f"no worker has picked up run #{run.pk} after {waited:.0f}s")
+            else:
+                self.stderr.write(
+                    f"no worker has picked up run #{run.pk} after {waited:.0f}s: the running workers "
+                    f"are busy or do not consume the llm and scoring queues (start another with: "
+                    f"{START_HINT})"
+                )
+            return
+        what = "has picked up" if queued else "is working on"
+        if settings.EMBEDDED:
+            self._start_worker(run, f"no live worker {what} run #{run.pk} (the one relied on is gone)")
+            return
+        now = time.monotonic()
+        if self._no_worker_since is None:
+            self._no_worker_since = now
+            self.stderr.write(
+                f"no worker {what} run #{run.pk}: none is running (start one with: {START_HINT}); "
+                f"giving up in {worker_grace:.0f}s unless one reports in"
+            )
+        elif now - self._no_worker_since >= worker_grace:
+            raise fail(
+                f"no worker {what} run #{run.pk}: none has been running for {worker_grace:.0f}s "
+                f"(start one with: {START_HINT}); the run resumes when one runs (cancel it on its "
+                "page if it should not)"
+            )
 
     def _let_alerts_go(self, run: Run, *, timeout: float = 30.0) -> None:
         """The worker this command started is about to stop: give it a moment to send the run's
@@ -172,7 +259,7 @@ class Command(BaseCommand):
         while pending.exists() and time.monotonic() < deadline:
             time.sleep(0.5)
 
-    def _poll(self, run: Run, *, timeout: float) -> Run:
+    def _poll(self, run: Run, *, timeout: float, worker_grace: float) -> Run:
         deadline = time.monotonic() + timeout
         last, last_step, analysing = None, -1, False
         while True:
@@ -194,12 +281,13 @@ class Command(BaseCommand):
             if run.is_finished and not analysing:
                 self.stderr.write(f"run #{run.pk} succeeded; comparing with the baseline")
                 analysing = True
+            self._watch(run, worker_grace=worker_grace)
             if time.monotonic() > deadline:
                 raise fail(
                     f"run #{run.pk} did not finish within {timeout:.0f}s; it resumes when a worker runs "
                     "(cancel it on its page if it should not)"
                 )
-            time.sleep(1.0)
+            time.sleep(0.5)
 
     def _report(self, run: Run, *, as_json: bool, regressions=()) -> None:
         arms = [
