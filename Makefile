@@ -62,6 +62,8 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	# The import contracts of pyproject.toml: the layers, no cycles, pure packages free of Django.
+	PYTHONPATH=. $(VENV)/bin/lint-imports --no-cache
 	$(PY) manage.py makemigrations --check --dry-run
 
 format: install

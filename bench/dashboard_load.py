@@ -185,8 +185,8 @@ def main() -> None:
     tmp, production = setup_django("ftvp-dashload-")
     from django.urls import reverse
 
+    from evaluations.demo_data.trends import trends_seed_bench
     from evaluations.models import Result, Run
-    from evaluations.services.trends_bench import trends_seed_bench
 
     logs = tmp / "logs"
     logs.mkdir()

@@ -6,8 +6,8 @@ finished, scored and analysed nightly runs of one arm each (500 x 2,000 = 1,000,
 prompt of two chat messages, an output of 100-300 characters, a `similar` score, pass/fail, tokens,
 latency, cost, about 0.5% errors), their batches, scorings, arm summaries and trend points, written
 with set-based SQL (INSERT ... SELECT over generate_series, no ORM per row), plus two years of nightly
-trend aggregates (730 nights x 5 arms, `seed_trends`' services/trends_bench.py), then VACUUM ANALYZE.
-The runs that are timed get their summaries from the real `selectors.arm_summaries`.
+trend aggregates (730 nights x 5 arms, `seed_trends`' demo_data/trends.py), then VACUUM ANALYZE.
+The runs that are timed get their summaries from the real `arm_summaries`.
 
 Then, through Django's test client logged in as an admin, each page is requested twice to warm up
 and `--requests` times more: p50 and p95 of the server time, and the queries of one request
@@ -121,7 +121,7 @@ def main() -> int:
             return _refuse(f"the suite {SUITE!r} is an incomplete seed ({problem}): use a fresh database")
         print(f"reusing the seeded suite {SUITE!r}")
     t0 = time.monotonic()
-    from evaluations.services.trends_bench import trends_seed_bench
+    from evaluations.demo_data.trends import trends_seed_bench
 
     trends = trends_seed_bench(suite_name=TREND_SUITE, days=args.trend_days, arms=args.trend_arms)["suite"]
     print(
@@ -153,7 +153,6 @@ def seed(*, runs: int, cases: int):
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from evaluations import selectors
     from evaluations.models import (
         Arm,
         Batch,
@@ -172,7 +171,8 @@ def seed(*, runs: int, cases: int):
         Trigger,
     )
     from evaluations.scoring import assertions
-    from evaluations.services.scoring import TASK_DEFAULTS, get_embedder
+    from evaluations.selectors.runs import arm_summaries
+    from evaluations.services.result_scores import TASK_DEFAULTS, get_embedder
     from evaluations.services.trends import endpoint_fingerprint, series_name
 
     rng = random.Random(20261121)
@@ -328,7 +328,7 @@ def seed(*, runs: int, cases: int):
     chars = {row[0]: row[-1] for row in rows}  # trends_record's output_chars_mean
     timed = [run_rows[0], run_rows[-2], run_rows[-1]]  # the baseline, and the two runs compared
     for run in timed:
-        summaries.update(selectors.arm_summaries(run))
+        summaries.update(arm_summaries(run))
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.executemany(

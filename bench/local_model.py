@@ -143,7 +143,7 @@ def memory_child(max_new: int, rounds: int, trim: bool) -> None:
     from evaluations import heap
     from evaluations.providers.base import GenerationParams
     from evaluations.providers.local import LocalProvider, load_model
-    from evaluations.services.scoring import get_embedder
+    from evaluations.services.result_scores import get_embedder
 
     if not trim:  # what a worker did before it trimmed the heap after each batch
         heap._malloc_trim = lambda: None

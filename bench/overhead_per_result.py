@@ -66,13 +66,13 @@ class Phases:
 def profile_steps(version, endpoint, profile_path: Path | None) -> tuple[dict[str, float], float, int]:
     """Run the pipeline's steps in this process; CPU seconds by phase, wall seconds, results."""
     from evaluations.models import Batch, Run, Strategy
-    from evaluations.services import runs, scorings
+    from evaluations.services import generation, run_analysis, runs
     from workers.celery import app
 
     app.send_task = lambda *args, **kwargs: None  # no worker consumes them in this part
     phases = Phases()
-    runs._render = phases.wrap("render", runs._render)
-    runs._save = phases.wrap("db writes", runs._save)
+    generation._render = phases.wrap("render", generation._render)
+    generation._save = phases.wrap("db writes", generation._save)
     runs.save_scores = phases.wrap("db writes", runs.save_scores)
     runs.scoring_apply = phases.wrap("scoring", runs.scoring_apply)
     from evaluations.providers import openai_compat
@@ -90,11 +90,11 @@ def profile_steps(version, endpoint, profile_path: Path | None) -> tuple[dict[st
     runs.run_start(run_id=run.pk)
     batch_ids = list(Batch.objects.filter(run=run).order_by("index").values_list("id", flat=True))
     for batch_id in batch_ids:
-        runs.batch_generate(batch_id=batch_id)
+        generation.batch_generate(batch_id=batch_id)
     for batch_id in batch_ids:
         runs.batch_score(batch_id=batch_id)
     runs.run_finalize(run_id=run.pk)
-    scorings.run_analyse(run_id=run.pk)
+    run_analysis.run_analyse(run_id=run.pk)
     if profiler:
         profiler.disable()
     total_cpu = time.process_time() - cpu

@@ -62,8 +62,8 @@ def main() -> int:
     setup_django("ftvp-bench-", embedded=True)
     from evaluations.models import Arm, Result, Run, RunStatus, Scoring, Strategy
     from evaluations.services.endpoints import endpoint_create
+    from evaluations.services.result_scores import get_embedder
     from evaluations.services.runs import run_create
-    from evaluations.services.scoring import get_embedder
     from evaluations.services.scorings import scoring_create, scoring_execute
     from evaluations.services.suites import suite_import
 

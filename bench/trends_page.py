@@ -34,8 +34,8 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext, setup_test_environment
     from django.urls import reverse
 
+    from evaluations.demo_data.trends import trends_seed_bench
     from evaluations.models import Result, TrendPoint
-    from evaluations.services.trends_bench import trends_seed_bench
 
     setup_test_environment()  # the test client's host; responses keep their templates
     started = time.monotonic()

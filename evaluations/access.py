@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from functools import wraps
 
-from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequiredMiddleware
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 
@@ -49,17 +48,6 @@ PERMISSION_LABELS = {
 def is_api_path(path: str) -> bool:
     """A path DRF answers for itself (401 without credentials), not a page."""
     return path.startswith(API_PREFIX) and not path.startswith(API_PAGES)
-
-
-class LoginRequiredMiddleware(DjangoLoginRequiredMiddleware):
-    """Django's LoginRequiredMiddleware, leaving the API to DRF: a token is only seen by the view's
-    authentication, so redirecting an API call without a session to the login page would refuse
-    every token."""
-
-    def process_view(self, request, view_func, view_args, view_kwargs):
-        if is_api_path(request.path_info):
-            return None
-        return super().process_view(request, view_func, view_args, view_kwargs)
 
 
 def denied_message(perms: Iterable[str]) -> str:

@@ -2,7 +2,7 @@
 which check it and record an AuditEvent: here those fields are read-only (a suite's settings and
 baseline, an endpoint's connection and prices, a run's sign-off), endpoints are registered on the
 Endpoints page or the API, and the audit log, reviews, sign-offs and approvals are not registered at
-all. Users' roles and flags changed here are recorded by signals (evaluations/signals.py)."""
+all. Users' roles and flags changed here are recorded by signals (evaluations/receivers.py)."""
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -11,7 +11,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from evaluations import models
 from evaluations.services.endpoints import AUDITED as ENDPOINT_AUDITED
 from evaluations.services.suites import SETTINGS_FIELDS, UPLOAD_FIELDS
-from evaluations.signals import user_roles_change
+from evaluations.services.user_audit import user_roles_change
 
 # A suite's decision profile (services/suites.py suite_update_profile, recorded as "suite.profile").
 SUITE_PROFILE_FIELDS = (

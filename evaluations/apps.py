@@ -9,9 +9,9 @@ class EvaluationsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from evaluations import signals  # connects the receivers
+        from evaluations import receivers  # connects the receivers
 
-        post_migrate.connect(signals.roles_after_migrate, sender=self, dispatch_uid="evaluations.roles")
+        post_migrate.connect(receivers.roles_after_migrate, sender=self, dispatch_uid="evaluations.roles")
 
         from django.contrib.auth.signals import user_login_failed
 

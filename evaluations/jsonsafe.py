@@ -16,6 +16,8 @@ Pure Python, no Django: the importers use it as well.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import math
 import sys
@@ -144,3 +146,31 @@ def dotted(path: Path, prefix: str = "") -> str:
         else:
             text = f"{text}.{part}" if text else part
     return text
+
+
+def json_ready(value):
+    """`value` as plain JSON types: float NaN / infinity become None (JSON has no NaN), numpy
+    scalars become Python ones, decimals floats, dates ISO strings and tuples lists."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return float(value) if value.is_finite() else None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_ready(v) for v in value]
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return json_ready(dataclasses.asdict(value))
+    item = getattr(value, "item", None)  # numpy scalars (np.float64, np.bool_, np.int64, ...)
+    if callable(item):
+        try:
+            return json_ready(item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)

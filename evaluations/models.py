@@ -1,4 +1,4 @@
-"""ftvp's data and its invariants. Writes live in services/, reads in selectors.py."""
+"""ftvp's data and its invariants. Writes live in services/, reads in selectors/"""
 
 from __future__ import annotations
 
@@ -523,7 +523,7 @@ class WorkerBeat(models.Model):
 
     Written every FTVP_WORKER_BEAT_SECONDS and removed when the worker stops; the process id and
     host let a reader on the same machine check that the process still runs (a killed worker's row
-    stays behind): see evaluations/worker_selectors.py."""
+    stays behind): see evaluations/selectors/workers.py."""
 
     hostname = models.CharField(max_length=255, unique=True)  # Celery's node name, e.g. evaluate-3@box
     queues = models.CharField(max_length=200, blank=True)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import render
 
 from evaluations.services.logins import (
     client_address,
@@ -27,34 +25,7 @@ from evaluations.services.logins import (
     login_success_record,
 )
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-        "form-action 'self'",
-    ]
-)
-
 LOCKOUT_ATTR = "ftvp_login_lockout"  # set on a request whose login was refused: seconds to wait
-
-
-class ContentSecurityPolicyMiddleware:
-    """Adds the Content-Security-Policy header to every response that has none."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        return response
 
 
 class ThrottledModelBackend(ModelBackend):
@@ -74,27 +45,6 @@ class ThrottledModelBackend(ModelBackend):
         if user is not None:
             login_success_record(username=username, address=address)
         return user
-
-
-class LoginThrottleMiddleware:
-    """A page whose login was refused for a lockout answers 429 with the login form and the reason."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        response = self.get_response(request)
-        wait = getattr(request, LOCKOUT_ATTR, 0)
-        if not wait or request.path.startswith("/api/"):
-            return response
-        locked = render(
-            request,
-            "evaluations/login.html",
-            {"form": AuthenticationForm(request), "locked": lockout_message(wait), "next": ""},
-            status=429,
-        )
-        locked["Retry-After"] = str(wait)
-        return locked
 
 
 def on_login_failed(sender, credentials, request=None, **kwargs):

@@ -2,7 +2,7 @@ from django.urls import path
 
 from evaluations.views import alerts as alert_views
 from evaluations.views import audit as audit_views
-from evaluations.views import decision, findings, finetune, pages
+from evaluations.views import decisions, findings, finetune, pages
 from evaluations.views import exports as export_views
 from evaluations.views import reviews as review_views
 from evaluations.views import schedules as schedule_views
@@ -19,14 +19,14 @@ urlpatterns = [
     path("suites/upload/", pages.suite_upload, name="suite-upload"),
     path("suites/<int:pk>/", pages.suite_detail, name="suite-detail"),
     path("suites/<int:pk>/settings/", pages.suite_settings, name="suite-settings"),
-    path("suites/<int:pk>/decision/", decision.decision_page, name="suite-decision"),
-    path("suites/<int:pk>/decision/profile/", decision.decision_profile, name="suite-decision-profile"),
+    path("suites/<int:pk>/decision/", decisions.decision_page, name="suite-decision"),
+    path("suites/<int:pk>/decision/profile/", decisions.decision_profile, name="suite-decision-profile"),
     path(
         "suites/<int:pk>/decision/endpoints/<int:endpoint_pk>/",
-        decision.decision_endpoint_costs,
+        decisions.decision_endpoint_costs,
         name="suite-decision-endpoint",
     ),
-    path("breakeven/", decision.breakeven_page, name="breakeven"),
+    path("breakeven/", decisions.breakeven_page, name="breakeven"),
     path(
         "suites/<int:pk>/export/finetune.jsonl", finetune.suite_finetune_export, name="suite-finetune-export"
     ),

@@ -103,17 +103,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "evaluations.security.ContentSecurityPolicyMiddleware",  # first: every response gets the header
+    "evaluations.middleware.ContentSecurityPolicyMiddleware",  # first: every response gets the header
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "evaluations.security.LoginThrottleMiddleware",  # a login refused for a lockout: a 429 page
+    "evaluations.middleware.LoginThrottleMiddleware",  # a login refused for a lockout: a 429 page
     # Login everywhere but the login page, static files and the API (DRF answers 401 there).
-    "evaluations.access.LoginRequiredMiddleware",
-    "evaluations.signals.ActorMiddleware",
+    "evaluations.middleware.LoginRequiredMiddleware",
+    "evaluations.middleware.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -94,9 +94,7 @@ class TaskQueue:
 @pytest.fixture
 def task_queue(monkeypatch):
     queue = TaskQueue()
-    monkeypatch.setattr("evaluations.services.runs.enqueue", queue)
-    monkeypatch.setattr("evaluations.services.scorings.enqueue", queue)
-    monkeypatch.setattr("evaluations.services.alerts.enqueue", queue)
+    monkeypatch.setattr("evaluations.services.queue.enqueue", queue)  # the one dispatch seam
     return queue
 
 

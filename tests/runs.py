@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from evaluations import selectors
 from evaluations.analysis.costs import token_cost
 from evaluations.models import Arm, Case, Endpoint, Result, Run, RunStatus, SuiteVersion
+from evaluations.selectors.runs import arm_summaries
 from evaluations.services.trends import trends_record
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
 
@@ -97,7 +97,7 @@ def finished_run(version: SuiteVersion, arms: list[ArmSpec], *, pass_threshold: 
 def run_summarise(run: Run, *, trends: bool = True) -> None:
     """What finalize stores for a run whose results were written straight to the database: each
     arm's summary and (unless `trends` is False) the run's trend points."""
-    summaries = selectors.arm_summaries(run)
+    summaries = arm_summaries(run)
     for arm in run.arms.all():
         arm.summary = summaries[arm.pk]
         arm.save(update_fields=["summary"])

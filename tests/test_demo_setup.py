@@ -23,7 +23,6 @@ SMALL = DemoSize(train=10, test=5)
 
 @pytest.fixture
 def queue(task_queue, monkeypatch):
-    monkeypatch.setattr("evaluations.services.finetune.enqueue", task_queue)
     return task_queue
 
 

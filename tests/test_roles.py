@@ -127,7 +127,7 @@ def test_clearing_a_group_records_every_member():
 
 
 def test_a_set_records_true_states_and_inside_user_roles_change_one_event():
-    from evaluations.signals import user_roles_change
+    from evaluations.services.user_audit import user_roles_change
 
     dave = UserFactory(username="dave", roles=["viewer", "reviewer"])
     start = len(_role_events(dave))

@@ -13,4 +13,4 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
 
 # Wire the worker lifecycle hooks (heartbeat, stalled-batch recovery).
-from workers import signals  # noqa: E402, F401
+from workers import lifecycle  # noqa: E402, F401

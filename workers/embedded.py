@@ -15,8 +15,8 @@ QUEUES = "llm,scoring,training"
 
 
 def live_worker_count() -> int:
-    """Workers that run and take new work (their heartbeat checked: evaluations/worker_selectors.py)."""
-    from evaluations.worker_selectors import live_workers
+    """Workers that run and take new work (their heartbeat checked: evaluations/selectors/workers.py)."""
+    from evaluations.selectors.workers import live_workers
 
     return len(live_workers())
 
@@ -54,7 +54,7 @@ def start_worker(
 def wait_until_ready(proc: subprocess.Popen, timeout: float = 120.0) -> bool:
     """Whether the worker `proc` reported in (its own heartbeat row: another worker's does not
     count) before it exited or `timeout` passed."""
-    from evaluations.worker_selectors import worker_reported
+    from evaluations.selectors.workers import worker_reported
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

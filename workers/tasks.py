@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from evaluations.services import alerts, runs, schedules, scorings
+from evaluations.services import alerts, generation, run_analysis, runs, schedules, scorings
 from evaluations.services import finetune as finetunes
 
 
@@ -15,7 +15,7 @@ def start_run(run_id: int) -> None:
 
 @shared_task(name="workers.tasks.run_batch", acks_late=True)
 def run_batch(batch_id: int) -> None:
-    runs.batch_generate(batch_id=batch_id)
+    generation.batch_generate(batch_id=batch_id)
 
 
 @shared_task(name="workers.tasks.score_batch", acks_late=True)
@@ -35,7 +35,7 @@ def finalize_run(run_id: int) -> None:
 
 @shared_task(name="workers.tasks.analyse_run", acks_late=True)
 def analyse_run(run_id: int) -> None:
-    scorings.run_analyse(run_id=run_id)
+    run_analysis.run_analyse(run_id=run_id)
 
 
 @shared_task(name="workers.tasks.finetune", acks_late=True)

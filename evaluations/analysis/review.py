@@ -1,7 +1,7 @@
 """Human review of a run's results: the order of the review queue, the agreement between the automatic
 scorer and the reviewers, and the similarity threshold that best matches the reviewers' verdicts.
 
-Pure functions (no Django): the selectors in ``evaluations/selectors_reviews.py`` read the rows and
+Pure functions (no Django): the selectors in ``evaluations/selectors/reviews.py`` read the rows and
 pass them in.
 
 Queue buckets, most useful first (a result takes the first bucket any of its reasons puts it in, and

@@ -14,9 +14,9 @@ from rest_framework.views import APIView
 
 from evaluations import roles
 from evaluations.api.errors import BadRequest, service_errors
+from evaluations.api.pagination import Pagination
 from evaluations.api.parsers import JsonSafeParser
 from evaluations.api.serializers import id_field
-from evaluations.api.viewsets import Pagination
 from evaluations.models import Result, Review, Run, Verdict
 from evaluations.services.reviews import review_save
 

@@ -36,7 +36,7 @@ from evaluations.models import (
     SuiteVersion,
     TaskType,
 )
-from evaluations.schedule_selectors import next_fire
+from evaluations.selectors.schedules import next_fire
 from evaluations.services.runs import MAX_REPEATS
 
 MAX_ID = 2**63 - 1  # the largest id a database column holds; larger numbers are refused, not looked up
@@ -71,7 +71,7 @@ class JsonReady:
     # (A comment, not a docstring: the schema would show it as every serializer's description.)
 
     def to_representation(self, instance):
-        from evaluations.api.v1 import json_ready
+        from evaluations.jsonsafe import json_ready
 
         return json_ready(super().to_representation(instance))
 
@@ -339,9 +339,9 @@ class RunDetailSerializer(RunSerializer):
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, run: Run) -> dict:
-        from evaluations import selectors
+        from evaluations.selectors.runs import run_progress
 
-        return selectors.run_progress(run)
+        return run_progress(run)
 
     def get_is_baseline(self, run: Run) -> bool:
         return run.suite_version.suite.baseline_run_id == run.pk
@@ -349,7 +349,7 @@ class RunDetailSerializer(RunSerializer):
     @extend_schema_field(StallSerializer(allow_null=True))
     def get_stall(self, run: Run) -> dict | None:
         """Null unless the run is stalled: unfinished, no worker alive, no progress (resume it)."""
-        from evaluations.stall_selectors import run_stall
+        from evaluations.selectors.stalls import run_stall
 
         stall = run_stall(run)
         return StallSerializer(stall.as_dict()).data if stall else None

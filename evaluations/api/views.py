@@ -5,8 +5,9 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import generics, serializers
 
-from evaluations import roles, selectors
+from evaluations import roles
 from evaluations.models import Run
+from evaluations.selectors.runs import run_arms_with_summaries, run_progress
 
 
 @extend_schema_serializer(component_name="LegacyRun")  # API v1 has its own "Run"
@@ -24,12 +25,12 @@ class RunSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def get_progress(self, run: Run) -> dict:
-        return selectors.run_progress(run)
+        return run_progress(run)
 
     def get_arms(self, run: Run) -> list[dict]:
         return [
             {"endpoint": arm.endpoint.name, "strategy": str(arm.strategy), **summary}
-            for arm, summary in selectors.run_arms_with_summaries(run)
+            for arm, summary in run_arms_with_summaries(run)
         ]
 
 

@@ -13,13 +13,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from evaluations import roles, selectors
+from evaluations import roles
 from evaluations.api import serializers as s
 from evaluations.api.errors import BadRequest, Conflict, service_errors
+from evaluations.api.pagination import Pagination
 from evaluations.api.parsers import JsonSafeParser
 from evaluations.models import (
     Arm,
@@ -34,17 +34,13 @@ from evaluations.models import (
     SuiteVersion,
     Trigger,
 )
+from evaluations.selectors.runs import results_for_run, run_arms_with_summaries
+from evaluations.selectors.suites import version_cases
 from evaluations.services import signoffs as signoff_services
 from evaluations.services.endpoints import endpoint_create, endpoint_update
 from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge, run_regressions
 from evaluations.services.runs import RunError, run_cancel, run_create, run_delete, run_resume
 from evaluations.services.schedules import ScheduleError, schedule_create, schedule_delete, schedule_update
-
-
-class Pagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 def query(request, serializer_class) -> dict:
@@ -115,7 +111,7 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet)
         },
     )
     def create(self, request):
-        from evaluations.api.v1 import upload_suite
+        from evaluations.api.uploads import upload_suite
 
         return upload_suite(request)
 
@@ -180,9 +176,7 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet)
         suite = self.get_object()
         version = get_object_or_404(SuiteVersion, suite=suite, number=number)
         filters = query(request, s.CaseFilter)
-        return self.paginated(
-            selectors.version_cases(version, split=filters.get("split", "")), s.CaseSerializer
-        )
+        return self.paginated(version_cases(version, split=filters.get("split", "")), s.CaseSerializer)
 
 
 # --- endpoints and strategies -----------------------------------------------------------------------
@@ -338,11 +332,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     )
     @action(detail=True, methods=["get"], pagination_class=None)
     def summary(self, request, pk=None):
-        from evaluations.api.v1 import json_ready
+        from evaluations.jsonsafe import json_ready
 
         run = self.get_object()
         arms = []
-        for arm, summary in selectors.run_arms_with_summaries(run):
+        for arm, summary in run_arms_with_summaries(run):
             arm.summary_now = json_ready(summary)
             arms.append(arm)
         regressions = run_regressions(run)
@@ -362,7 +356,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
         arm_id = filters.get("arm")
         if arm_id is not None and not run.arms.filter(pk=arm_id).exists():
             raise BadRequest(f"arm: #{arm_id} is not an arm of run #{run.pk} (the run's detail lists them)")
-        results = selectors.results_for_run(run, arm_id=arm_id, outcome=filters.get("outcome", ""))
+        results = results_for_run(run, arm_id=arm_id, outcome=filters.get("outcome", ""))
         return self.paginated(results, s.ResultSerializer)
 
     @extend_schema(
@@ -471,7 +465,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     )
     @action(detail=True, methods=["get"], url_path="signoff", pagination_class=None)
     def signoff(self, request, pk=None):
-        from evaluations.signoff_selectors import run_signoff_state
+        from evaluations.selectors.signoffs import run_signoff_state
 
         return Response(s.RunSignOffSerializer(run_signoff_state(self.get_object())).data)
 
@@ -492,7 +486,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     )
     @signoff.mapping.post
     def signoff_request(self, request, pk=None):
-        from evaluations.signoff_selectors import signoff_with_counts
+        from evaluations.selectors.signoffs import signoff_with_counts
 
         run = self.get_object()
         data = body(request, s.SignOffRequestInput)
@@ -505,7 +499,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
         )
 
     def _decide(self, request, decision: str) -> Response:
-        from evaluations.signoff_selectors import signoff_with_counts
+        from evaluations.selectors.signoffs import signoff_with_counts
 
         run = self.get_object()
         data = body(request, s.SignOffDecisionInput)

@@ -47,9 +47,9 @@ from evaluations.models import (
     Severity,
     Suite,
 )
+from evaluations.services import queue
 from evaluations.services.audit import audit_record, audit_update, snapshot, stored_snapshot
 from evaluations.services.endpoints import env_name_check, env_reserved
-from evaluations.services.queue import enqueue
 from evaluations.services.secrets import redactor
 
 log = logging.getLogger("ftvp.alerts")
@@ -214,7 +214,7 @@ def findings_notify(*, run: Run) -> list[AlertDelivery]:
                 )
                 if created:
                     made.append(delivery)
-                    enqueue("send_alert", delivery.pk)
+                    queue.enqueue("send_alert", delivery.pk)
     if made:
         log.info("run #%s: %d alert(s) to send", run.pk, len(made))
     return made
@@ -229,7 +229,7 @@ def alert_delivery_retry(*, delivery: AlertDelivery) -> AlertDelivery:
     delivery.error = ""
     delivery.queued_at = timezone.now()
     delivery.save(update_fields=["status", "error", "queued_at"])
-    enqueue("send_alert", delivery.pk)
+    queue.enqueue("send_alert", delivery.pk)
     return delivery
 
 
@@ -254,7 +254,7 @@ def alerts_recover() -> int:
     for delivery_id in ids:
         # The condition is checked again by the UPDATE itself: a sweep that renewed it first wins.
         if AlertDelivery.objects.filter(_stale(cutoff), pk=delivery_id).update(queued_at=timezone.now()):
-            enqueue("send_alert", delivery_id)
+            queue.enqueue("send_alert", delivery_id)
             enqueued += 1
     return enqueued
 

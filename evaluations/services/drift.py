@@ -41,7 +41,7 @@ from evaluations.models import (
 )
 from evaluations.scoring.embeddings import CachedEmbedder
 from evaluations.services.findings import finding_clear, finding_record
-from evaluations.services.scoring import DBVectorStore, get_embedder
+from evaluations.services.result_scores import DBVectorStore, get_embedder
 from evaluations.services.trends import endpoint_fingerprint
 
 logger = logging.getLogger(__name__)

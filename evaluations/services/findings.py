@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
 from evaluations.analysis.compare import WORSE, compare_passes, compare_scores
 from evaluations.models import Finding, FindingKind, Result, Run, RunStatus, Severity, Suite
+from evaluations.selectors.signoffs import own_work_reason
 from evaluations.services.audit import audit_record
 
 MAX_FLIPPED = 50
@@ -22,6 +24,10 @@ class BaselineError(ValueError):
 
 
 TITLE_MAX = Finding._meta.get_field("title").max_length
+
+
+class SelfApprovalError(PermissionDenied):
+    """The user started the run or requested a sign-off of it: someone else must decide on it."""
 
 
 def finding_record(
@@ -85,8 +91,6 @@ def baseline_set(*, suite: Suite, run: Run | None, user=None, override: bool = F
 def _override_check(*, suite: Suite, run: Run, user, replaces: int | None) -> None:
     """Refuse an override that would stand in for a sign-off. A run signed off already was approved by
     others: making it the baseline again is no self-approval."""
-    from evaluations.services.signoffs import SelfApprovalError, own_work_reason
-
     if Run.objects.filter(pk=run.pk, signed_off_at__isnull=False).exists():
         return
     reason = own_work_reason(run=run, user=user)

@@ -27,10 +27,10 @@ from evaluations.models import (
     Strategy,
     SuiteVersion,
 )
+from evaluations.services import queue
 from evaluations.services.audit import audit_record
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.leases import heartbeat
-from evaluations.services.queue import enqueue
 from evaluations.services.runs import run_create
 from evaluations.services.secrets import redact_stored
 from evaluations.training import Hyperparameters, TrainingCancelled, TrainingError, train_lora
@@ -112,7 +112,7 @@ def finetune_create(
             "hyperparameters": job.hyperparameters,
         },
     )
-    enqueue("finetune", job.pk)
+    queue.enqueue("finetune", job.pk)
     return job
 
 
@@ -280,7 +280,7 @@ def finetunes_recover(*, startup: bool = False) -> dict[str, int]:
             queued = queued.none()
         queued = queued.filter(created_at__lt=stale_before)
     for job_id in queued.values_list("id", flat=True):
-        enqueue("finetune", job_id)
+        queue.enqueue("finetune", job_id)
         counts["requeued"] += 1
     return counts
 

@@ -273,7 +273,7 @@ def schedule_update(*, schedule: Schedule, user=None, **changes) -> Schedule:
 def schedule_delete(*, schedule: Schedule, user=None) -> None:
     """Delete the schedule and its beat entry; its runs stay (no longer linked to a schedule).
 
-    The beat entry goes in a post_delete receiver (evaluations/signals.py), so it also goes when the
+    The beat entry goes in a post_delete receiver (evaluations/receivers.py), so it also goes when the
     schedule is deleted another way: with its suite or pinned version, in the admin."""
     with transaction.atomic():
         audit_record(

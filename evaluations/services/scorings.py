@@ -10,19 +10,18 @@ import json
 import logging
 
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
-from evaluations import selectors
 from evaluations.models import Result, Run, RunStatus, Scoring
 from evaluations.scoring import assertions
+from evaluations.selectors.runs import arm_summaries, run_rescoring
+from evaluations.services import queue
 from evaluations.services.audit import audit_record
-from evaluations.services.queue import enqueue
-from evaluations.services.scoring import TASK_DEFAULTS, get_embedder, score_results
-from evaluations.services.secrets import redactor
+from evaluations.services.result_scores import TASK_DEFAULTS, get_embedder, score_results
+from evaluations.services.signoffs import approvals_void
 
 RESCORE_CHUNK = 500
-RECOVER_LIMIT = 200  # runs re-sent for analysis per sweep
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +51,6 @@ def scoring_create(*, run: Run, trigger: str = Scoring.Trigger.RUN, user=None) -
         default_assertions=defaults,
         scorer_versions=assertions.scorer_versions(used),
         created_by=user,
-    )
-
-
-def current_scoring(run_id: int) -> Scoring | None:
-    # scoring_apply reads the run's suite version and suite: one query, not three per batch.
-    return (
-        Scoring.objects.filter(run_id=run_id)
-        .select_related("run__suite_version__suite")
-        .order_by("-number")
-        .first()
     )
 
 
@@ -106,7 +95,7 @@ def save_scores(results: list[Result]) -> None:
 def scoring_finish(*, scoring: Scoring) -> dict[int, dict]:
     """Aggregate the run's arms under this scoring, on the scoring and (as current) on the arms."""
     run = scoring.run
-    summaries = selectors.arm_summaries(run)
+    summaries = arm_summaries(run)
     with transaction.atomic():
         for arm in run.arms.all():
             arm.summary = summaries[arm.pk]
@@ -118,64 +107,8 @@ def scoring_finish(*, scoring: Scoring) -> dict[int, dict]:
         # Trends, the baseline comparison, drift and alerts run in their own task once this commits:
         # drift embeds outputs, which must not hold the finalize transaction (and SQLite's lock).
         Run.objects.filter(pk=run.pk).update(analysed_at=None, analysis_sent_at=timezone.now())
-        enqueue("analyse_run", run.pk)
+        queue.enqueue("analyse_run", run.pk)
     return summaries
-
-
-def run_analyse(*, run_id: int) -> bool:
-    """What a succeeded run tells about the suite over time, in order: its trend points, the comparison
-    with the baseline (regressions), output drift and the score trend, then alerts for its findings.
-
-    Idempotent (every step updates in place), so a redelivered task or a re-score just runs it again.
-    A step that fails does not stop the others: its error is kept on the run (`analysis_error`), the
-    findings the other steps made are still sent, and `evaluate` reports it."""
-    from evaluations.services.alerts import findings_notify
-    from evaluations.services.drift import run_drift
-    from evaluations.services.findings import run_compare_with_baseline
-    from evaluations.services.trends import trends_record
-
-    run = Run.objects.select_related("suite_version__suite").filter(pk=run_id).first()
-    if run is None or run.status != RunStatus.SUCCEEDED:
-        return False
-    steps = (
-        ("trends", trends_record),  # the figures the trends page charts, stored once
-        ("baseline comparison", run_compare_with_baseline),  # regressions against the baseline
-        ("drift", run_drift),  # output drift against the baseline, and the score trend
-    )
-    errors = []
-    redact = redactor()  # read before the steps: a failing step's error is masked without a query
-    for name, step in steps:
-        try:  # no transaction around a step: drift embeds outputs, and must not hold the database
-            step(run=run)
-        except Exception as exc:  # one failing step must not hide the findings of the others
-            log.exception("analysis of run #%s: the %s step failed", run.pk, name)
-            errors.append(redact(f"{name}: {type(exc).__name__}: {exc}")[:500])
-    with transaction.atomic():
-        findings_notify(run=run)  # alerts for the run's open findings, each sent once per channel
-        Run.objects.filter(pk=run.pk).update(analysed_at=timezone.now(), analysis_error="\n".join(errors))
-    return not errors
-
-
-def runs_unanalysed_before(cutoff) -> list[int]:
-    """Claim succeeded runs whose analysis was sent before `cutoff` and never finished (its message
-    lost, its worker killed): each is claimed by a conditional update of its lease, so the sweeps of
-    several workers send it once, and again only once the new lease has gone stale too."""
-    candidates = Run.objects.filter(status=RunStatus.SUCCEEDED, analysed_at__isnull=True).filter(
-        Q(analysis_sent_at__lt=cutoff) | Q(analysis_sent_at__isnull=True, finished_at__lt=cutoff)
-    )
-    claimed = []
-    now = timezone.now()
-    for run_id, sent_at in candidates.values_list("id", "analysis_sent_at")[:RECOVER_LIMIT]:
-        if Run.objects.filter(pk=run_id, analysed_at__isnull=True, analysis_sent_at=sent_at).update(
-            analysis_sent_at=now
-        ):
-            claimed.append(run_id)
-    return claimed
-
-
-def run_rescoring(run: Run) -> bool:
-    """Whether a re-score of the run is under way: its scores are about to change."""
-    return run.scorings.filter(finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE).exists()
 
 
 def run_rescore(*, run_id: int, user=None) -> Scoring:
@@ -183,8 +116,6 @@ def run_rescore(*, run_id: int, user=None) -> Scoring:
 
     Refused for a signed-off run (locked: its scores are what was approved). The approvals of a
     pending sign-off are voided: the approvers judged the old scores."""
-    from evaluations.services.signoffs import approvals_void
-
     run = Run.objects.select_related("suite_version__suite").get(pk=run_id)
     if run.signed_off_at is not None:
         raise RescoreError(
@@ -207,7 +138,7 @@ def run_rescore(*, run_id: int, user=None) -> Scoring:
             suite_id=run.suite_version.suite_id,
             after={"scoring": scoring.number, "approvals_voided": voided},
         )
-        enqueue("rescore_run", scoring.pk)
+        queue.enqueue("rescore_run", scoring.pk)
     return scoring
 
 
@@ -229,11 +160,3 @@ def scoring_execute(*, scoring_id: int) -> None:
         save_scores(chunk)
         last_id = chunk[-1].pk
     scoring_finish(scoring=scoring)
-
-
-def scorings_unfinished_before(cutoff) -> list[int]:
-    return list(
-        Scoring.objects.filter(
-            finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE, created_at__lt=cutoff
-        ).values_list("id", flat=True)
-    )

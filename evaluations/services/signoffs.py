@@ -14,17 +14,15 @@ Every step is an AuditEvent in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from evaluations import roles
 from evaluations.models import Approval, Run, RunStatus, SignOff, SignOffStatus
+from evaluations.selectors.runs import run_rescoring
+from evaluations.selectors.signoffs import live_approvals, may_withdraw, self_approval_reason
 from evaluations.services.audit import audit_record
-from evaluations.services.findings import baseline_set
-from evaluations.services.scorings import run_rescoring
+from evaluations.services.findings import SelfApprovalError, baseline_set
 
 MAX_NOTE = 5000
 
@@ -37,45 +35,6 @@ class SignOffError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
-
-
-class SelfApprovalError(PermissionDenied):
-    """The user started the run or requested a sign-off of it: someone else must decide on it."""
-
-
-def own_work_reason(*, run: Run, user, signoff: SignOff | None = None) -> str:
-    """Why the run is `user`'s own work ("you started this run", ...), or "" when it is not: they
-    started it or requested a sign-off of it, `signoff` or any other one."""
-    if user is None or user.pk is None:
-        return ""
-    if run.created_by_id == user.pk:
-        return "you started this run"
-    if signoff is not None and signoff.requested_by_id == user.pk:
-        return "you requested this sign-off"
-    earlier = run.signoffs.filter(requested_by_id=user.pk).order_by("created_at", "id").first()
-    if earlier is not None:
-        return f"you requested sign-off #{earlier.pk} of this run"
-    return ""
-
-
-def self_approval_reason(signoff: SignOff, user) -> str:
-    """Why `user` may not decide on `signoff` because it is their own work, or "" when they may."""
-    reason = own_work_reason(run=signoff.run, user=user, signoff=signoff)
-    return f"{reason}: someone else must approve it" if reason else ""
-
-
-def may_withdraw(signoff: SignOff, user) -> bool:
-    """Who may withdraw a request: someone who may request sign-offs (the page's permission too) and is
-    its requester or an admin (by permission: setting baselines or managing users)."""
-    if user is None or not user.has_perm(roles.REQUEST_SIGNOFF):
-        return False
-    is_admin = user.has_perm(roles.SET_BASELINE) or user.has_perm(roles.MANAGE_USERS)
-    return is_admin or signoff.requested_by_id == user.pk
-
-
-def live_approvals(approvals: Iterable[Approval]) -> int:
-    """How many of the approvals count towards the policy: approvals (not rejections), not voided."""
-    return sum(1 for a in approvals if a.voided_at is None and a.decision == Approval.Decision.APPROVE)
 
 
 def _text(value: str | None, field: str, limit: int = MAX_NOTE) -> str:

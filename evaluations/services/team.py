@@ -2,7 +2,7 @@
 
 Every change is an audit event: "user.create" (with the roles given), "user.deactivate" and
 "user.reactivate" are recorded here; a change of roles is one "user.roles" event, recorded at the
-end of `user_roles_change` (evaluations/signals.py), with `actor` as its actor whichever way the
+end of `user_roles_change` (evaluations/receivers.py), with `actor` as its actor whichever way the
 service is called (page, shell, command).
 """
 
@@ -20,7 +20,7 @@ from django.db import transaction
 
 from evaluations.roles import ROLE_NAMES, user_roles
 from evaluations.services.audit import audit_record
-from evaluations.signals import user_flags_change, user_roles_change
+from evaluations.services.user_audit import user_flags_change, user_roles_change
 
 GENERATED_PASSWORD_BYTES = 15  # 20 URL-safe characters
 

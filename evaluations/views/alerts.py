@@ -12,9 +12,9 @@ from django.views.decorators.http import require_POST, require_safe
 
 from evaluations import roles
 from evaluations.access import role_required
-from evaluations.alert_selectors import channels_with_recent_deliveries
 from evaluations.forms import AlertChannelForm
 from evaluations.models import AlertChannel, AlertDelivery
+from evaluations.selectors.alerts import channels_with_recent_deliveries
 from evaluations.services.alerts import (
     AlertError,
     alert_channel_create,

@@ -10,8 +10,8 @@ from django.views.decorators.http import require_http_methods
 
 from evaluations import roles
 from evaluations.access import role_required
-from evaluations.audit_selectors import AUDIT_PER_PAGE, audit_actions, audit_actors, audit_events, audit_rows
 from evaluations.models import Suite
+from evaluations.selectors.audit import AUDIT_PER_PAGE, audit_actions, audit_actors, audit_events, audit_rows
 from evaluations.services.audit import audit_verify
 from evaluations.views.pages import _page
 

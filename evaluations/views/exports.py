@@ -1,6 +1,6 @@
 """Downloads of a run: its results as CSV or JSONL, its passing outputs as fine-tuning JSONL.
 
-Streamed: the rows are read and written a chunk at a time (see evaluations/exports.py), so a run of
+Streamed: the rows are read and written a chunk at a time (see evaluations/selectors/exports.py), so a run of
 any size downloads with bounded memory.
 """
 
@@ -10,9 +10,10 @@ from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_safe
 
-from evaluations import exports, roles
+from evaluations import roles
 from evaluations.access import role_required
 from evaluations.models import Run
+from evaluations.selectors import exports
 
 
 def _run(pk: int) -> Run:

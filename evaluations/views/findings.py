@@ -10,8 +10,8 @@ from django.views.decorators.http import require_POST, require_safe
 
 from evaluations import roles
 from evaluations.access import role_required
-from evaluations.alert_selectors import finding_deliveries
 from evaluations.models import Finding, Run
+from evaluations.selectors.alerts import finding_deliveries
 from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge
 from evaluations.views.pages import _page
 

@@ -11,21 +11,32 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from evaluations import comparisons, roles, selectors
+from evaluations import roles
 from evaluations.access import role_required
-from evaluations.audit_selectors import HISTORY_PER_PAGE, audit_rows, suite_events
 from evaluations.forms import EndpointForm, RunForm, SuiteSettingsForm, SuiteUploadForm
 from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
 from evaluations.importers.sources import TOO_LARGE
 from evaluations.models import Arm, Endpoint, Run, Split, Strategy, Suite
-from evaluations.schedule_selectors import schedule_rows
-from evaluations.selectors_reviews import with_reviews
+from evaluations.selectors import comparisons
+from evaluations.selectors.audit import HISTORY_PER_PAGE, audit_rows, suite_events
+from evaluations.selectors.reviews import with_reviews
+from evaluations.selectors.runs import (
+    recent_runs,
+    results_by_pk,
+    results_for_run,
+    run_arms_with_summaries,
+    run_live_counts,
+    run_progress,
+    run_rescoring,
+)
+from evaluations.selectors.schedules import schedule_rows
+from evaluations.selectors.signoffs import signoff_panel
+from evaluations.selectors.stalls import run_stall, runs_stalled
+from evaluations.selectors.suites import suites_with_counts, version_cases, version_diff
 from evaluations.services.endpoints import endpoint_create, params_warnings
 from evaluations.services.runs import RunError, run_cancel, run_create, run_resume
-from evaluations.services.scorings import RescoreError, run_rescore, run_rescoring
+from evaluations.services.scorings import RescoreError, run_rescore
 from evaluations.services.suites import suite_import, suite_update_settings
-from evaluations.signoff_selectors import signoff_panel
-from evaluations.stall_selectors import run_stall, runs_stalled
 
 OUTCOMES = [
     ("", "all"),
@@ -47,8 +58,8 @@ def home(request: HttpRequest) -> HttpResponse:
         request,
         "evaluations/home.html",
         {
-            "runs": selectors.recent_runs(10),
-            "suites": selectors.suites_with_counts()[:10],
+            "runs": recent_runs(10),
+            "suites": suites_with_counts()[:10],
             "endpoint_count": Endpoint.objects.count(),
         },
     )
@@ -57,9 +68,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @role_required(roles.READ)
 @require_safe
 def suite_list(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "evaluations/suite_list.html", {"page": _page(request, selectors.suites_with_counts())}
-    )
+    return render(request, "evaluations/suite_list.html", {"page": _page(request, suites_with_counts())})
 
 
 @role_required(roles.UPLOAD)
@@ -112,7 +121,7 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
         version = get_object_or_404(suite.versions, number=int(request.GET["version"]))
     split = request.GET.get("split", "")
     query = request.GET.get("q", "").strip()
-    cases = _page(request, selectors.version_cases(version, split=split, query=query)) if version else None
+    cases = _page(request, version_cases(version, split=split, query=query)) if version else None
     previous = next((v for v in versions if version and v.number < version.number), None)
     history = Paginator(suite_events(suite.pk), HISTORY_PER_PAGE).get_page(request.GET.get("history_page"))
     return render(
@@ -131,7 +140,7 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "runs": Run.objects.filter(suite_version__suite=suite)
             .select_related("suite_version")
             .order_by("-created_at")[:10],
-            "diff": selectors.version_diff(previous, version) if previous else None,
+            "diff": version_diff(previous, version) if previous else None,
             "open_findings": suite.findings.filter(acknowledged_at__isnull=True).order_by("-created_at")[:10],
             "schedules": schedule_rows(suite),
             "settings_form": SuiteSettingsForm(
@@ -240,7 +249,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
 
 
 def _run_context(run: Run) -> dict:
-    arms = selectors.run_arms_with_summaries(run)
+    arms = run_arms_with_summaries(run)
     chart = {
         "labels": [arm.label for arm, _ in arms],
         "mean": [s.get("mean_score") for _, s in arms],
@@ -251,7 +260,7 @@ def _run_context(run: Run) -> dict:
     }
     return {
         "run": run,
-        "progress": selectors.run_progress(run),
+        "progress": run_progress(run),
         "arms": arms,
         "chart": chart,
         "scorings": [
@@ -297,16 +306,14 @@ def run_results(request: HttpRequest, pk: int) -> HttpResponse:
     arm_id = request.GET.get("arm", "")
     outcome = request.GET.get("outcome", "")
     query = request.GET.get("q", "").strip()
-    qs = selectors.results_for_run(
-        run, arm_id=int(arm_id) if arm_id.isdigit() else None, outcome=outcome, query=query
-    )
+    qs = results_for_run(run, arm_id=int(arm_id) if arm_id.isdigit() else None, outcome=outcome, query=query)
     # The page's ids first (a sort of narrow rows), then its 25 rows in full: sorting the run's whole
     # rows (prompts, outputs, scores) to keep 25 spilled to disk on runs of thousands of results.
     paginator = Paginator(qs.values_list("pk", flat=True), 25)
     if not (arm_id or outcome or query):  # all the run's results: the count the live part keeps
-        paginator.count = selectors.run_live_counts(run)["n"]
+        paginator.count = run_live_counts(run)["n"]
     page = paginator.get_page(request.GET.get("page"))
-    page.object_list = with_reviews(selectors.results_by_pk(list(page.object_list)))  # + verdicts
+    page.object_list = with_reviews(results_by_pk(list(page.object_list)))  # + verdicts
     context = {
         "run": run,
         "page": page,

@@ -11,9 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from evaluations import exports, roles, selectors_reviews
+from evaluations import roles
 from evaluations.access import role_required
 from evaluations.models import Result, Run, Verdict
+from evaluations.selectors import exports
+from evaluations.selectors import reviews as selectors_reviews
 from evaluations.services.reviews import review_save, suite_threshold_apply
 from evaluations.views.exports import _download, _stem, arm_param
 

@@ -13,7 +13,7 @@ from evaluations.access import role_required
 from evaluations.cron import describe
 from evaluations.forms import ScheduleForm
 from evaluations.models import Endpoint, Schedule, Suite
-from evaluations.schedule_selectors import next_fire
+from evaluations.selectors.schedules import next_fire
 from evaluations.services.schedules import (
     ScheduleError,
     schedule_create,

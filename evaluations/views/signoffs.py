@@ -14,9 +14,9 @@ from django.views.decorators.http import require_POST, require_safe
 from evaluations import roles
 from evaluations.access import role_required
 from evaluations.models import Result, Run, SignOff, SignOffStatus
+from evaluations.selectors.signoffs import signoffs_list
 from evaluations.services.runs import RunError, run_delete
 from evaluations.services.signoffs import SignOffError, signoff_decide, signoff_request, signoff_withdraw
-from evaluations.signoff_selectors import signoffs_list
 from evaluations.views.pages import _page
 
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from evaluations import roles
 from evaluations.access import role_required
 from evaluations.roles import ROLE_NAMES
+from evaluations.selectors.team import team_rows
 from evaluations.services.team import (
     TeamError,
     user_create,
@@ -20,7 +21,6 @@ from evaluations.services.team import (
     user_reactivate,
     user_roles_set,
 )
-from evaluations.team_selectors import team_rows
 
 ROLE_CHOICES = [(name, name) for name in ROLE_NAMES]
 

@@ -13,7 +13,7 @@ from evaluations import roles
 from evaluations.access import role_required
 from evaluations.analysis.timeline import MAX_POINTS_PER_SERIES
 from evaluations.models import Suite
-from evaluations.selectors_trends import DEFAULT_DAYS, RANGES, suite_trends
+from evaluations.selectors.trends import DEFAULT_DAYS, RANGES, suite_trends
 
 
 @role_required(roles.READ)

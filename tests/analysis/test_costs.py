@@ -13,7 +13,7 @@ from evaluations.analysis.costs import (
     per_request_cost,
     retrains_in,
 )
-from evaluations.analysis.decision import pareto_frontier
+from evaluations.analysis.verdict import pareto_frontier
 
 
 def test_the_calculator_reproduces_the_textbook_example():

@@ -226,7 +226,7 @@ def test_decision_json_turns_nan_and_numpy_values_into_json(db, monkeypatch):
                 "price": Decimal("1.50"),
             }
 
-    monkeypatch.setattr("evaluations.api.v1.suite_decision", lambda suite, run_id=None: Odd())
+    monkeypatch.setattr("evaluations.selectors.decisions.suite_decision", lambda suite, run_id=None: Odd())
     text = run_command("decision", "--suite", "odd", "--json")
     d = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
     assert d == {

@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from evaluations.models import Run, RunStatus, WorkerBeat
-from evaluations.worker_selectors import this_host
+from evaluations.selectors.workers import this_host
 from tests.factories import EndpointFactory, strategy
 from tests.services.test_runs import _suite
 
@@ -163,7 +163,7 @@ def test_with_redis_a_busy_worker_is_reported_and_waited_for(setup, settings):
 def test_with_redis_a_worker_that_goes_away_mid_run_is_reported(setup, settings, monkeypatch):
     settings.EMBEDDED = False
     alive = iter([True, True, True])  # then gone for good
-    monkeypatch.setattr("evaluations.worker_selectors.run_workers_alive", lambda **kw: next(alive, False))
+    monkeypatch.setattr("evaluations.selectors.workers.run_workers_alive", lambda **kw: next(alive, False))
     with pytest.raises(CommandError) as exc:
         _evaluate("--worker-grace", "0.6")
     run = Run.objects.get()

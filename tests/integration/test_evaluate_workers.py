@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluations.worker_selectors import this_host
+from evaluations.selectors.workers import this_host
 from tests.conftest import ROOT
 from tests.fakeopenai import FakeOpenAI, last_user_text
 

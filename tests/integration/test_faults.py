@@ -18,10 +18,10 @@ from django.db import connection
 from django.urls import reverse
 
 from evaluations.models import Result, Run, RunStatus
+from evaluations.selectors.stalls import run_stall
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.runs import run_create
 from evaluations.services.suites import suite_import
-from evaluations.stall_selectors import run_stall
 from tests.conftest import wait_for
 from tests.factories import UserFactory, strategy
 from tests.fakeopenai import FakeOpenAI, last_user_text

@@ -50,7 +50,6 @@ def media(settings, tmp_path):
 
 
 def test_a_tiny_adapter_is_trained_registered_and_evaluated(base, media, task_queue, monkeypatch):
-    monkeypatch.setattr("evaluations.services.finetune.enqueue", task_queue)
     version = _suite()
     job = finetune_create(
         suite_version=version,
@@ -88,7 +87,6 @@ def test_a_tiny_adapter_is_trained_registered_and_evaluated(base, media, task_qu
 
 
 def test_cancelling_a_training_job_stops_it_and_leaves_no_endpoint(base, media, task_queue, monkeypatch):
-    monkeypatch.setattr("evaluations.services.finetune.enqueue", task_queue)
     version = _suite()
     job = finetune_create(
         suite_version=version, base_endpoint=base, hyperparameters={"epochs": 3, "batch_size": 1}

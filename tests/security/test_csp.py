@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from evaluations.security import CONTENT_SECURITY_POLICY
+from evaluations.middleware import CONTENT_SECURITY_POLICY
 from tests.factories import UserFactory
 from tests.views.test_role_matrix import ROUTES, _kwargs, _request, project_routes
 from tests.views.test_role_matrix import world as matrix_world  # noqa: F401 (the fixture `world`)

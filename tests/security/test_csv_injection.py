@@ -9,8 +9,8 @@ import io
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from evaluations.exports import COLUMNS, FORMULA_PREFIXES
 from evaluations.models import Endpoint, Result
+from evaluations.selectors.exports import COLUMNS, FORMULA_PREFIXES
 from tests.hostile import seed_hostile_run
 
 FORMULAS = (

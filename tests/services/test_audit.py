@@ -373,7 +373,6 @@ def test_an_upload_records_the_suite_fields_it_changed_before_and_after(editor):
 def test_cancelling_a_fine_tune_is_recorded_once(editor, monkeypatch, task_queue):
     from evaluations.services.finetune import finetune_cancel, finetune_create
 
-    monkeypatch.setattr("evaluations.services.finetune.enqueue", task_queue)
     version = suite_version(test_cases=2, train_cases=4)
     local = EndpointFactory(name="smol", provider="local", model="smollm2-135m-instruct", base_url="")
     job = finetune_create(suite_version=version, base_endpoint=local, user=editor)

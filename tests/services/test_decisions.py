@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from evaluations.analysis import decision as D
-from evaluations.decisions import DecisionError, suite_decision
+from evaluations.analysis import verdict as D
+from evaluations.selectors.decisions import DecisionError, suite_decision
 from tests.factories import EndpointFactory
 from tests.runs import ArmSpec, endpoints, finished_run, scores_with_mean, suite_version
 

@@ -165,7 +165,7 @@ def test_evaluate_says_when_the_run_could_not_be_compared_and_exits_2(suite_runs
     def broken(*, run):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("evaluations.services.findings.run_compare_with_baseline", broken)
+    monkeypatch.setattr("evaluations.services.run_analysis.run_compare_with_baseline", broken)
 
     def wait_in_process(self, run, *, timeout):
         task_queue.drain()

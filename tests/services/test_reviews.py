@@ -7,8 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.utils import timezone
 
-from evaluations import selectors_reviews
 from evaluations.models import Arm, AuditEvent, Case, Result, Review, Run, RunStatus, Suite
+from evaluations.selectors import reviews as selectors_reviews
 from evaluations.services import reviews as reviews_service
 from evaluations.services.audit import audit_verify
 from evaluations.services.reviews import review_save, suite_threshold_apply

@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from evaluations.models import AuditEvent, Batch, Result, Run, RunStatus, WorkerBeat
+from evaluations.selectors.stalls import run_stall, runs_stalled
 from evaluations.services.runs import RunError, run_create, run_resume
-from evaluations.stall_selectors import run_stall, runs_stalled
 from tests.factories import UserFactory, strategy
 from tests.services.test_runs import _suite
 

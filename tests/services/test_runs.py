@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from evaluations.models import Batch, Result, Run, RunStatus
-from evaluations.services import runs
+from evaluations.services import generation, recovery, runs
 from evaluations.services.runs import MAX_REMOTE_BATCH, RunError, batch_size, run_cancel, run_create
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
 from tests.fakeopenai import answers_responder
@@ -96,7 +96,7 @@ def test_running_a_batch_twice_writes_no_duplicate_and_counts_it_once(endpoint, 
     batch = Batch.objects.get(run=run)
     calls = len(fake_openai.requests)
     # A redelivered message after the run finished: nothing changes.
-    runs.batch_generate(batch_id=batch.pk)
+    generation.batch_generate(batch_id=batch.pk)
     runs.batch_score(batch_id=batch.pk)
     run.refresh_from_db()
     assert run.batches_scored == 1
@@ -113,7 +113,7 @@ def test_a_batch_killed_halfway_resumes_with_only_the_missing_cases(endpoint, fa
     Result.objects.create(arm=run.arms.get(), case=first_case, sample=0, output="answer 0")
     # The dead worker's lease went stale.
     Batch.objects.filter(pk=batch.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    runs.batch_generate(batch_id=batch.pk)
+    generation.batch_generate(batch_id=batch.pk)
     assert len(fake_openai.requests) == 3
     assert Result.objects.filter(arm__run=run).count() == 4
 
@@ -124,7 +124,7 @@ def test_a_live_lease_keeps_a_second_delivery_off_the_batch(endpoint, fake_opena
     task_queue.drain(limit=1)
     batch = Batch.objects.get(run=run)
     Batch.objects.filter(pk=batch.pk).update(heartbeat_at=timezone.now())
-    runs.batch_generate(batch_id=batch.pk)
+    generation.batch_generate(batch_id=batch.pk)
     assert fake_openai.requests == []
     assert not Result.objects.exists()
 
@@ -137,7 +137,7 @@ def test_recovery_requeues_stale_batches_only(endpoint, task_queue):
     stale, live = Batch.objects.filter(run=run).order_by("index")
     Batch.objects.filter(pk=stale.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     Batch.objects.filter(pk=live.pk).update(heartbeat_at=timezone.now())
-    runs.runs_recover()
+    recovery.runs_recover()
     assert task_queue.sent == [("run_batch", (stale.pk,))]
 
 
@@ -146,7 +146,7 @@ def test_recovery_on_worker_start_also_requeues_batches_never_started(endpoint, 
     run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
     task_queue.drain(limit=1)
     task_queue.sent.clear()
-    runs.runs_recover(startup=True)
+    recovery.runs_recover(startup=True)
     assert sorted(task_queue.names()) == ["run_batch", "run_batch"]
 
 
@@ -165,22 +165,22 @@ def test_a_cancelled_run_stops_calling_the_model(endpoint, fake_openai, task_que
 def test_a_run_cancelled_mid_batch_stops_at_its_next_save_and_keeps_what_it_got(
     db, fake_openai, task_queue, settings, monkeypatch
 ):
-    from evaluations.services import runs
+    from evaluations.services import generation
 
     settings.FTVP_BATCH_SIZE = 200  # one batch: the cancel lands while its calls are under way
     fake_openai.delay = 0.02
     endpoint = EndpointFactory(name="slow", base_url=fake_openai.base_url, max_concurrency=1)
     version = _suite(100)
     run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
-    save = runs._save
+    save = generation._save
 
     def save_then_cancel(*args) -> None:  # someone presses Cancel once the first answers are stored
         save(*args)
         if Result.objects.filter(arm__run=run).exists():
             run_cancel(run_id=run.pk)
 
-    monkeypatch.setattr(runs, "_save", save_then_cancel)
-    monkeypatch.setattr(runs, "FLUSH_SECONDS", 60.0)  # saves every 32 answers, however slow the machine
+    monkeypatch.setattr(generation, "_save", save_then_cancel)
+    monkeypatch.setattr(generation, "FLUSH_SECONDS", 60.0)  # saves every 32 answers, however slow the machine
     task_queue.drain()
 
     run.refresh_from_db()
@@ -253,7 +253,7 @@ def test_a_batch_that_keeps_crashing_fails_its_run_instead_of_retrying_forever(e
     task_queue.drain(limit=1)
     batch = Batch.objects.get(run=run)
     Batch.objects.filter(pk=batch.pk).update(attempts=runs.MAX_ATTEMPTS, heartbeat_at=None)
-    runs.batch_generate(batch_id=batch.pk)
+    generation.batch_generate(batch_id=batch.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert f"failed {runs.MAX_ATTEMPTS} times while generating" in run.error
@@ -287,10 +287,10 @@ def test_recovery_resends_batches_whose_messages_were_lost_once_the_workers_sit_
     run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
     task_queue.drain(limit=1)
     task_queue.sent.clear()  # the run_batch messages were lost
-    runs.runs_recover()
+    recovery.runs_recover()
     assert task_queue.sent == []  # just started: the messages may still be on their way
     Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(hours=1))
-    runs.runs_recover()
+    recovery.runs_recover()
     assert sorted(task_queue.names()) == ["run_batch", "run_batch"]
     task_queue.drain()
     run.refresh_from_db()
@@ -305,7 +305,7 @@ def test_recovery_leaves_waiting_batches_alone_while_a_worker_is_busy(endpoint, 
     Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(hours=1))
     first = Batch.objects.filter(run=run).order_by("index").first()
     Batch.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now())
-    runs.runs_recover()
+    recovery.runs_recover()
     assert task_queue.sent == []
 
 
@@ -314,7 +314,7 @@ def test_a_run_whose_start_message_was_lost_is_started_by_the_sweep(endpoint, ta
     run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
     task_queue.sent.clear()
     Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=1))
-    runs.runs_recover()
+    recovery.runs_recover()
     assert task_queue.sent == [("start_run", (run.pk,))]
 
 
@@ -337,21 +337,21 @@ def test_recovery_analyses_a_succeeded_run_whose_analysis_was_lost_once_per_leas
     while "analyse_run" not in task_queue.names():
         task_queue.drain(limit=1)
     task_queue.sent.clear()  # the analyse_run message was lost
-    runs.runs_recover()
+    recovery.runs_recover()
     assert task_queue.names() == []  # sent just now: maybe still on its way
     hour_ago = timezone.now() - timedelta(hours=1)
     Run.objects.filter(pk=run.pk).update(analysis_sent_at=hour_ago, finished_at=hour_ago)
-    runs.runs_recover()
-    runs.runs_recover()  # a second sweep (another worker's) while the first message is on its way
+    recovery.runs_recover()
+    recovery.runs_recover()  # a second sweep (another worker's) while the first message is on its way
     assert task_queue.sent == [("analyse_run", (run.pk,))]
     Run.objects.filter(pk=run.pk).update(analysis_sent_at=hour_ago)  # that one was lost too
-    runs.runs_recover()
+    recovery.runs_recover()
     assert task_queue.sent == [("analyse_run", (run.pk,))] * 2
     task_queue.drain()
     run.refresh_from_db()
     assert run.analysed_at is not None and run.trend_points.count() == 1
     Run.objects.filter(pk=run.pk).update(analysis_sent_at=hour_ago)
-    runs.runs_recover()
+    recovery.runs_recover()
     assert task_queue.names() == []  # analysed: nothing to recover
 
 
@@ -368,7 +368,7 @@ def test_a_rescore_analyses_the_run_again_and_the_sweep_does_not_duplicate_it(en
         task_queue.drain(limit=1)
     run.refresh_from_db()
     assert run.analysed_at is None
-    runs.runs_recover()
+    recovery.runs_recover()
     assert task_queue.names() == ["analyse_run"]  # only the re-score's own
     task_queue.drain()
     run.refresh_from_db()
@@ -381,10 +381,10 @@ def test_a_failing_analysis_step_keeps_its_error_and_the_other_steps_still_run(
     def broken(*, run):
         raise RuntimeError("embedder out of memory")
 
-    monkeypatch.setattr("evaluations.services.drift.run_drift", broken)
+    monkeypatch.setattr("evaluations.services.run_analysis.run_drift", broken)
     sent = []
     monkeypatch.setattr(
-        "evaluations.services.alerts.findings_notify", lambda *, run: sent.append(run.pk) or []
+        "evaluations.services.run_analysis.findings_notify", lambda *, run: sent.append(run.pk) or []
     )
     version = _suite(4)
     run = run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import OperationalError
 
-from evaluations.services import runs
+from evaluations.services import generation
 
 
 class DropsFirst:
@@ -27,7 +27,7 @@ class DropsFirst:
 
 @pytest.fixture(autouse=True)
 def _no_pause(monkeypatch):
-    monkeypatch.setattr(runs.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(generation.time, "sleep", lambda seconds: None)
 
 
 def _connection(monkeypatch, *, in_atomic_block: bool = False) -> list[bool]:
@@ -35,28 +35,28 @@ def _connection(monkeypatch, *, in_atomic_block: bool = False) -> list[bool]:
     database's teardown is not disturbed); returns the list its close() calls append to."""
     closed: list[bool] = []
     stand_in = SimpleNamespace(in_atomic_block=in_atomic_block, close=lambda: closed.append(True))
-    monkeypatch.setattr(runs, "connection", stand_in)
+    monkeypatch.setattr(generation, "connection", stand_in)
     return closed
 
 
 def test_a_write_whose_connection_dropped_is_made_again_on_a_fresh_one(monkeypatch):
     closed = _connection(monkeypatch)
-    write = DropsFirst(drops=runs.DB_ATTEMPTS - 1)
-    assert runs._reconnecting(write) == "saved"
-    assert write.calls == runs.DB_ATTEMPTS and len(closed) == runs.DB_ATTEMPTS - 1
+    write = DropsFirst(drops=generation.DB_ATTEMPTS - 1)
+    assert generation._reconnecting(write) == "saved"
+    assert write.calls == generation.DB_ATTEMPTS and len(closed) == generation.DB_ATTEMPTS - 1
 
 
 def test_a_connection_that_keeps_dropping_fails_the_write_after_the_last_attempt(monkeypatch):
     _connection(monkeypatch)
-    write = DropsFirst(drops=runs.DB_ATTEMPTS)
+    write = DropsFirst(drops=generation.DB_ATTEMPTS)
     with pytest.raises(OperationalError):
-        runs._reconnecting(write)
-    assert write.calls == runs.DB_ATTEMPTS
+        generation._reconnecting(write)
+    assert write.calls == generation.DB_ATTEMPTS
 
 
 def test_inside_a_transaction_the_failure_is_raised_at_once(monkeypatch):
     closed = _connection(monkeypatch, in_atomic_block=True)
     write = DropsFirst(drops=1)
     with pytest.raises(OperationalError):
-        runs._reconnecting(write)
+        generation._reconnecting(write)
     assert write.calls == 1 and closed == []

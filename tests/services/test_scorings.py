@@ -84,7 +84,7 @@ def test_case_assertions_combine_with_the_suite_defaults(db, fake_openai, task_q
 
 def test_rescoring_embeds_only_texts_it_has_not_seen(finished_run, task_queue, monkeypatch):
     from evaluations.scoring.embeddings import HashingEmbedder
-    from evaluations.services import scoring as scoring_service
+    from evaluations.services import result_scores as scoring_service
 
     seen: list[str] = []
 

@@ -8,7 +8,7 @@ import pytest
 
 from evaluations.models import AlertChannel, CompletionCache, Endpoint, Result, Run
 from evaluations.redaction import MASK
-from evaluations.services import alerts, runs
+from evaluations.services import alerts, generation
 from evaluations.services.alerts import AlertError, alert_channel_test
 from evaluations.services.runs import run_create, run_fail
 from evaluations.services.secrets import configured_secrets, redactor
@@ -63,7 +63,7 @@ def test_an_answer_cached_with_a_key_is_served_and_kept_masked(db, fake_openai, 
     CaseFactory(version=version, key="c0", position=0, input="q0", expected="a")
     # A run before answers were redacted: the key went into the result and the cache.
     with pytest.MonkeyPatch.context() as before:
-        before.setattr(runs, "redactor", lambda: lambda text: text)
+        before.setattr(generation, "redactor", lambda: lambda text: text)
         run_create(suite_version=version, arms=[(endpoint, strategy("plain"))])
         task_queue.drain()
     assert KEY in CompletionCache.objects.get().output

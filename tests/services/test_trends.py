@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from evaluations.demo_data.trends import trends_seed_bench
 from evaluations.models import Arm, Result, Run, RunStatus, TrendPoint
 from evaluations.services.runs import run_create
 from evaluations.services.scorings import run_rescore
 from evaluations.services.trends import endpoint_fingerprint, trends_backfill, trends_record
-from evaluations.services.trends_bench import trends_seed_bench
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
 from tests.fakeopenai import answers_responder
 from tests.runs import ArmSpec, finished_run, scores_with_mean, suite_version

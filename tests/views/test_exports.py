@@ -12,8 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from evaluations import exports
 from evaluations.models import Case, Result, Run
+from evaluations.selectors import exports
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory
 from tests.runs import ArmSpec, finished_run
 

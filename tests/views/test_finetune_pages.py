@@ -25,7 +25,6 @@ from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory
 
 @pytest.fixture
 def queue(task_queue, monkeypatch):
-    monkeypatch.setattr("evaluations.services.finetune.enqueue", task_queue)
     return task_queue
 
 

@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from evaluations import selectors
 from evaluations.models import Result, Run, RunStatus, WorkerBeat
+from evaluations.selectors.runs import run_arms_with_summaries, run_live_counts
 from tests.factories import EndpointFactory
 from tests.runs import ArmSpec, finished_run, suite_version
 
@@ -35,11 +35,11 @@ def _drop_one(run: Run) -> None:
 
 def test_a_running_runs_counts_are_reused_within_the_interval(running, settings):
     settings.FTVP_LIVE_SECONDS = 60
-    assert selectors.run_live_counts(running) == {"n": 6, "scored": 6, "errors": 1}
+    assert run_live_counts(running) == {"n": 6, "scored": 6, "errors": 1}
     _drop_one(running)
-    assert selectors.run_live_counts(running)["n"] == 6  # the figure of the last 60 s
+    assert run_live_counts(running)["n"] == 6  # the figure of the last 60 s
     cache.clear()  # the interval is over
-    assert selectors.run_live_counts(running) == {"n": 5, "scored": 5, "errors": 0}
+    assert run_live_counts(running) == {"n": 5, "scored": 5, "errors": 0}
 
 
 def test_the_live_part_makes_no_count_of_results_within_the_interval(running, settings, auth_client):
@@ -58,16 +58,16 @@ def test_a_finished_runs_counts_are_always_exact(running, settings):
     settings.FTVP_LIVE_SECONDS = 60
     Run.objects.filter(pk=running.pk).update(status=RunStatus.SUCCEEDED)
     running.refresh_from_db()
-    assert selectors.run_live_counts(running)["n"] == 6
+    assert run_live_counts(running)["n"] == 6
     _drop_one(running)
-    assert selectors.run_live_counts(running)["n"] == 5
+    assert run_live_counts(running)["n"] == 5
 
 
 def test_with_the_interval_at_zero_every_request_counts_afresh(running, settings):
     settings.FTVP_LIVE_SECONDS = 0
-    assert selectors.run_live_counts(running)["n"] == 6
+    assert run_live_counts(running)["n"] == 6
     _drop_one(running)
-    assert selectors.run_live_counts(running)["n"] == 5
+    assert run_live_counts(running)["n"] == 5
 
 
 @pytest.mark.django_db(transaction=True)
@@ -80,17 +80,17 @@ def test_changed_summaries_are_recomputed_in_the_background_while_the_last_ones_
     run.refresh_from_db()
     cache.clear()
     settings.FTVP_LIVE_SECONDS = 1
-    (arm, first), *_ = selectors.run_arms_with_summaries(run)  # the first view computes them
+    (arm, first), *_ = run_arms_with_summaries(run)  # the first view computes them
     assert first["results"] == 4
     _drop_one(run)
     cache.delete(f"ftvp:live-counts:{run.pk}:{run.status}")  # the counts' interval is over
     key = f"ftvp:live-summaries:{run.pk}"
     marker, computed_at, summaries = cache.get(key)
     cache.set(key, (marker, computed_at - 5, summaries))  # and so is the summaries'
-    (_, served), *_ = selectors.run_arms_with_summaries(run)
+    (_, served), *_ = run_arms_with_summaries(run)
     assert served["results"] == 4  # the last figures, at once
     wait_for(lambda: cache.get(key)[2][arm.pk]["results"] == 3, 10, 0.05, message="the refresh")
-    (_, fresh), *_ = selectors.run_arms_with_summaries(run)
+    (_, fresh), *_ = run_arms_with_summaries(run)
     assert fresh["results"] == 3
     cache.clear()
 
@@ -99,11 +99,11 @@ def test_a_run_that_ends_without_stored_summaries_shows_its_final_figures_at_onc
     """A cancelled run has no stored summaries (finalize never ran): its figures are computed anew,
     never the running ones served stale."""
     settings.FTVP_LIVE_SECONDS = 60
-    (_, live), *_ = selectors.run_arms_with_summaries(running)
+    (_, live), *_ = run_arms_with_summaries(running)
     assert live["results"] == 6
     _drop_one(running)
     Run.objects.filter(pk=running.pk).update(status=RunStatus.CANCELLED)
     running.refresh_from_db()
     running.arms.update(summary={})
-    (_, final), *_ = selectors.run_arms_with_summaries(running)
+    (_, final), *_ = run_arms_with_summaries(running)
     assert final["results"] == 5

@@ -8,8 +8,9 @@ import json
 import pytest
 from django.urls import reverse
 
-from evaluations import exports, strategies
+from evaluations import strategies
 from evaluations.models import Case, Result, Run, Split, Strategy
+from evaluations.selectors import exports
 from evaluations.services.reviews import review_save
 from evaluations.services.runs import run_create
 from evaluations.services.suites import suite_import

@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from evaluations.demo_data.trends import trends_seed_bench
 from evaluations.models import Result, TrendPoint
 from evaluations.services.trends import trends_record
-from evaluations.services.trends_bench import trends_seed_bench
 from tests.factories import EndpointFactory, SuiteFactory
 from tests.runs import ArmSpec, finished_run, scores_with_mean, suite_version
 

@@ -8,8 +8,8 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
-from evaluations import selectors
 from evaluations.models import Run, SuiteVersion
+from evaluations.selectors.suites import version_diff
 from evaluations.services.suites import suite_import
 
 V1 = b"""id,input,expected,tags,split
@@ -51,7 +51,7 @@ def test_added_removed_and_changed_by_key(versions, django_assert_num_queries):
     old, new = versions
     assert (old.number, new.number) == (1, 2)
     with django_assert_num_queries(2):  # one read of each version, however many cases
-        diff = selectors.version_diff(old, new)
+        diff = version_diff(old, new)
     assert (diff["old"], diff["new"]) == (1, 2)
     assert (diff["added_count"], diff["removed_count"], diff["changed_count"]) == (1, 1, 3)
     assert diff["unchanged_count"] == 2  # e (only the tags' order changed) and g (moved, not changed)
@@ -62,12 +62,12 @@ def test_added_removed_and_changed_by_key(versions, django_assert_num_queries):
         {"key": "d", "fields": ["split"]},
     ]
     with django_assert_num_queries(0):  # versions never change: computed once
-        assert selectors.version_diff(old, new) == diff
+        assert version_diff(old, new) == diff
 
 
 def test_identical_versions_have_no_changes(db):
     old, new = _import("same", V1), _import("same", V1)
-    diff = selectors.version_diff(old, new)
+    diff = version_diff(old, new)
     assert (diff["added_count"], diff["removed_count"], diff["changed_count"]) == (0, 0, 0)
     assert diff["unchanged_count"] == 6
 
@@ -76,7 +76,7 @@ def test_only_the_first_fifty_of_each_are_listed(db):
     rows = [f"k{i:03d},question {i},answer {i},,test\n" for i in range(120)]
     old = _import("big", ("id,input,expected,tags,split\n" + "".join(rows[:60])).encode())
     new = _import("big", ("id,input,expected,tags,split\n" + "".join(rows)).encode())
-    diff = selectors.version_diff(old, new)
+    diff = version_diff(old, new)
     assert diff["added_count"] == 60 and len(diff["added"]) == 50 and diff["added"][0] == "k060"
     assert diff["removed_count"] == 0 and diff["changed_count"] == 0
 

@@ -15,9 +15,8 @@ import pytest
 from django.utils import timezone
 
 from evaluations.models import Batch, Run, WorkerBeat
-from evaluations.services.runs import run_create, runs_recover
-from evaluations.stall_selectors import runs_stalled
-from evaluations.worker_selectors import (
+from evaluations.selectors.stalls import runs_stalled
+from evaluations.selectors.workers import (
     beat_alive,
     beat_takes_work,
     known_dead,
@@ -28,6 +27,8 @@ from evaluations.worker_selectors import (
     this_host,
     worker_reported,
 )
+from evaluations.services.recovery import runs_recover
+from evaluations.services.runs import run_create
 from tests.factories import EndpointFactory, strategy
 from tests.services.test_runs import _suite
 from workers.embedded import live_worker_count
@@ -157,14 +158,14 @@ def _consumer():
 
 @pytest.fixture
 def heartbeat_state():
-    from workers import signals
+    from workers import lifecycle
 
-    for event in (signals._stop, signals._stopping, signals._wake):
+    for event in (lifecycle._stop, lifecycle._stopping, lifecycle._wake):
         event.clear()
-    signals._me.clear()
-    yield signals
-    signals._stop.set()  # ends the side thread
-    signals._wake.set()
+    lifecycle._me.clear()
+    yield lifecycle
+    lifecycle._stop.set()  # ends the side thread
+    lifecycle._wake.set()
 
 
 def test_the_worker_writes_its_row_before_its_first_task_and_removes_it_as_it_stops(

@@ -6,7 +6,7 @@ import math
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluations.analysis.costs import calculator
-from evaluations.api.v1 import json_ready
+from evaluations.jsonsafe import json_ready
 
 # option name -> (flag, default); None: required
 NUMBERS = {

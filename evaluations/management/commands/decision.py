@@ -4,9 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluations.api.v1 import decision_payload, parse_run_id
-from evaluations.decisions import DecisionError
 from evaluations.models import Suite
+from evaluations.selectors.decisions import DecisionError, decision_payload, parse_run_id
 
 
 def fail(message: str) -> CommandError:

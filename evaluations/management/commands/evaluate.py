@@ -7,8 +7,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluations import selectors
 from evaluations.models import AlertDelivery, Endpoint, Run, RunStatus, Strategy, Suite, Trigger
+from evaluations.selectors.runs import run_arms_with_summaries, run_progress
 from evaluations.services.findings import run_regressions
 from evaluations.services.runs import RunError, run_create
 
@@ -139,7 +139,7 @@ class Command(BaseCommand):
         if opts["fail_on_regression"] and regressions:
             problems += [f.title for f in regressions]
         if opts["min_pass_rate"] is not None:
-            for arm, summary in selectors.run_arms_with_summaries(run):
+            for arm, summary in run_arms_with_summaries(run):
                 rate = summary.get("pass_rate")
                 if rate is None or rate < opts["min_pass_rate"]:
                     shown = "no pass rate" if rate is None else f"pass rate {rate:.1%}"
@@ -148,7 +148,7 @@ class Command(BaseCommand):
             raise CommandError("; ".join(problems), returncode=1)
 
     def _wait(self, run: Run, *, timeout: float) -> Run:
-        from evaluations.worker_selectors import run_workers_alive
+        from evaluations.selectors.workers import run_workers_alive
 
         worker_grace = self._worker_grace
 
@@ -208,7 +208,7 @@ class Command(BaseCommand):
         or stopped with the command that started it, mid-run) or busy. On embedded defaults start
         one of this command's own whenever none takes work; with Redis say how to start one, and
         give up after `worker_grace` seconds without any."""
-        from evaluations.worker_selectors import run_workers_alive
+        from evaluations.selectors.workers import run_workers_alive
 
         if self._worker is not None and self._worker.poll() is not None:
             self.stderr.write(
@@ -264,7 +264,7 @@ class Command(BaseCommand):
         last, last_step, analysing = None, -1, False
         while True:
             run.refresh_from_db()
-            progress = selectors.run_progress(run)
+            progress = run_progress(run)
             done, total = progress["results_done"], progress["results_total"]
             line = f"run #{run.pk} {run.status}: {done}/{total} results"
             if progress["errors"]:
@@ -296,7 +296,7 @@ class Command(BaseCommand):
                 "strategy": str(arm.strategy),
                 **{k: s.get(k) for k in ARM_FIELDS},
             }
-            for arm, s in selectors.run_arms_with_summaries(run)
+            for arm, s in run_arms_with_summaries(run)
         ]
         if as_json:
             found = [

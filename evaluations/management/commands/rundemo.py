@@ -19,9 +19,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer, get_internal_wsgi_application
 
-from evaluations.decisions import suite_decision
 from evaluations.demo import DemoSize, demo_cancel, demo_setup, demo_story
 from evaluations.roles import roles_bootstrap
+from evaluations.selectors.decisions import suite_decision
 
 
 class QuietRequestHandler(WSGIRequestHandler):

@@ -6,7 +6,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluations.services.trends_bench import MAX_ARMS, trends_seed_bench
+from evaluations.demo_data.trends import MAX_ARMS, trends_seed_bench
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""All reads that feed pages, charts, the CLI and the API."""
+"""Reads of runs: arm summaries (stored, or live while a run goes), progress, results, recent runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from evaluations.analysis.summary import Row, summarise
-from evaluations.models import Arm, Batch, Result, Run, Suite, SuiteVersion, expected_as_list
+from evaluations.models import Arm, Batch, Result, Run, Scoring, expected_as_list
 
 log = logging.getLogger(__name__)
 
@@ -216,19 +216,6 @@ def results_by_pk(ids: list[int]) -> list[Result]:
     return [found[pk] for pk in ids if pk in found]
 
 
-def suites_with_counts() -> QuerySet[Suite]:
-    return Suite.objects.annotate(version_count=Count("versions", distinct=True)).order_by("name")
-
-
-def version_cases(version: SuiteVersion, *, split: str = "", query: str = ""):
-    qs = version.cases.all()
-    if split:
-        qs = qs.filter(split=split)
-    if query:
-        qs = qs.filter(Q(key__icontains=query) | Q(input__icontains=query))
-    return qs.order_by("position")
-
-
 def recent_runs(limit: int = 50) -> QuerySet[Run]:
     return (
         Run.objects.select_related("suite_version__suite")
@@ -237,64 +224,42 @@ def recent_runs(limit: int = 50) -> QuerySet[Run]:
     )
 
 
-DIFF_FIELDS = ("input", "expected", "assertions", "tags", "split")
-DIFF_SHOWN = 50
-
-
-def _case_fingerprints(version: SuiteVersion) -> dict[str, tuple[bytes, ...]]:
-    """key -> one short hash per DIFF_FIELDS value, in case order (one streamed query; hashes keep a
-    100k-case version's fingerprints small however long its inputs are)."""
-    import hashlib
-    import json
-
-    out: dict[str, tuple[bytes, ...]] = {}
-    rows = version.cases.order_by("position").values_list("key", *DIFF_FIELDS).iterator(chunk_size=2000)
-    for key, *values in rows:
-        tags = values[DIFF_FIELDS.index("tags")]
-        values[DIFF_FIELDS.index("tags")] = sorted(tags or [])  # a tag's place in the list is no change
-        out[key] = tuple(
-            hashlib.blake2b(
-                json.dumps(value, sort_keys=True, ensure_ascii=False).encode(), digest_size=12
-            ).digest()
-            for value in values
+def run_delete_refusal(run: Run) -> str | None:
+    """Why the run may not be deleted, or None when it may: a signed-off run is kept for good; the
+    suite's current baseline, a run not finished and a run with a pending sign-off are locked."""
+    suite = run.suite_version.suite
+    if run.signed_off_at is not None:
+        return f"run #{run.pk} is signed off: it is kept for good and cannot be deleted"
+    if suite.baseline_run_id == run.pk:
+        return (
+            f"run #{run.pk} is the baseline of suite {suite.name!r}: make another run the baseline "
+            "before deleting it"
         )
-    return out
+    if not run.is_finished:
+        return f"run #{run.pk} is {run.status}: cancel it first, then delete it"
+    if run.signoffs.filter(status="pending").exists():
+        return f"run #{run.pk} has a pending sign-off request: withdraw or reject it first"
+    return None
 
 
-def version_diff(old: SuiteVersion, new: SuiteVersion, *, shown: int = DIFF_SHOWN) -> dict:
-    """Cases added, removed and changed from `old` to `new`, matched by key; a case changed when its
-    input, expected output, assertions, tags or split differ. Counts, and the first `shown` of each
-    (in case order) with, for a changed case, the names of the fields that differ.
+def current_scoring(run_id: int) -> Scoring | None:
+    # scoring_apply reads the run's suite version and suite: one query, not three per batch.
+    return (
+        Scoring.objects.filter(run_id=run_id)
+        .select_related("run__suite_version__suite")
+        .order_by("-number")
+        .first()
+    )
 
-    Versions are immutable, so the result is cached (comparing two 100k-case versions takes seconds).
-    """
-    # created_at too: a database reset can give a new version the id of an old one.
-    stamps = f"{old.created_at.timestamp()}:{new.created_at.timestamp()}"
-    cache_key = f"ftvp:version-diff:{old.pk}:{new.pk}:{stamps}:{shown}"
-    cached = cache.get(cache_key)
-    if cached is not None:
-        return cached
-    before = _case_fingerprints(old)
-    after = _case_fingerprints(new)
-    added = [key for key in after if key not in before]
-    removed = [key for key in before if key not in after]
-    changed = []
-    for key, prints in after.items():
-        previous = before.get(key)
-        if previous is not None and previous != prints:
-            fields = [f for f, a, b in zip(DIFF_FIELDS, previous, prints, strict=True) if a != b]
-            changed.append({"key": key, "fields": fields})
-    diff = {
-        "old": old.number,
-        "new": new.number,
-        "added_count": len(added),
-        "removed_count": len(removed),
-        "changed_count": len(changed),
-        "unchanged_count": len(after) - len(added) - len(changed),
-        "added": added[:shown],
-        "removed": removed[:shown],
-        "changed": changed[:shown],
-        "shown": shown,
-    }
-    cache.set(cache_key, diff, timeout=24 * 3600)
-    return diff
+
+def run_rescoring(run: Run) -> bool:
+    """Whether a re-score of the run is under way: its scores are about to change."""
+    return run.scorings.filter(finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE).exists()
+
+
+def scorings_unfinished_before(cutoff) -> list[int]:
+    return list(
+        Scoring.objects.filter(
+            finished_at__isnull=True, trigger=Scoring.Trigger.RESCORE, created_at__lt=cutoff
+        ).values_list("id", flat=True)
+    )

@@ -1,7 +1,7 @@
 """Which worker processes are alive: their heartbeat rows (WorkerBeat), checked rather than trusted.
 
 Each worker writes its row every FTVP_WORKER_BEAT_SECONDS with its process id and host, marks it
-`stopping` when its warm shutdown begins, and removes it as the shutdown ends (workers/signals.py). A
+`stopping` when its warm shutdown begins, and removes it as the shutdown ends (workers/lifecycle.py). A
 killed worker leaves its row behind, fresh for a few more seconds; so a row counts as a live worker
 only when:
 

@@ -3,7 +3,7 @@
 A run that is queued or running is stalled when all three hold:
 - no worker that takes runs (queues llm or scoring) is alive: none has reported in lately (a fresh
   WorkerBeat row: within 3 x FTVP_WORKER_BEAT_SECONDS), or those that did are known to have exited
-  or are shutting down (evaluations/worker_selectors.py, as `evaluate --wait` counts live workers);
+  or are shutting down (evaluations/selectors/workers.py, as `evaluate --wait` counts live workers);
 - no batch of the run holds a live lease (a heartbeat within FTVP_STALL_SECONDS);
 - nothing progressed for FTVP_STALL_SECONDS: not the run's start, a batch generated or scored, a lease
   renewed or a result saved.
@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from evaluations.models import Batch, Result, Run, RunStatus, WorkerBeat
-from evaluations.worker_selectors import RUN_QUEUES, beat_takes_work
+from evaluations.selectors.workers import RUN_QUEUES, beat_takes_work
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Worker lifecycle: a heartbeat row so the CLI can tell a worker is up, and the recovery sweep.
 
 The row (WorkerBeat) carries the worker's process id and host, so a reader on the same machine can
-check that the process still runs (evaluations/worker_selectors.py). It is written before the worker
+check that the process still runs (evaluations/selectors/workers.py). It is written before the worker
 takes its first task, then every FTVP_WORKER_BEAT_SECONDS from a side thread; it is marked `stopping`
 as soon as a warm shutdown begins (the worker takes no new work) and removed, synchronously, as the
 shutdown ends: a command that relies on the worker sees it go at once, not a few seconds later.
@@ -34,7 +34,7 @@ def _write_beat() -> None:
     from django.utils import timezone
 
     from evaluations.models import WorkerBeat
-    from evaluations.worker_selectors import this_host
+    from evaluations.selectors.workers import this_host
 
     with _lock:
         if _stop.is_set():
@@ -64,7 +64,7 @@ def _remove_beat() -> None:
 def _sweep(*, startup: bool, orphaned_before=None) -> None:
     from evaluations.services.alerts import alerts_recover
     from evaluations.services.finetune import finetunes_recover
-    from evaluations.services.runs import runs_recover
+    from evaluations.services.recovery import runs_recover
 
     counts = runs_recover(startup=startup, orphaned_before=orphaned_before)
     if any(counts.values()):
@@ -113,7 +113,7 @@ def _import_the_pipeline(**kwargs) -> None:
         "evaluations.services.trends",
         "evaluations.services.alerts",
         "evaluations.providers.openai_compat",
-        "evaluations.worker_selectors",
+        "evaluations.selectors.workers",
     ):
         importlib.import_module(module)
 
@@ -125,7 +125,7 @@ def _start_heartbeat(sender=None, **kwargs) -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from evaluations.worker_selectors import others_may_hold_leases
+    from evaluations.selectors.workers import others_may_hold_leases
 
     hostname = getattr(sender, "hostname", None) or f"worker-{os.getpid()}"
     queues = ",".join(sorted(q.name for q in sender.app.amqp.queues.consume_from.values())) if sender else ""

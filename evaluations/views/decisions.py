@@ -12,9 +12,9 @@ from django.views.decorators.http import require_POST, require_safe
 from evaluations import roles
 from evaluations.access import role_required
 from evaluations.analysis.costs import calculator
-from evaluations.decisions import DecisionError, SuiteDecision, decision_runs, suite_decision
 from evaluations.forms import BreakEvenForm, DecisionProfileForm, EndpointCostForm
 from evaluations.models import Endpoint, EndpointKind, Suite
+from evaluations.selectors.decisions import DecisionError, SuiteDecision, decision_runs, suite_decision
 from evaluations.services.endpoints import endpoint_update_costs
 from evaluations.services.suites import suite_update_profile
 

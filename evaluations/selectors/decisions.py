@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from evaluations import selectors
-from evaluations.analysis.decision import (
+from evaluations.analysis.verdict import (
     FINE_TUNED,
     HYBRID,
     PROMPTING,
@@ -17,6 +16,7 @@ from evaluations.analysis.decision import (
     Profile,
     decide,
 )
+from evaluations.jsonsafe import json_ready
 from evaluations.models import (
     Arm,
     Case,
@@ -30,6 +30,7 @@ from evaluations.models import (
     Suite,
     SuiteVersion,
 )
+from evaluations.selectors.runs import run_arms_with_summaries
 
 # Without a measurement, about four characters make a token (English text, GPT-style tokenizers).
 DEFAULT_TOKENS_PER_CHAR = 0.25
@@ -89,7 +90,7 @@ def suite_decision(suite: Suite, *, run_id: int | None = None) -> SuiteDecision:
     train_examples = _train_examples(version)
     ratio, measured = _tokens_per_char(run)
     profile = suite_profile(suite, version=version, train_examples=train_examples, tokens_per_char=ratio)
-    pairs = selectors.run_arms_with_summaries(run) if run is not None else []
+    pairs = run_arms_with_summaries(run) if run is not None else []
     arms = [a for a, _ in pairs]
     evidence = arm_evidence(run, pairs) if run is not None else []
     decision = decide(evidence, profile)
@@ -223,3 +224,20 @@ def _text_length(value: object) -> int:
     if isinstance(value, dict):
         return _text_length(value.get("content"))
     return len(str(value))
+
+
+def decision_payload(suite: Suite, *, run_id: int | None = None) -> dict:
+    """The decision on the suite (its latest finished run, or `run_id`) as a JSON-ready dict.
+
+    Raises `DecisionError` when `run_id` is not a finished run of the suite."""
+    return json_ready(suite_decision(suite, run_id=run_id).to_dict())
+
+
+def parse_run_id(raw: str | int | None) -> int | None:
+    """A run id given as text (a query parameter, a command option); ValueError when it is not one."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    text = str(raw).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{raw!r} is not a run id (a positive whole number)")
+    return int(text)

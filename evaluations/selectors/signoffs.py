@@ -3,12 +3,13 @@ page, and the list approvers work from. Each in a fixed number of queries."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
 
 from evaluations import roles
 from evaluations.models import Approval, Run, RunStatus, SignOff, SignOffStatus
-from evaluations.services.runs import run_delete_refusal
-from evaluations.services.signoffs import live_approvals, may_withdraw, self_approval_reason
+from evaluations.selectors.runs import run_delete_refusal
 
 NOT_REQUESTED = "not_requested"
 
@@ -94,7 +95,7 @@ def signoffs_list(*, status: str = "") -> QuerySet[SignOff]:
     qs = SignOff.objects.select_related("run__suite_version__suite", "run__created_by", "requested_by")
     if status:
         qs = qs.filter(status=status)
-    return qs.annotate(  # approvals_count: services.signoffs.live_approvals, counted in SQL
+    return qs.annotate(  # approvals_count: selectors.signoffs.live_approvals, counted in SQL
         approvals_count=Count(
             "approvals",
             filter=Q(approvals__voided_at__isnull=True, approvals__decision=Approval.Decision.APPROVE),
@@ -103,3 +104,38 @@ def signoffs_list(*, status: str = "") -> QuerySet[SignOff]:
             When(status=SignOffStatus.PENDING, then=Value(0)), default=Value(1), output_field=IntegerField()
         ),
     ).order_by("open_first", "-created_at", "-id")
+
+
+def own_work_reason(*, run: Run, user, signoff: SignOff | None = None) -> str:
+    """Why the run is `user`'s own work ("you started this run", ...), or "" when it is not: they
+    started it or requested a sign-off of it, `signoff` or any other one."""
+    if user is None or user.pk is None:
+        return ""
+    if run.created_by_id == user.pk:
+        return "you started this run"
+    if signoff is not None and signoff.requested_by_id == user.pk:
+        return "you requested this sign-off"
+    earlier = run.signoffs.filter(requested_by_id=user.pk).order_by("created_at", "id").first()
+    if earlier is not None:
+        return f"you requested sign-off #{earlier.pk} of this run"
+    return ""
+
+
+def self_approval_reason(signoff: SignOff, user) -> str:
+    """Why `user` may not decide on `signoff` because it is their own work, or "" when they may."""
+    reason = own_work_reason(run=signoff.run, user=user, signoff=signoff)
+    return f"{reason}: someone else must approve it" if reason else ""
+
+
+def may_withdraw(signoff: SignOff, user) -> bool:
+    """Who may withdraw a request: someone who may request sign-offs (the page's permission too) and is
+    its requester or an admin (by permission: setting baselines or managing users)."""
+    if user is None or not user.has_perm(roles.REQUEST_SIGNOFF):
+        return False
+    is_admin = user.has_perm(roles.SET_BASELINE) or user.has_perm(roles.MANAGE_USERS)
+    return is_admin or signoff.requested_by_id == user.pk
+
+
+def live_approvals(approvals: Iterable[Approval]) -> int:
+    """How many of the approvals count towards the policy: approvals (not rejections), not voided."""
+    return sum(1 for a in approvals if a.voided_at is None and a.decision == Approval.Decision.APPROVE)
