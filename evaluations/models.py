@@ -272,6 +272,7 @@ class Endpoint(models.Model):
 class StrategyKind(models.TextChoices):
     ZERO_SHOT = "zero-shot", "Zero-shot"
     FEW_SHOT = "few-shot", "Few-shot"
+    FEW_SHOT_NEAREST = "few-shot-nearest", "Few-shot (nearest examples)"
     SYSTEM = "system", "System prompt"
     COT = "cot", "Chain-of-thought"
     STRUCTURED = "structured", "Structured JSON"

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 Messages = list[dict[str, str]]
 
 # The ladder of DESIGN.md: cheaper prompting first, then more elaborate prompting, then fine-tuned.
-LADDER = ("zero-shot", "few-shot", "system", "structured", "cot", "plain")
+LADDER = ("zero-shot", "few-shot", "few-shot-nearest", "system", "structured", "cot", "plain")
+# Strategies whose prompt holds demonstrations from the train split (never from the test split).
+FEW_SHOT_KINDS = frozenset({"few-shot", "few-shot-nearest"})
 
 
 def ladder_rank(kind: str, *, fine_tuned: bool = False) -> tuple[int, int]:
@@ -114,7 +116,7 @@ def render(kind: str, case_input: str | Messages, ctx: RenderContext) -> Message
         if instruction:
             system = f"{system} {instruction}"
         return [{"role": "system", "content": system}, *[m for m in base if m["role"] != "system"]]
-    if kind == "few-shot":
+    if kind in FEW_SHOT_KINDS:
         messages: Messages = []
         if instruction:
             messages.append({"role": "system", "content": instruction})
@@ -178,3 +180,39 @@ def pick_examples(
         return ()
     rng = random.Random(seed)
     return tuple(rng.sample(candidates, min(k, len(candidates))))
+
+
+NEAREST_ORDERS = ("nearest-last", "nearest-first")
+
+
+def nearest_examples(
+    pool: list[Example],
+    pool_vectors,
+    query_vector,
+    k: int,
+    *,
+    order: str = "nearest-last",
+    exclude_input: str | Messages | None = None,
+) -> tuple[Example, ...]:
+    """The k examples of the train pool whose inputs are nearest the case's (cosine similarity of
+    their embeddings; ties go to the earlier example), never the case itself.
+
+    `order`: "nearest-last" puts the most similar example right before the question (the usual
+    choice: models weigh the latest turns most), "nearest-first" puts it first."""
+    import numpy as np
+
+    if order not in NEAREST_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(NEAREST_ORDERS)}; got {order!r}")
+    if k <= 0 or not pool:
+        return ()
+    vectors = np.asarray(pool_vectors, dtype=np.float64)
+    query = np.asarray(query_vector, dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1) * (np.linalg.norm(query) or 1.0)
+    similarity = vectors @ query / np.where(norms == 0, 1.0, norms)
+    ranked = [
+        i
+        for i in sorted(range(len(pool)), key=lambda i: (-similarity[i], i))
+        if exclude_input is None or pool[i].input != exclude_input
+    ][:k]
+    chosen = [pool[i] for i in ranked]  # most similar first
+    return tuple(reversed(chosen)) if order == "nearest-last" else tuple(chosen)

@@ -187,8 +187,8 @@ def _seed_builtin_strategies() -> None:
 
     from django.apps import apps
 
-    seed = importlib.import_module("evaluations.migrations.0002_builtin_strategies")
-    seed.add(apps, None)
+    for migration in ("0002_builtin_strategies", "0015_few_shot_nearest"):
+        importlib.import_module(f"evaluations.migrations.{migration}").add(apps, None)
 
 
 @pytest.fixture

@@ -35,7 +35,9 @@ LEVELS = (
     ("fine-tuned", "Fine-tuned"),
     ("hybrid", "Hybrid (fine-tuned + prompt)"),
 )
-_LEVEL_OF = {"zero-shot": 0, "plain": 0, "few-shot": 1, "system": 2, "structured": 2, "cot": 3}
+_LEVEL_OF = {
+    "zero-shot": 0, "plain": 0, "few-shot": 1, "few-shot-nearest": 1, "system": 2, "structured": 2, "cot": 3,
+}  # fmt: skip
 
 MIN_FINE_TUNE_EXAMPLES = 500
 MAX_ERROR_SHARE = 0.5  # an arm with more failed calls than this is not evidence of quality
@@ -626,7 +628,7 @@ def _without_fine_tuned(best_p, prompting, transitions, profile: Profile, gap: s
     target = profile.quality_target
     evidence = [gap]
     tried = {a.strategy for a in prompting}
-    if "few-shot" not in tried:
+    if not tried & {"few-shot", "few-shot-nearest"}:
         return _collect(
             profile,
             evidence,

@@ -33,8 +33,10 @@ from evaluations.models import (
     SuiteVersion,
 )
 from evaluations.providers.base import Completion, GenerationParams, ProviderError
+from evaluations.scoring.embeddings import CachedEmbedder
 from evaluations.services import queue
 from evaluations.services.endpoints import endpoint_provider
+from evaluations.services.result_scores import DBVectorStore, get_embedder
 from evaluations.services.runs import batch_claim, batch_heartbeat
 from evaluations.services.secrets import redactor
 
@@ -60,7 +62,8 @@ def _cache_scrub(rows, redact) -> None:
 
 
 def _examples(arm: Arm, version: SuiteVersion) -> list[strategies.Example]:
-    if arm.strategy.kind != "few-shot":
+    """The train split's examples (never the test split's) for a strategy that shows examples."""
+    if arm.strategy.kind not in strategies.FEW_SHOT_KINDS:
         return []
     rows = version.cases.filter(split=Split.TRAIN).order_by("position").values_list("input", "expected")
     pool = []
@@ -73,11 +76,43 @@ def _examples(arm: Arm, version: SuiteVersion) -> list[strategies.Example]:
     return pool
 
 
-def _render(arm: Arm, version: SuiteVersion, case: Case, pool: list[strategies.Example]) -> list[dict]:
+def _nearest(arm: Arm, pool: list[strategies.Example], cases: list[Case]) -> dict[int, tuple]:
+    """For `few-shot-nearest`: each case's k nearest train examples, by the embeddings of their
+    inputs (the suite's embedder and its database cache: a pool is embedded once, then read back)."""
+    if arm.strategy.kind != "few-shot-nearest" or not pool:
+        return {}
     params = arm.strategy.params or {}
-    examples = strategies.pick_examples(
-        pool, int(params.get("k", 3)), seed=f"{version.pk}:{case.key}", exclude_input=case.input
-    )
+    embedder = CachedEmbedder(get_embedder(), DBVectorStore())
+    pool_vectors = embedder.embed([strategies.input_text(ex.input) for ex in pool])
+    unique = list({case.pk: case for case in cases}.values())
+    queries = embedder.embed([strategies.input_text(case.input) for case in unique])
+    return {
+        case.pk: strategies.nearest_examples(
+            pool,
+            pool_vectors,
+            query,
+            int(params.get("k", 3)),
+            order=str(params.get("order", "nearest-last")),
+            exclude_input=case.input,
+        )
+        for case, query in zip(unique, queries, strict=True)
+    }
+
+
+def _render(
+    arm: Arm,
+    version: SuiteVersion,
+    case: Case,
+    pool: list[strategies.Example],
+    nearest: dict[int, tuple] | None = None,
+) -> list[dict]:
+    params = arm.strategy.params or {}
+    if nearest:
+        examples = nearest.get(case.pk, ())
+    else:
+        examples = strategies.pick_examples(
+            pool, int(params.get("k", 3)), seed=f"{version.pk}:{case.key}", exclude_input=case.input
+        )
     variables = (case.metadata or {}).get("vars")
     ctx = strategies.RenderContext(
         task_type=version.task_type,
@@ -135,7 +170,8 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
     # Secrets (the endpoint's key...) are masked in whatever the model answers before it is stored.
     redact = redactor()
     pool = _examples(arm, version)
-    prompts = [_render(arm, version, case, pool) for case, _ in todo]
+    nearest = _nearest(arm, pool, [case for case, _ in todo])
+    prompts = [_render(arm, version, case, pool, nearest) for case, _ in todo]
     keys = [_cache_key(endpoint, params, p) for p in prompts] if cacheable else [None] * len(prompts)
     cached = (
         {c.key: c for c in CompletionCache.objects.filter(key__in=[k for k in keys if k])}
