@@ -1,13 +1,14 @@
-"""Browser-facing security: the Content Security Policy and login throttling.
+"""Browser-facing security: login throttling (the Content Security Policy header and the 429 page
+are middleware: evaluations/middleware.py).
 
-- `ContentSecurityPolicyMiddleware` puts CONTENT_SECURITY_POLICY on every response (pages, API,
+- `middleware.ContentSecurityPolicyMiddleware` puts CONTENT_SECURITY_POLICY on every response (pages, API,
   admin, /api/docs/, error pages, static files). Scripts only from ftvp's own origin, as files: no
   inline script, no event-handler attribute, no eval; no inline style either (the pages set sizes
   from static JS through the CSSOM, which the policy allows). See docs/decisions.md.
 - `ThrottledModelBackend` is Django's ModelBackend counting the attempt first (`services.logins`):
   a locked username or address is refused before its password is checked, on every login path
   (the login page, the admin's login, the API's Basic auth). `LoginThrottleMiddleware` turns such a
-  refusal on a page into a 429 page that says why; the API answers 429 itself (api/auth.py).
+  refusal on a page into a 429 page that says why (middleware.py); the API answers 429 itself (api/auth.py).
 - A receiver logs a lock-out (`user_login_failed`); the backend clears a username's count on a login.
 """
 

@@ -125,7 +125,7 @@ def _start_heartbeat(sender=None, **kwargs) -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from evaluations.selectors.workers import others_may_hold_leases
+    from evaluations.selectors.workers import namesake_may_hold_leases, others_may_hold_leases
 
     hostname = getattr(sender, "hostname", None) or f"worker-{os.getpid()}"
     queues = ",".join(sorted(q.name for q in sender.app.amqp.queues.consume_from.values())) if sender else ""
@@ -133,8 +133,9 @@ def _start_heartbeat(sender=None, **kwargs) -> None:
     swept = False
     try:
         started = timezone.now()  # any lease this worker takes is newer
+        namesake = namesake_may_hold_leases(hostname)  # before this worker's row replaces its
         _write_beat()
-        alone = not others_may_hold_leases(hostname)
+        alone = not namesake and not others_may_hold_leases(hostname)
         _sweep(startup=True, orphaned_before=started if alone else None)
         swept = True
     except Exception:  # the side thread tries again

@@ -10,6 +10,7 @@ serializer sees the body, e.g. ``{"detail": "params.seed: 1e400 is too large for
 from __future__ import annotations
 
 import codecs
+import zlib
 
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
@@ -45,6 +46,10 @@ class JsonSafeParser(JSONParser):
             data = jsonsafe.loads(text)
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        except (LookupError, TypeError, OSError, zlib.error):  # charset=rot13, zlib, bz2: not text
+            raise exceptions.ParseError(
+                f"JSON parse error - the charset {encoding!r} is not a text encoding: send UTF-8"
+            ) from None
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the body nests too deeply") from None
         errors = number_errors(data)

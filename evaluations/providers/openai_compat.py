@@ -9,8 +9,9 @@ visible, bounded and testable.
 Permanent failures (400, 401, 403, 404, 422..., a 200 whose body is not a chat completion: not
 JSON, no choices; an answer over transport.MAX_RESPONSE_BYTES) are reported at once, and so is an
 answer that could not be read (cut off, a reset after the request was sent): the server may have worked
-on the request and billed it, so sending it again could cost twice. Only a request that never reached
-the server (refused, not written), a timeout, 408/409/425/429 and 5xx are sent again. An answer longer
+on the request and billed it, so sending it again could cost twice; so is an answer whose headers
+came but whose body did not arrive in time. Only a request that never reached the server (refused,
+not connected), a timeout before the answer began, 408/409/425/429 and 5xx are sent again. An answer longer
 than max_tokens (a server that ignores it) is kept as it came, with the tokens the server reports: it
 is what the endpoint answered and billed. No per-prompt failure ever raises: it becomes a Completion
 with `error` set, in words that say what happened.
@@ -357,6 +358,8 @@ class OpenAICompatProvider:
                 )
             except transport.CallTimeout as exc:
                 raise TransientError("timed out") from exc
+            except transport.AnswerTimeout as exc:  # answered, the rest too slow: billed, not resent
+                raise _PermanentError(f"timed out: {exc}") from exc
             except transport.CallFailed as exc:
                 if exc.sent:  # an answer it could not read: the server may have billed it, once
                     raise _PermanentError(f"connection error: {exc}") from exc

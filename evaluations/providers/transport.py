@@ -12,10 +12,12 @@ sent elsewhere). docs/decisions.md has the measurements behind the choice.
 `post_json` raises `CallTimeout`, `CallFailed`, `CertificateError` or `ResponseTooLarge` for
 transport failures and returns the status, the headers and the (decoded) body for every answer,
 errors included. A `CallFailed` says whether the request may have reached the server (`sent`): only
-a request that never did (the connection was refused or could not be made, or the request could not
-be written) is safe to send again; an answer that could not be read (cut off, a reset after the
-request went out, a connection closed without an answer) is the call's own error, reported once,
-because the server may have worked on it and billed it.
+a request that never did (the connection was refused or could not be made, a proxy refused the
+tunnel) is safe to send again; an answer that could not be read (cut off, a reset after the request
+went out, a connection closed without an answer, a body still coming at the timeout:
+`AnswerTimeout`) is the call's own error, reported once, because the server may have worked on it
+and billed it. (httpcore reads the answer even when writing the request failed, so a request cut
+off while being written shows as a connection closed without an answer: reported once too.)
 
 The timeout bounds the whole call, from connecting to the answer's last byte: every read and write
 on the socket (the status line, the headers, the chunk sizes and the body alike) is given only the
@@ -56,6 +58,14 @@ class CallFailed(Exception):
     def __init__(self, message: str, *, sent: bool) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class AnswerTimeout(CallFailed):
+    """The server answered (its status line came) but the rest did not arrive within the timeout.
+    The server worked on the request: it is not sent again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=True)
 
 
 class CertificateError(Exception):
@@ -237,8 +247,10 @@ def post_json(target: Target, path: str, payload: Any, headers: Mapping[str, str
     )
     _call.deadline = time.monotonic() + timeout
     received = 0
+    answered = False  # the status line and headers came: the server worked on the request
     try:
         response = transport.handle_request(request)
+        answered = True
         try:
             chunks: list[bytes] = []
             for chunk in response.iter_bytes():
@@ -249,6 +261,10 @@ def post_json(target: Target, path: str, payload: Any, headers: Mapping[str, str
         finally:
             response.close()  # a connection whose answer was not read to the end is closed, not reused
     except httpx2.TimeoutException as exc:
+        if answered:
+            raise AnswerTimeout(
+                f"the answer did not arrive in full within {timeout:g}s ({NOT_SENT_AGAIN})"
+            ) from exc
         raise CallTimeout("timed out") from exc
     except httpx2.ConnectError as exc:
         if isinstance(_cause(exc, ssl.SSLCertVerificationError), ssl.SSLCertVerificationError):
@@ -257,8 +273,6 @@ def post_json(target: Target, path: str, payload: Any, headers: Mapping[str, str
         raise CallFailed(_describe_connect(exc), sent=False) from exc
     except httpx2.ProxyError as exc:  # the proxy refused the tunnel: the request never left it
         raise CallFailed(f"the proxy refused the connection: {exc}", sent=False) from exc
-    except httpx2.WriteError as exc:  # the request was not written in full: no server can act on it
-        raise CallFailed(f"the request could not be sent: {_strerror(exc)}", sent=False) from exc
     except httpx2.DecodingError as exc:
         raise CallFailed(f"the answer's content encoding is broken ({exc})", sent=True) from exc
     except httpx2.TransportError as exc:  # read errors, protocol errors: after the request went out

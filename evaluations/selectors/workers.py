@@ -136,6 +136,20 @@ def worker_reported(pid: int, *, now: datetime | None = None) -> bool:
     )
 
 
+def namesake_may_hold_leases(hostname: str, *, now: datetime | None = None) -> bool:
+    """Whether another process reported under this node name and may still hold a lease: two
+    workers started on one machine without `-n` are both `celery@host` and share one row. Read before
+    a starting worker writes its own row over that one."""
+    now = now or timezone.now()
+    window = max(settings.FTVP_STALL_SECONDS, 3 * settings.FTVP_WORKER_BEAT_SECONDS)
+    beat = WorkerBeat.objects.filter(
+        hostname=hostname, last_seen__gte=now - timedelta(seconds=window)
+    ).first()
+    if beat is None or (beat.pid == os.getpid() and is_local(beat)):
+        return False
+    return not known_dead(beat)
+
+
 def others_may_hold_leases(hostname: str, *, now: datetime | None = None) -> bool:
     """Whether a worker other than `hostname` may hold a lease (a batch in hand): one that runs, even
     in its warm shutdown, or one that reported in within FTVP_STALL_SECONDS and is not known to have

@@ -37,7 +37,7 @@ from evaluations.scoring.embeddings import CachedEmbedder
 from evaluations.services import queue
 from evaluations.services.endpoints import endpoint_provider
 from evaluations.services.result_scores import DBVectorStore, get_embedder
-from evaluations.services.runs import batch_claim, batch_heartbeat
+from evaluations.services.runs import batch_claim, batch_heartbeat, run_fail
 from evaluations.services.secrets import redactor
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,11 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
     # Secrets (the endpoint's key...) are masked in whatever the model answers before it is stored.
     redact = redactor()
     pool = _examples(arm, version)
-    nearest = _nearest(arm, pool, [case for case, _ in todo])
+    try:
+        nearest = _nearest(arm, pool, [case for case, _ in todo])
+    except (TypeError, ValueError) as exc:  # the strategy's params (k, order) are not usable
+        run_fail(run_id=run.pk, error=f"strategy {arm.strategy}: {exc}; fix its parameters, then run again")
+        return
     prompts = [_render(arm, version, case, pool, nearest) for case, _ in todo]
     keys = [_cache_key(endpoint, params, p) for p in prompts] if cacheable else [None] * len(prompts)
     cached = (

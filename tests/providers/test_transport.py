@@ -278,17 +278,22 @@ def test_a_slow_answer_times_out_and_its_connection_is_not_reused() -> None:
 
 def test_the_timeout_bounds_the_whole_answer_not_each_read() -> None:
     """A server that trickles its answer (a piece every 75 ms) never lets one read time out; the
-    call still ends at its timeout."""
+    call still ends at its timeout, and as the server had begun to answer (it worked on the request,
+    and bills it) the call is reported, not sent again."""
     with ChaosOpenAI(
         timeout=5, max_attempts=1, slow_seconds=1.5, scenario_for=lambda case: SCENARIOS["slow"]
     ) as server:
         target = transport.Target.parse(server.base_url)
         started = time.monotonic()
 
-        with pytest.raises(transport.CallTimeout):
+        with pytest.raises(transport.AnswerTimeout) as failure:
             transport.post_json(target, "/chat/completions", chaos_case(1), {}, 0.4)
 
         assert time.monotonic() - started < server.slow_seconds  # not the whole trickle
+        assert failure.value.sent and str(failure.value) == (
+            "the answer did not arrive in full within 0.4s (not sent again: the server may have worked on it)"
+        )
+        assert server.attempts[1] == 1
         reply = transport.post_json(target, "/chat/completions", chaos_case(2), {}, 5.0)  # within it
         assert json.loads(reply.body)["choices"][0]["message"]["content"] == "answer 2"
 
@@ -333,23 +338,27 @@ class Trickler:
 
 
 @pytest.mark.parametrize(
-    ("head", "trickled", "tail"),
+    ("head", "trickled", "tail", "raised"),
     [
         pytest.param(
             b"",
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n",
             b"{}",
+            transport.CallTimeout,  # no answer began: a timeout, sent again by the provider
             id="status-line-and-headers",
         ),
         pytest.param(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"2;padding=" + b"x" * 30 + b"\r\n",
             b"{}\r\n0\r\n\r\n",
+            transport.AnswerTimeout,  # the answer began: the server worked on it, not sent again
             id="chunk-size-line",
         ),
     ],
 )
-def test_the_timeout_bounds_headers_and_chunk_sizes_trickled_a_byte_at_a_time(head, trickled, tail) -> None:
+def test_the_timeout_bounds_headers_and_chunk_sizes_trickled_a_byte_at_a_time(
+    head, trickled, tail, raised
+) -> None:
     """Every byte would reset a per-read socket timeout, so a server sending one byte every 0.2 s
     would hold a call with a 0.5 s timeout for as long as it likes."""
     server = Trickler(head, trickled, tail)
@@ -357,7 +366,7 @@ def test_the_timeout_bounds_headers_and_chunk_sizes_trickled_a_byte_at_a_time(he
         target = transport.Target.parse(f"http://127.0.0.1:{server.port}/v1")
         started = time.monotonic()
 
-        with pytest.raises(transport.CallTimeout):
+        with pytest.raises(raised):
             transport.post_json(target, "/chat/completions", BODY, {}, 0.5)
 
         assert time.monotonic() - started < server.seconds / 2  # the trickle takes 8 s or more

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evaluations import strategies
-from evaluations.models import Arm, Result
+from evaluations.models import Arm, Result, Strategy
 from evaluations.services.runs import run_create
 from tests.factories import CaseFactory, EndpointFactory, SuiteVersionFactory, strategy
 from tests.fakeopenai import last_user_text
@@ -106,3 +106,21 @@ def test_few_shot_nearest_renders_its_examples_as_earlier_turns() -> None:
     ]
     assert strategies.ladder_rank("few-shot") < strategies.ladder_rank("few-shot-nearest")
     assert strategies.ladder_rank("few-shot-nearest") < strategies.ladder_rank("system")
+
+
+def test_unusable_parameters_fail_the_run_with_the_reason(topic_suite, fake_openai, task_queue):
+    fake_openai.responder = topic_model
+    endpoint = EndpointFactory(name="topical", base_url=fake_openai.base_url)
+    broken = Strategy.objects.create(
+        name="few-shot-nearest", version=2, kind="few-shot-nearest", params={"k": 3, "order": "random"}
+    )
+    run = run_create(suite_version=topic_suite, arms=[(endpoint, broken)], use_cache=False)
+    task_queue.drain()
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.error == (
+        "strategy few-shot-nearest@v2: order must be one of nearest-last, nearest-first; got 'random'; "
+        "fix its parameters, then run again"
+    )
+    assert fake_openai.requests == []  # nothing was sent with a prompt it could not build

@@ -343,3 +343,15 @@ def test_the_upload_fields_refuse_such_numbers(api, db, field, literal):
     assert response.status_code == 400, response.content
     assert response.json()["detail"].startswith(f"{field}: ")
     assert not Suite.objects.exists()
+
+
+@pytest.mark.parametrize("charset", ["rot13", "zlib", "bz2", "no-such-charset"])
+def test_a_body_in_a_charset_that_is_no_text_encoding_is_a_400_not_a_500(api, db, charset):
+    response = api.generic(  # generic: the client sends the bytes as they are, whatever the charset
+        "POST", f"{V1}/endpoints/", b'{"name": "x"}', content_type=f"application/json; charset={charset}"
+    )
+    assert response.status_code == 400, response.content
+    if charset != "no-such-charset":  # Django ignores a charset it does not know (UTF-8 then)
+        assert response.json()["detail"] == (
+            f"JSON parse error - the charset {charset!r} is not a text encoding: send UTF-8"
+        )

@@ -21,6 +21,7 @@ from evaluations.selectors.workers import (
     beat_takes_work,
     known_dead,
     live_workers,
+    namesake_may_hold_leases,
     others_may_hold_leases,
     pid_running,
     run_workers_alive,
@@ -133,6 +134,21 @@ def test_only_workers_that_may_still_run_may_hold_leases(db, settings):
     stopping.delete()
     _beat(host=OTHER_HOST, pid=1, seen_ago=60, hostname="quiet@elsewhere")  # a lease may still be fresh
     assert others_may_hold_leases("me@box")
+
+
+def test_a_worker_started_under_a_running_workers_name_does_not_take_its_leases(db, settings):
+    """Two workers started without -n are both celery@host: the second must not read the first's
+    row as its own and recover (re-send) the batches the first is still working on."""
+    settings.FTVP_STALL_SECONDS = 120
+    assert not namesake_may_hold_leases("celery@box")  # no row under the name yet
+    row = _beat(hostname="celery@box", pid=os.getppid())  # another process here, alive
+    assert namesake_may_hold_leases("celery@box")
+    row.pid = os.getpid()  # the row is this very process's own
+    row.save()
+    assert not namesake_may_hold_leases("celery@box")
+    row.pid = _dead_pid()  # its process has exited: nothing it held is held any more
+    row.save()
+    assert not namesake_may_hold_leases("celery@box")
 
 
 def test_a_run_is_stalled_when_its_only_worker_is_known_dead(db, settings, task_queue):
