@@ -78,6 +78,18 @@ def read_request(
     return line, headers, rest[:length], rest[length:]
 
 
+def accept_forever(sock: socket.socket, serve, on_accept=None) -> None:
+    """Serve each connection `sock` accepts on a thread of its own, until `sock` is closed."""
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+        if on_accept is not None:
+            on_accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
 @dataclass
 class Behaviour:
     """How `RawChatServer` answers. The defaults are a well-behaved HTTP/1.1 keep-alive server."""
@@ -105,7 +117,6 @@ class RawChatServer:
         self.headers: list[dict[str, str]] = []
         self.connections = 0
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def __enter__(self) -> RawChatServer:
@@ -118,15 +129,11 @@ class RawChatServer:
         self.sock.close()
 
     def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            thread.start()
+        accept_forever(self.sock, self._serve, on_accept=self._count)
+
+    def _count(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def _serve(self, conn: socket.socket) -> None:
         b = self.behaviour
@@ -252,12 +259,7 @@ class TunnelProxy:
         self.sock.close()
 
     def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        accept_forever(self.sock, self._serve)
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:

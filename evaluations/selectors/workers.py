@@ -136,12 +136,17 @@ def worker_reported(pid: int, *, now: datetime | None = None) -> bool:
     )
 
 
+def _lease_window() -> float:
+    """How long after its last heartbeat a worker may still hold a fresh lease."""
+    return max(settings.FTVP_STALL_SECONDS, 3 * settings.FTVP_WORKER_BEAT_SECONDS)
+
+
 def namesake_may_hold_leases(hostname: str, *, now: datetime | None = None) -> bool:
     """Whether another process reported under this node name and may still hold a lease: two
     workers started on one machine without `-n` are both `celery@host` and share one row. Read before
     a starting worker writes its own row over that one."""
     now = now or timezone.now()
-    window = max(settings.FTVP_STALL_SECONDS, 3 * settings.FTVP_WORKER_BEAT_SECONDS)
+    window = _lease_window()
     beat = WorkerBeat.objects.filter(
         hostname=hostname, last_seen__gte=now - timedelta(seconds=window)
     ).first()
@@ -156,7 +161,7 @@ def others_may_hold_leases(hostname: str, *, now: datetime | None = None) -> boo
     exited (a row of another machine, whose process cannot be checked from here). When none may, every
     lease taken before now is orphaned: a worker starting recovers that work at once."""
     now = now or timezone.now()
-    window = max(settings.FTVP_STALL_SECONDS, 3 * settings.FTVP_WORKER_BEAT_SECONDS)
+    window = _lease_window()
     recent = WorkerBeat.objects.exclude(hostname=hostname).filter(
         last_seen__gte=now - timedelta(seconds=window)
     )
