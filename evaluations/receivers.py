@@ -25,16 +25,17 @@ from django.dispatch import receiver
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from evaluations.models import Run, Schedule
+from evaluations.services.audit import audit_record, changes
 from evaluations.services.user_audit import (
     M2M_ACTIONS,
     USER_FLAGS,
-    _m2m_changes,
-    _permission_names,
-    _record_roles,
-    _recorded_by_service,
-    _role_names,
-    _state,
     current_actor,
+    m2m_changes,
+    pending_state,
+    permission_names,
+    record_roles,
+    recorded_by_service,
+    role_names,
 )
 
 
@@ -51,35 +52,33 @@ def audit_user_roles(sender, instance, action, reverse, pk_set, **kwargs) -> Non
     user and call, with their role names before and after."""
     if action not in M2M_ACTIONS:
         return
-    changed = _m2m_changes(
+    changed = m2m_changes(
         "roles",
         instance,
         action,
         reverse,
         pk_set,
         lambda g: g.user_set.values_list("pk", flat=True),
-        _role_names,
+        role_names,
     )
     if changed:
         users = [instance] if not reverse else get_user_model().objects.filter(pk__in=changed).order_by("pk")
-        _record_roles(users, changed, current_actor.get())
+        record_roles(users, changed, current_actor.get())
 
 
 @receiver(m2m_changed, sender=Group.permissions.through, dispatch_uid="evaluations.audit_role_permissions")
 def audit_role_permissions(sender, instance, action, reverse, pk_set, **kwargs) -> None:
     """A role's permissions changed (outside roles_bootstrap, which makes them match the code)."""
-    from evaluations.services.audit import audit_record
-
     if action not in M2M_ACTIONS or getattr(instance, "_ftvp_bootstrap", False):
         return
-    changed = _m2m_changes(
+    changed = m2m_changes(
         "permissions",
         instance,
         action,
         reverse,
         pk_set,
         lambda p: p.group_set.values_list("pk", flat=True),
-        _permission_names,
+        permission_names,
     )
     groups = [instance] if not reverse else Group.objects.filter(pk__in=changed).order_by("pk")
     for group in groups if changed else ():
@@ -100,23 +99,22 @@ def user_flags_before(sender, instance, raw=False, update_fields=None, **kwargs)
         return
     if update_fields is not None and not set(update_fields) & set(USER_FLAGS):
         return  # e.g. the last_login of every login: no query
-    _state()[("flags", instance.pk)] = sender.objects.filter(pk=instance.pk).values(*USER_FLAGS).first()
+    before = sender.objects.filter(pk=instance.pk).values(*USER_FLAGS).first()
+    pending_state()[("flags", instance.pk)] = before
 
 
 @receiver(post_save, sender=get_user_model(), dispatch_uid="evaluations.audit_user_flags")
 def audit_user_flags(sender, instance, created, raw=False, update_fields=None, **kwargs) -> None:
     """is_superuser, is_staff or is_active changed (the admin site, a shell, createsuperuser): a
     "user.flags" event with the flags before and after. A new user is compared with the defaults."""
-    from evaluations.services.audit import audit_record, changes
-
     if raw:
         return
-    before = _state().pop(("flags", instance.pk), None)
+    before = pending_state().pop(("flags", instance.pk), None)
     if update_fields is not None and not set(update_fields) & set(USER_FLAGS):
         return
     if created:
         before = {name: sender._meta.get_field(name).get_default() for name in USER_FLAGS}
-    if before is None or _recorded_by_service("flags", instance.pk):
+    if before is None or recorded_by_service("flags", instance.pk):
         return
     old, new = changes(before, {name: getattr(instance, name) for name in USER_FLAGS})
     if new:

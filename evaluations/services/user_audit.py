@@ -33,21 +33,21 @@ _pending = threading.local()
 M2M_ACTIONS = ("pre_add", "pre_remove", "pre_clear", "post_add", "post_remove", "post_clear")
 
 
-def _state() -> dict:
+def pending_state() -> dict:
     if not hasattr(_pending, "before"):
         _pending.before, _pending.recorded_by_service = {}, set()
     return _pending.before
 
 
-def _recorded_by_service(kind: str, pk) -> bool:
-    _state()
+def recorded_by_service(kind: str, pk) -> bool:
+    pending_state()
     return (kind, pk) in _pending.recorded_by_service
 
 
 @contextmanager
 def _service_records(kind: str, pks: Iterable) -> Iterator[None]:
     """Within it, the signals record nothing of `kind` for these owners: the service does."""
-    _state()
+    pending_state()
     keys = {(kind, pk) for pk in pks} - _pending.recorded_by_service
     _pending.recorded_by_service |= keys
     try:
@@ -62,14 +62,14 @@ def _m2m_owners(kind: str, instance, action: str, reverse: bool, pk_set, members
         return [instance.pk]
     key = (kind, "clear", instance.pk)
     if action == "pre_clear":
-        _state()[key] = list(members(instance))
-        return _state()[key]
+        pending_state()[key] = list(members(instance))
+        return pending_state()[key]
     if action == "post_clear":
-        return _state().pop(key, [])
+        return pending_state().pop(key, [])
     return sorted(pk_set or ())
 
 
-def _m2m_changes(kind: str, instance, action: str, reverse: bool, pk_set, members, names) -> dict:
+def m2m_changes(kind: str, instance, action: str, reverse: bool, pk_set, members, names) -> dict:
     """{owner pk: (names before, names after)} of the owners whose names changed in this call, at
     its post_ signal; {} at its pre_ signal (which keeps the names before)."""
     owners = list(_m2m_owners(kind, instance, action, reverse, pk_set, members))
@@ -77,18 +77,18 @@ def _m2m_changes(kind: str, instance, action: str, reverse: bool, pk_set, member
         return {}
     now = names(owners)
     if action.startswith("pre_"):
-        _state().update({(kind, pk): now.get(pk, []) for pk in owners})
+        pending_state().update({(kind, pk): now.get(pk, []) for pk in owners})
         return {}
     out = {}
     for pk in owners:
-        before = _state().pop((kind, pk), None)
+        before = pending_state().pop((kind, pk), None)
         after = now.get(pk, [])
-        if before != after and not _recorded_by_service(kind, pk):
+        if before != after and not recorded_by_service(kind, pk):
             out[pk] = (before, after)
     return out
 
 
-def _role_names(user_pks) -> dict:
+def role_names(user_pks) -> dict:
     rows = get_user_model().groups.through.objects.filter(user_id__in=user_pks)
     out: dict = {}
     for user_id, name in rows.order_by("group__name").values_list("user_id", "group__name"):
@@ -96,7 +96,7 @@ def _role_names(user_pks) -> dict:
     return out
 
 
-def _record_roles(users, before_after: dict, actor) -> None:
+def record_roles(users, before_after: dict, actor) -> None:
     for user in users:
         before, after = before_after[user.pk]
         audit_record(
@@ -114,19 +114,19 @@ def user_roles_change(*, actor, user, record: bool = True) -> Iterator[None]:
     """Change `user`'s groups inside it (any number of adds and removes, or a `.set()`): one
     "user.roles" event at its end when their roles differ (none when `record` is False: the caller
     records them, e.g. in "user.create"), with `actor` as its actor."""
-    before = _role_names([user.pk]).get(user.pk, [])
+    before = role_names([user.pk]).get(user.pk, [])
     token = current_actor.set(actor)
     try:
         with _service_records("roles", [user.pk]):
             yield
     finally:
         current_actor.reset(token)
-    after = _role_names([user.pk]).get(user.pk, [])
+    after = role_names([user.pk]).get(user.pk, [])
     if record and before != after:
-        _record_roles([user], {user.pk: (before, after)}, actor)
+        record_roles([user], {user.pk: (before, after)}, actor)
 
 
-def _permission_names(group_pks) -> dict:
+def permission_names(group_pks) -> dict:
     rows = Group.permissions.through.objects.filter(group_id__in=group_pks)
     out: dict = {}
     for group_id, codename in rows.order_by("permission__codename").values_list(
