@@ -20,6 +20,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from evaluations.demo_data import tickets
+from evaluations.importers import SourceFile
 from evaluations.models import (
     Endpoint,
     EndpointKind,
@@ -33,7 +34,14 @@ from evaluations.models import (
     TaskType,
 )
 from evaluations.services.endpoints import endpoint_create
-from evaluations.services.finetune import finetune_cancel, finetune_create, finetune_evaluate
+from evaluations.services.fewshot_optimize import strategy_optimize
+from evaluations.services.finetune import (
+    finetune_cancel,
+    finetune_create,
+    finetune_evaluate,
+    optimized_strategy,
+)
+from evaluations.services.knowledge import knowledge_import
 from evaluations.services.suites import suite_import, suite_update_profile
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
@@ -42,8 +50,15 @@ FILE_SUITES = [
     ("demo-capitals", "capitals.jsonl", "generation"),
 ]
 TICKETS_SUITE = "demo-tickets"
+# The tickets suite's knowledge: a routing guide, a section per queue (the `rag` rungs retrieve from it).
+TICKETS_KNOWLEDGE = DEMO_DIR / "knowledge" / "routing-guide.jsonl"
 LOCAL_ENDPOINT = "smollm2-local"
 DEMO_PARAMS = {"temperature": 0, "max_tokens": 32}
+
+
+# The demonstration search of the optimised few-shot rung: small, so the demo stays quick on 2 cores
+# (candidates x dev cases answers of the local model).
+DEMO_SEARCH = {"k": 3, "candidates": 4, "dev_size": 12, "seed": 7}
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,10 @@ def demo_setup(*, size: DemoSize = DemoSize()) -> Suite:
             urgency="soon",
             monthly_budget=None,
         )
+    if not suite.latest_version().chunks.exists():  # a new suite, or one from before knowledge
+        knowledge_import(
+            suite=suite, files=[SourceFile(TICKETS_KNOWLEDGE.name, TICKETS_KNOWLEDGE.read_bytes())]
+        )
     local = Endpoint.objects.filter(name=LOCAL_ENDPOINT).first()
     if local is not None and local.params != DEMO_PARAMS:
         local.params = dict(DEMO_PARAMS)  # the demo's settings (an older install had longer answers)
@@ -129,6 +148,30 @@ def demo_job(suite: Suite, *, size: DemoSize = DemoSize()) -> FineTuneJob:
     )
 
 
+def demo_optimize(suite: Suite, *, say: Callable[[str], None]):
+    """The optimised few-shot rung: a seeded search for the demonstrations on a dev slice of the
+    train split, frozen as a strategy (once; the fine-tune's evaluation runs it on the ladder)."""
+    frozen = optimized_strategy(suite.latest_version())
+    if frozen is not None:
+        say(f"optimised few-shot already frozen: {frozen}")
+        return frozen
+    n, dev = DEMO_SEARCH["candidates"], DEMO_SEARCH["dev_size"]
+    say(f"searching few-shot demonstrations: {n} candidate sets on {dev} train tickets held out (dev slice)")
+
+    def progress(i: int, total: int, score: float | None) -> None:
+        say(f"  candidate {i}/{total}: dev score {'n/a' if score is None else f'{score:.3f}'}")
+
+    frozen = strategy_optimize(
+        suite=suite, endpoint=Endpoint.objects.get(name=LOCAL_ENDPOINT), progress=progress, **DEMO_SEARCH
+    )
+    search = frozen.params["search"]
+    say(
+        f"  frozen as strategy {frozen}: dev score {search['winner_dev_score']:.3f}, "
+        f"{search['calls']} calls in {search['seconds']:.0f} s"
+    )
+    return frozen
+
+
 def demo_cancel(suite: Suite) -> None:
     """Stop the demo's fine-tune if it is still queued or training (the demo was interrupted)."""
     for job in FineTuneJob.objects.filter(
@@ -147,6 +190,7 @@ def demo_story(
     """Fine-tune (unless done), then wait for the evaluation of the ladder and the fine-tune,
     telling progress through `say`. Needs a worker on the llm, scoring and training queues."""
     suite = Suite.objects.get(name=TICKETS_SUITE)
+    demo_optimize(suite, say=say)
     job = demo_job(suite, size=size)
     deadline = time.monotonic() + timeout
     if job.status == FineTuneStatus.SUCCEEDED:

@@ -114,6 +114,28 @@ class SuiteUploadForm(SafeForm):
         return uploads
 
 
+class KnowledgeUploadForm(SafeForm):
+    file = MultipleFileField(
+        label="Files",
+        help_text='Text or markdown files (one document each), JSON Lines ({"id", "text", "title"} '
+        "per line) or CSV (columns id, text, title), or a zip of them.",
+    )
+    replace = forms.BooleanField(
+        required=False,
+        label="Replace all documents",
+        help_text="The new version has these documents only; otherwise they are added, a document with "
+        "an existing id replacing it.",
+    )
+
+    def clean_file(self):
+        uploads = self.cleaned_data["file"]
+        try:
+            upload_size_check([(u.name, u.size) for u in uploads], limit=settings.FTVP_MAX_UPLOAD_BYTES)
+        except SuiteFormatError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return uploads
+
+
 class EndpointForm(SafeForm):
     name = forms.CharField(max_length=100)
     provider = forms.ChoiceField(choices=Provider.choices)

@@ -150,6 +150,44 @@ class SuiteVersion(models.Model):
         return f"{self.suite.name} v{self.number}"
 
 
+class KnowledgeDoc(models.Model):
+    """A document the `rag` strategies retrieve from: part of its suite version, immutable with it.
+
+    `doc_id` is the name a case's `metadata.gold_docs` refers to (recall@k and MRR)."""
+
+    version = models.ForeignKey(SuiteVersion, on_delete=models.CASCADE, related_name="knowledge")
+    doc_id = models.CharField(max_length=200)
+    title = models.CharField(max_length=300, blank=True)
+    source_name = models.CharField(max_length=255, blank=True)
+    text = models.TextField()
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["version", "position"]
+        constraints = [models.UniqueConstraint(fields=["version", "doc_id"], name="knowledgedoc_unique_id")]
+
+    def __str__(self) -> str:
+        return self.doc_id
+
+
+class KnowledgeChunk(models.Model):
+    """A passage of a knowledge document, as retrieved and put into a prompt."""
+
+    version = models.ForeignKey(SuiteVersion, on_delete=models.CASCADE, related_name="chunks")
+    doc = models.ForeignKey(KnowledgeDoc, on_delete=models.CASCADE, related_name="chunks")
+    position = models.PositiveIntegerField(help_text="The chunk's place in its document, from 0.")
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["version", "doc", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["doc", "position"], name="knowledgechunk_unique_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.doc.doc_id}#{self.position}"
+
+
 class Split(models.TextChoices):
     TEST = "test", "Test"
     TRAIN = "train", "Train"
@@ -273,6 +311,9 @@ class StrategyKind(models.TextChoices):
     ZERO_SHOT = "zero-shot", "Zero-shot"
     FEW_SHOT = "few-shot", "Few-shot"
     FEW_SHOT_NEAREST = "few-shot-nearest", "Few-shot (nearest examples)"
+    FEW_SHOT_OPTIMIZED = "few-shot-optimized", "Few-shot (optimised examples, frozen)"
+    RAG = "rag", "Retrieval (RAG)"
+    RAG_FEW_SHOT_NEAREST = "rag+few-shot-nearest", "Retrieval + nearest few-shot"
     SYSTEM = "system", "System prompt"
     COT = "cot", "Chain-of-thought"
     STRUCTURED = "structured", "Structured JSON"
@@ -437,6 +478,11 @@ class Result(models.Model):
     cost = models.FloatField(default=0)
     error = models.TextField(blank=True)
     cached = models.BooleanField(default=False)
+    retrieved = models.JSONField(
+        default=list, blank=True,
+        help_text="Retrieval strategies: the chunks put into the prompt, best first "
+        "({doc, chunk, score}).",
+    )  # fmt: skip
     scores = models.JSONField(default=dict, blank=True)
     scoring = models.ForeignKey("Scoring", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     score = models.FloatField(null=True, blank=True)

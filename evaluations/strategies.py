@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 
 Messages = list[dict[str, str]]
 
-# The ladder of DESIGN.md: cheaper prompting first, then more elaborate prompting, then fine-tuned.
-LADDER = ("zero-shot", "few-shot", "few-shot-nearest", "system", "structured", "cot", "plain")
+# The ladder of DESIGN.md: cheaper prompting first, then more elaborate prompting, then retrieval,
+# then fine-tuned.
+LADDER = (
+    "zero-shot", "few-shot", "few-shot-nearest", "few-shot-optimized", "system", "structured", "cot",
+    "rag", "rag+few-shot-nearest", "plain",
+)  # fmt: skip
 # Strategies whose prompt holds demonstrations from the train split (never from the test split).
-FEW_SHOT_KINDS = frozenset({"few-shot", "few-shot-nearest"})
+FEW_SHOT_KINDS = frozenset({"few-shot", "few-shot-nearest", "few-shot-optimized", "rag+few-shot-nearest"})
+# Strategies whose demonstrations are the train cases nearest the case's input.
+NEAREST_KINDS = frozenset({"few-shot-nearest", "rag+few-shot-nearest"})
+# Strategies whose prompt holds passages retrieved from the suite's knowledge documents.
+RAG_KINDS = frozenset({"rag", "rag+few-shot-nearest"})
 
 
 def ladder_rank(kind: str, *, fine_tuned: bool = False) -> tuple[int, int]:
@@ -34,12 +42,27 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk of a knowledge document, as the prompt shows it."""
+
+    doc: str
+    text: str
+
+
+DEFAULT_RAG_INSTRUCTION = (
+    "Use the context below to answer. Each passage starts with its source in brackets. If the context "
+    "does not hold the answer, answer from what you know."
+)
+
+
+@dataclass(frozen=True)
 class RenderContext:
     task_type: str = "generation"
     labels: tuple[str, ...] = ()
     examples: tuple[Example, ...] = ()
     params: dict = field(default_factory=dict)
     vars: dict = field(default_factory=dict)  # an imported case's variables (promptfoo tests)
+    passages: tuple[Passage, ...] = ()  # retrieval strategies: the chunks retrieved for the case
 
 
 def as_messages(value: str | Messages) -> Messages:
@@ -116,10 +139,15 @@ def render(kind: str, case_input: str | Messages, ctx: RenderContext) -> Message
         if instruction:
             system = f"{system} {instruction}"
         return [{"role": "system", "content": system}, *[m for m in base if m["role"] != "system"]]
-    if kind in FEW_SHOT_KINDS:
+    if kind in FEW_SHOT_KINDS or kind in RAG_KINDS:
         messages: Messages = []
-        if instruction:
-            messages.append({"role": "system", "content": instruction})
+        system = [instruction] if instruction else []
+        if kind in RAG_KINDS:
+            system.append(
+                rag_context(ctx.passages, str(ctx.params.get("instruction") or DEFAULT_RAG_INSTRUCTION))
+            )
+        if system:
+            messages.append({"role": "system", "content": "\n\n".join(system)})
         for ex in ctx.examples:
             messages.append({"role": "user", "content": input_text(ex.input)})
             messages.append({"role": "assistant", "content": ex.output})
@@ -138,6 +166,14 @@ def render(kind: str, case_input: str | Messages, ctx: RenderContext) -> Message
             shape = 'Respond with a single JSON object {"answer": "<your answer>"} and nothing else.'
         return _with_instruction(base, f"{instruction} {shape}".strip())
     raise ValueError(f"unknown strategy kind {kind!r}")
+
+
+def rag_context(passages: tuple[Passage, ...], instruction: str) -> str:
+    """The system message's context block: the instruction, then each passage under its source."""
+    if not passages:
+        return f"{instruction}\n\nContext: (no passage was found)"
+    blocks = "\n\n".join(f"[{p.doc}] {p.text}" for p in passages)
+    return f"{instruction}\n\nContext:\n{blocks}"
 
 
 def _first_json_object(text: str) -> object | None:

@@ -7,6 +7,7 @@ from evaluations.views import exports as export_views
 from evaluations.views import reviews as review_views
 from evaluations.views import schedules as schedule_views
 from evaluations.views import signoffs as signoff_views
+from evaluations.views import strategies as strategy_views
 from evaluations.views import team as team_views
 from evaluations.views import tokens as token_views
 from evaluations.views import trends as trends_views
@@ -19,6 +20,7 @@ urlpatterns = [
     path("suites/upload/", pages.suite_upload, name="suite-upload"),
     path("suites/<int:pk>/", pages.suite_detail, name="suite-detail"),
     path("suites/<int:pk>/settings/", pages.suite_settings, name="suite-settings"),
+    path("suites/<int:pk>/knowledge/", pages.suite_knowledge, name="suite-knowledge"),
     path("suites/<int:pk>/decision/", decisions.decision_page, name="suite-decision"),
     path("suites/<int:pk>/decision/profile/", decisions.decision_profile, name="suite-decision-profile"),
     path(
@@ -35,6 +37,8 @@ urlpatterns = [
     path("finetunes/<int:pk>/live/", finetune.finetune_live, name="finetune-live"),
     path("finetunes/<int:pk>/cancel/", finetune.finetune_cancel_view, name="finetune-cancel"),
     path("endpoints/", pages.endpoint_list, name="endpoint-list"),
+    path("strategies/", strategy_views.strategy_list, name="strategy-list"),
+    path("strategies/<int:pk>/", strategy_views.strategy_detail, name="strategy-detail"),
     path("runs/", pages.run_list, name="run-list"),
     path("runs/new/", pages.run_new, name="run-new"),
     path("runs/<int:pk>/", pages.run_detail, name="run-detail"),

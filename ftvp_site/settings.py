@@ -354,6 +354,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "scoring"
 CELERY_TASK_ROUTES = {
     "workers.tasks.run_batch": {"queue": "llm"},
+    "workers.tasks.optimize_fewshot": {"queue": "llm"},  # the few-shot search calls the model
     "workers.tasks.finetune": {"queue": "training"},
     "workers.tasks.scheduled_run": {"queue": "scoring"},  # sent by beat; only creates the run
 }

@@ -187,7 +187,7 @@ def _seed_builtin_strategies() -> None:
 
     from django.apps import apps
 
-    for migration in ("0002_builtin_strategies", "0015_few_shot_nearest"):
+    for migration in ("0002_builtin_strategies", "0015_few_shot_nearest", "0016_knowledge_rag"):
         importlib.import_module(f"evaluations.migrations.{migration}").add(apps, None)
 
 

@@ -56,7 +56,7 @@ def test_default_sizes_and_splits_with_train_first_and_sequential_ids():
     assert len(cases) == 400
     assert [c["split"] for c in cases] == ["train"] * 300 + ["test"] * 100
     assert [c["id"] for c in cases] == [f"t-{i:04d}" for i in range(1, 401)]
-    assert {tuple(sorted(c)) for c in cases} == {("expected", "id", "input", "split", "tags")}
+    assert {tuple(sorted(c)) for c in cases} == {("expected", "id", "input", "metadata", "split", "tags")}
 
 
 @pytest.mark.parametrize(("seed", "train", "test"), [(7, 300, 100), (3, 123, 47), (99, 10, 7)])
@@ -117,4 +117,4 @@ def test_the_cases_import_as_a_classification_suite():
         "train",
         cases[0]["tags"],
     )
-    assert first.metadata == {}
+    assert first.metadata == {"gold_docs": [cases[0]["expected"]]}

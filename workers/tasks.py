@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from evaluations.services import alerts, generation, run_analysis, runs, schedules, scorings
+from evaluations.services import alerts, fewshot_optimize, generation, run_analysis, runs, schedules, scorings
 from evaluations.services import finetune as finetunes
 
 
@@ -52,3 +52,22 @@ def send_alert(delivery_id: int) -> None:
 def scheduled_run(schedule_id: int) -> None:
     """Sent by celery beat (a PeriodicTask per schedule); a second delivery for one slot is skipped."""
     schedules.schedule_fire(schedule_id=schedule_id)
+
+
+@shared_task(name="workers.tasks.optimize_fewshot", acks_late=True)
+def optimize_fewshot(
+    suite_id: int,
+    endpoint_id: int,
+    k: int,
+    candidates: int,
+    dev_size: int,
+    seed: int,
+    name: str,
+    user_id: int | None,
+    request_id: str,
+) -> None:
+    """The optimised few-shot search of a suite (POST /api/v1/strategies/optimize/): once per request."""
+    fewshot_optimize.strategy_optimize_execute(
+        suite_id=suite_id, endpoint_id=endpoint_id, k=k, candidates=candidates, dev_size=dev_size, seed=seed,
+        name=name, user_id=user_id, request_id=request_id,
+    )  # fmt: skip

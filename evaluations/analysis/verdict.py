@@ -3,41 +3,68 @@
 Pure functions over measured arms (no Django). The method, its formulas and assumptions are in
 docs/decision.md; in short:
 
-- Arms sit on a ladder per base model: zero-shot -> few-shot -> system/structured ->
-  chain-of-thought -> fine-tuned -> hybrid (a fine-tuned model with a prompting strategy). Each
-  step is compared with the best arm of the step below it, paired on cases.
+- Arms sit on a ladder per base model: zero-shot -> few-shot (random) -> few-shot (nearest) ->
+  few-shot (optimised) -> system/structured -> chain-of-thought -> retrieval (RAG) -> fine-tuned ->
+  hybrid (a fine-tuned model with a prompt) -> fine-tuned + RAG. Each step is compared with the best
+  arm of the step below it, paired on cases. Retrieval arms on a base model belong with prompting
+  (the "prompting-or-retrieval" family): no training, only a longer prompt.
 - Cost per request comes from measured tokens (and compute seconds) x the endpoint's current
   prices; an endpoint without prices has an unknown cost, never a zero one.
 - An arm meets the target when its mean score reaches it; whether that is certain is told by its
   95% interval, and the verdict says so when it is not.
+- The verdict picks its arms on one half of the cases and reports them on the other
+  (analysis/selection.py), so that an arm picked as the best of many is not judged on its luck.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import stats
 
-from evaluations.analysis.compare import Comparison, compare_scores
+from evaluations.analysis.compare import BETTER, WORSE, Comparison, compare_scores
 from evaluations.analysis.costs import break_even, cumulative_costs, per_request_cost, retrains_in
+from evaluations.analysis.selection import (
+    BONFERRONI,
+    CONFIRMATION,
+    MIN_HALF_CASES,
+    SAME_CASES,
+    SELECTION,
+    SPLIT,
+    bonferroni,
+    case_half,
+)
 
 PROMPTING, FINE_TUNED, HYBRID = "prompting", "fine_tuned", "hybrid"
 
-# Ladder levels, in order. Base-model `plain` prompts sit with zero-shot.
+# Ladder levels, in order (the index is the level). Base-model `plain` and `template` prompts sit
+# with zero-shot; `rag+few-shot-nearest` shares the retrieval rung with `rag`.
 LEVELS = (
     ("zero-shot", "Zero-shot"),
-    ("few-shot", "Few-shot"),
+    ("few-shot", "Few-shot (random)"),
+    ("few-shot-nearest", "Few-shot (nearest)"),
+    ("few-shot-optimized", "Few-shot (optimised)"),
     ("system", "System prompt / structured output"),
     ("cot", "Chain-of-thought"),
+    ("rag", "Retrieval (RAG)"),
     ("fine-tuned", "Fine-tuned"),
     ("hybrid", "Hybrid (fine-tuned + prompt)"),
+    ("fine-tuned-rag", "Fine-tuned + RAG"),
 )
 _LEVEL_OF = {
-    "zero-shot": 0, "plain": 0, "few-shot": 1, "few-shot-nearest": 1, "system": 2, "structured": 2, "cot": 3,
+    "zero-shot": 0, "plain": 0, "template": 0, "few-shot": 1, "few-shot-nearest": 2,
+    "few-shot-optimized": 3, "system": 4, "structured": 4, "cot": 5, "rag": 6, "rag+few-shot-nearest": 6,
 }  # fmt: skip
+RETRIEVAL_LEVEL = 6  # the top of the prompting-or-retrieval rungs
+FINE_TUNED_LEVEL, HYBRID_LEVEL, FINE_TUNED_RAG_LEVEL = 7, 8, 9
+# The strategy kinds whose prompt holds train examples, and those that hold retrieved passages
+# (the same sets as evaluations/strategies.py, which this pure package may not import).
+FEW_SHOT_KINDS = frozenset({"few-shot", "few-shot-nearest", "few-shot-optimized", "rag+few-shot-nearest"})
+RAG_KINDS = frozenset({"rag", "rag+few-shot-nearest"})
 
 MIN_FINE_TUNE_EXAMPLES = 500
 MAX_ERROR_SHARE = 0.5  # an arm with more failed calls than this is not evidence of quality
@@ -111,11 +138,18 @@ class ArmEvidence:
     scores: Mapping[str, float] = field(default_factory=dict)  # per case key (mean of its samples)
 
     @property
+    def retrieval(self) -> bool:
+        """The prompt holds retrieved passages (a RAG strategy)."""
+        return self.strategy in RAG_KINDS
+
+    @property
     def level(self) -> int:
+        if self.family != PROMPTING and self.retrieval:
+            return FINE_TUNED_RAG_LEVEL  # a fine-tuned endpoint with a RAG strategy
         if self.family == FINE_TUNED:
-            return 4
+            return FINE_TUNED_LEVEL
         if self.family == HYBRID:
-            return 5
+            return HYBRID_LEVEL
         return _LEVEL_OF.get(self.strategy, 0)
 
 
@@ -151,6 +185,9 @@ class Decision:
     frontier: list[str] = field(default_factory=list)
     checklist: list[dict] = field(default_factory=list)
     profile: dict = field(default_factory=dict)
+    # How the arms were picked and judged: {"rule": "split" | "same-cases", "selection_cases",
+    # "confirmation_cases", "paired_cases", "correction", "comparisons", "flipped", "sentence"}.
+    selection: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -258,15 +295,16 @@ def target_certainty(arm: ArmEvidence, target: float) -> str:
     return "uncertain"
 
 
-def cases_to_settle_target(arm: ArmEvidence, target: float) -> int | None:
-    """Cases for the 95% interval to stop straddling the target: n = (1.96 sd / |mean - target|)^2."""
+def cases_to_settle_target(arm: ArmEvidence, target: float, *, confidence: float = 0.95) -> int | None:
+    """Cases for the interval to stop straddling the target: n = (z sd / |mean - target|)^2, z = 1.96
+    at 95%."""
     values = np.asarray(list(arm.scores.values()), dtype=float)
     if arm.mean is None or values.size < 2 or arm.mean == target:
         return None
     sd = float(values.std(ddof=1))
     if sd == 0:
         return None
-    z = float(stats.norm.ppf(0.975))
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
     return math.ceil((z * sd / abs(arm.mean - target)) ** 2)
 
 
@@ -400,15 +438,35 @@ def decide(arms: Sequence[ArmEvidence], profile: Profile) -> Decision:
             caveats=notes,
             profile=profile_dict,
         )
+        d.selection = plan_selection([]).describe(flipped=False)
         d.checklist = checklist(profile, None, None)
         return d
     ladder_rows, transitions = build_ladder(arms)
     costs = cost_table(arms, profile)
     prompting = [a for a in arms if a.family == PROMPTING]
     tuned = [a for a in arms if a.family != PROMPTING]
-    d = _verdict(arms, prompting, tuned, transitions, profile)
+    sel = plan_selection(arms)
+    picks = _pick(list(sel.picked.values()), profile)
+    d = _judge(sel, picks, transitions, profile)
+    flipped = bool(d.selection.get("flipped"))
+    d.selection = sel.describe(flipped=flipped)
+    if sel.rule == SPLIT and not flipped:
+        d.summary += (
+            f" Scores are on the {sel.n_confirmation} confirmation cases (the arms were picked on the "
+            f"other {sel.n_selection})."
+        )
+    d.evidence.append(d.selection["sentence"])
     d.ladder, d.costs, d.profile = ladder_rows, costs, profile_dict
     d.caveats = notes + d.caveats
+    if sel.correction == BONFERRONI:
+        d.caveats.append(
+            f"Only {sel.paired} paired cases: too few to pick the arms on one half and confirm them on "
+            f"the other (at least {MIN_HALF_CASES} in each), so they were picked and judged on the same "
+            "cases with a Bonferroni correction; with more cases (about 50 to 60 in all) the verdict "
+            "would be confirmed on held-out cases."
+        )
+    if d.verdict not in (PROMPTING_ENOUGH, NO_EVIDENCE) and (line := unmeasured_line(prompting)):
+        d.caveats.append(line)
     for a in arms:
         if a.errors:
             d.caveats.append(
@@ -421,9 +479,245 @@ def decide(arms: Sequence[ArmEvidence], profile: Profile) -> Decision:
         d.caveats.append(
             "No cost is known for " + ", ".join(unpriced) + ": set the endpoint's prices to compare costs."
         )
-    _add_break_even(d, prompting, tuned, profile)
+    ref = sel.full.get(picks.p_meet or picks.best_p or "")
+    _add_break_even(d, prompting, tuned, profile, ref)
     d.checklist = checklist(profile, d, _cheapest_meeting(prompting, profile))
     return d
+
+
+# --- selection and confirmation (analysis/selection.py) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the verdict picks its arms and on which cases it judges them.
+
+    `picked` holds the arms as the picks see them (the selection half, or all cases), `judged` as the
+    verdict reports them (the confirmation half; all cases; all cases with Bonferroni intervals),
+    `full` as measured on all cases; each maps the arm's key to its evidence."""
+
+    rule: str  # SPLIT | SAME_CASES
+    paired: int
+    n_selection: int
+    n_confirmation: int
+    k_prompting: int
+    k_tuned: int
+    correction: str | None
+    picked: dict[str, ArmEvidence]
+    judged: dict[str, ArmEvidence]
+    full: dict[str, ArmEvidence]
+
+    @property
+    def comparisons(self) -> int:
+        """The Bonferroni factor of a comparison of the picked prompting arm with the picked
+        fine-tune: the pairs it was picked from (1 without a correction)."""
+        if self.correction != BONFERRONI:
+            return 1
+        return max(1, self.k_prompting * self.k_tuned)
+
+    def confidence(self, arm: ArmEvidence) -> float:
+        """The level of the judged arm's interval: 95%, or 1 - 0.05 / k for an arm picked among k."""
+        if self.correction != BONFERRONI:
+            return 0.95
+        k = self.k_prompting if arm.family == PROMPTING else self.k_tuned
+        return 1 - 0.05 / max(1, k)
+
+    def compare(self, a: ArmEvidence, b: ArmEvidence) -> Comparison:
+        """b against a on the judged cases; Bonferroni-adjusted under the fallback; the cases needed
+        doubled under the split (only the confirmation half judges)."""
+        m = self.comparisons
+        if m > 1:
+            cmp = compare_scores(dict(a.scores), dict(b.scores), alpha=0.05 / m)
+            cmp = replace(cmp, p_value=bonferroni(cmp.p_value, m), test=f"{cmp.test}, Bonferroni x{m}")
+        else:
+            cmp = compare(a, b)
+        if self.rule == SPLIT and cmp.needed_cases:
+            cmp = replace(cmp, needed_cases=2 * cmp.needed_cases)
+        return cmp
+
+    def settle(self, arm: ArmEvidence, target: float) -> int | None:
+        """Cases for the judged arm's interval to clear the target (twice as many under the split)."""
+        n = cases_to_settle_target(arm, target, confidence=self.confidence(arm))
+        return 2 * n if n and self.rule == SPLIT else n
+
+    def describe(self, *, flipped: bool) -> dict:
+        if self.rule == SPLIT:
+            sentence = (
+                f"Selection and confirmation: the arms were picked on {self.n_selection} of the "
+                f"{self.paired} paired cases and are reported on the other {self.n_confirmation} (a fixed "
+                "split by a SHA-256 hash of each case key), so an arm picked as the best of several is "
+                "not judged on the cases that picked it"
+            )
+            if flipped:
+                sentence += "; the two halves point different ways, so the verdict is inconclusive"
+        elif self.correction == BONFERRONI:
+            pairs = (
+                f"p-values x {self.comparisons} (the pairs of {self.k_prompting} prompting and "
+                f"{self.k_tuned} fine-tuned arms), and "
+                if self.comparisons > 1
+                else ""
+            )
+            sentence = (
+                f"Selection and confirmation: {self.paired} paired cases are too few to split (at least "
+                f"{MIN_HALF_CASES} in each half are needed), so the arms were picked and judged on the same "
+                f"cases, corrected for the picking (Bonferroni): {pairs}each picked arm's interval at "
+                "1 - 0.05 / k for k arms of its side"
+            )
+        elif not self.picked:
+            sentence = "Selection and confirmation: no arm was measured, so nothing was picked"
+        elif self.paired == 0:
+            sentence = (
+                "Selection and confirmation: no per-case scores were available, so the arms could be "
+                "neither split nor paired; the verdict uses their summaries"
+            )
+        else:
+            sentence = (
+                f"Selection and confirmation: with at most one prompting and one fine-tuned arm nothing "
+                f"was picked, so all {self.paired} paired cases are used"
+            )
+        return {
+            "rule": self.rule,
+            "selection_cases": self.n_selection,
+            "confirmation_cases": self.n_confirmation,
+            "paired_cases": self.paired,
+            "min_half_cases": MIN_HALF_CASES,
+            "correction": self.correction,
+            "comparisons": self.comparisons,
+            "flipped": flipped,
+            "sentence": sentence,
+        }
+
+
+def plan_selection(arms: Sequence[ArmEvidence]) -> Selection:
+    """Split the paired cases (those every arm scored) into a selection and a confirmation half
+    when the verdict has arms to pick among and each half holds at least MIN_HALF_CASES of them;
+    else judge on the same cases, with a Bonferroni correction when something is picked."""
+    k_p = sum(a.family == PROMPTING for a in arms)
+    k_t = len(arms) - k_p
+    full = {a.key: a for a in arms}
+    common = set.intersection(*(set(a.scores) for a in arms)) if arms else set()
+    paired = len(common)
+    picks_made = k_p > 1 or k_t > 1
+    if not picks_made or paired == 0:
+        return Selection(SAME_CASES, paired, paired, paired, k_p, k_t, None, full, full, full)
+    selection = {k for k in common if case_half(k) == SELECTION}
+    confirmation = {k for k in common if case_half(k) == CONFIRMATION}
+    if min(len(selection), len(confirmation)) >= MIN_HALF_CASES:
+        return Selection(
+            SPLIT,
+            paired,
+            len(selection),
+            len(confirmation),
+            k_p,
+            k_t,
+            None,
+            {a.key: _restrict(a, selection) for a in arms},
+            {a.key: _restrict(a, confirmation) for a in arms},
+            full,
+        )
+    plan = Selection(SAME_CASES, paired, paired, paired, k_p, k_t, BONFERRONI, full, full, full)
+    judged = {a.key: _restrict(a, common, confidence=plan.confidence(a)) for a in arms}
+    return replace(plan, judged=judged)
+
+
+def _restrict(arm: ArmEvidence, keys: set, *, confidence: float = 0.95) -> ArmEvidence:
+    """The arm on the given cases: their mean, its t-interval (as `stats.mean_ci`), their scores."""
+    scores = {k: v for k, v in arm.scores.items() if k in keys}
+    mean, low, high = _t_interval(list(scores.values()), confidence)
+    return replace(arm, mean=mean, ci=(low, high), scores=scores, cases=len(scores))
+
+
+def _t_interval(values: list[float], confidence: float) -> tuple[float | None, float | None, float | None]:
+    """`stats.mean_ci` (the mean and its t-interval, clipped to [0, 1]) without scipy's per-call
+    overhead: the verdict computes one per arm and half."""
+    n = len(values)
+    if n == 0:
+        return None, None, None
+    mean = math.fsum(values) / n
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    if var == 0.0:
+        return mean, mean, mean
+    half = _t_quantile(n - 1, confidence) * math.sqrt(var / n)
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
+
+
+@functools.lru_cache(maxsize=1024)
+def _t_quantile(df: int, confidence: float) -> float:
+    return float(stats.t.ppf(0.5 + confidence / 2, df))
+
+
+@dataclass(frozen=True)
+class _Picks:
+    """The arms the verdict picked (by key), on the picking cases."""
+
+    best_p: str | None = None  # the best prompting-or-retrieval arm
+    p_meet: str | None = None  # the cheapest prompting arm meeting the target
+    cost_chosen: str | None = None  # a fine-tune meeting the target for less than p_meet
+    ft_meet: tuple[str, ...] = ()  # the fine-tuned arms meeting the target
+    chosen: str | None = None  # without p_meet: the fine-tune to recommend
+    best_plain: str | None = None  # the best fine-tuned arm without a prompt
+
+
+def _pick(arms: Sequence[ArmEvidence], profile: Profile) -> _Picks:
+    target = profile.quality_target
+    prompting = [a for a in arms if a.family == PROMPTING]
+    tuned = [a for a in arms if a.family != PROMPTING]
+    best_p = _best(prompting)
+    p_meet = _cheapest_meeting(prompting, profile)
+    ft_meet = [a for a in tuned if meets(a, target)]
+    cost_chosen = chosen = None
+    if p_meet is not None:
+        p_cost = horizon_cost(p_meet, profile)
+        cheaper = [
+            a
+            for a in ft_meet
+            if p_cost is not None and (c := horizon_cost(a, profile)) is not None and c < p_cost
+        ]
+        cost_chosen = _cheapest(cheaper, profile) if cheaper else None
+    elif tuned:
+        plain_meet = [a for a in ft_meet if a.family == FINE_TUNED]
+        # A plain fine-tune that meets the target is preferred to one that needs a prompt as well.
+        chosen = _cheapest(plain_meet or ft_meet, profile) if ft_meet else _best(tuned)
+
+    def key(a: ArmEvidence | None) -> str | None:
+        return None if a is None else a.key
+
+    return _Picks(
+        best_p=key(best_p),
+        p_meet=key(p_meet),
+        cost_chosen=key(cost_chosen),
+        ft_meet=tuple(a.key for a in ft_meet),
+        chosen=key(chosen),
+        best_plain=key(_best([a for a in tuned if a.family == FINE_TUNED])),
+    )
+
+
+def _flip(sel: Selection, arm: ArmEvidence, profile: Profile, what: str) -> Decision:
+    """The halves disagree about the arm the decision turns on: inconclusive, with the cases that
+    would settle whether it meets the target (on the confirmation half alone, so twice as many)."""
+    target = profile.quality_target
+    full = sel.full[arm.key]
+    n = cases_to_settle_target(full, target)
+    need = 2 * n if n else None
+    d = Decision(
+        INCONCLUSIVE,
+        TITLES[INCONCLUSIVE],
+        f"The two halves of the cases point different ways: {what}. The verdict would depend on "
+        "which cases it is drawn from"
+        + (f"; about {need} cases would settle it." if need else "; more cases would settle it."),
+        arm=arm.label,
+        evidence=[
+            f"{arm.label} scores {_ci(sel.picked[arm.key])} on the {sel.n_selection} selection cases, "
+            f"{_ci(arm)} on the {sel.n_confirmation} confirmation cases and {_ci(full)} on all "
+            f"{sel.paired}, against the target {target:g}"
+        ],
+        cases_needed=need,
+    )
+    d.selection = {"flipped": True}
+    return d
+
+
+# --- picking and judging -----------------------------------------------------------------------------
 
 
 def _cheapest(candidates: Sequence[ArmEvidence], profile: Profile) -> ArmEvidence:
@@ -446,15 +740,46 @@ def _best(arms: Sequence[ArmEvidence]) -> ArmEvidence | None:
     return max(arms, key=lambda a: (a.mean or 0.0, -(a.prompt_tokens or 0.0))) if arms else None
 
 
-def _verdict(arms, prompting, tuned, transitions, profile: Profile) -> Decision:
+def _prompting_word(prompting: Sequence[ArmEvidence]) -> str:
+    """'prompting', or 'prompting-or-retrieval' when a retrieval arm was measured with the prompts."""
+    return "prompting-or-retrieval" if any(a.retrieval for a in prompting) else "prompting"
+
+
+def _judge(sel: Selection, picks: _Picks, transitions, profile: Profile) -> Decision:
+    """The verdict on the picked arms, as the judged cases show them."""
     target = profile.quality_target
-    best_p = _best(prompting)
-    p_meet = _cheapest_meeting(prompting, profile)
+    judged = sel.judged
+    arms = list(judged.values())
+    prompting = [a for a in arms if a.family == PROMPTING]
+    tuned = [a for a in arms if a.family != PROMPTING]
+
+    def get(key: str | None) -> ArmEvidence | None:
+        return None if key is None else judged[key]
+
+    best_p, p_meet = get(picks.best_p), get(picks.p_meet)
     if p_meet is not None:
-        return _when_prompting_meets(p_meet, prompting, tuned, profile)
+        if not meets(p_meet, target):
+            return _flip(
+                sel,
+                p_meet,
+                profile,
+                f"on the selection cases {p_meet.label} meets the target, so prompting would be enough; "
+                "on the confirmation cases it misses it",
+            )
+        cost_chosen = get(picks.cost_chosen)
+        if cost_chosen is not None and not meets(cost_chosen, target):
+            return _flip(
+                sel,
+                cost_chosen,
+                profile,
+                f"on the selection cases {cost_chosen.label} meets the target for less than {p_meet.label}, "
+                "so fine-tuning would pay for itself; on the confirmation cases it misses the target",
+            )
+        also = [judged[k] for k in picks.ft_meet if k != picks.cost_chosen and meets(judged[k], target)]
+        return _when_prompting_meets(p_meet, cost_chosen, also, profile, sel)
 
     if best_p is None:  # only fine-tuned arms: nothing to weigh them against
-        best_t = _best(tuned)
+        best_t = get(picks.chosen) or _best(tuned)
         return Decision(
             INCONCLUSIVE,
             TITLES[INCONCLUSIVE],
@@ -463,43 +788,56 @@ def _verdict(arms, prompting, tuned, transitions, profile: Profile) -> Decision:
             evidence=[f"{a.label} scores {_ci(a)}" for a in tuned],
         )
 
-    # No prompting arm reaches the target.
-    gap = f"the best prompting arm, {best_p.label}, scores {_ci(best_p)}, below the target {target:g}"
-    if not tuned:
-        return _without_fine_tuned(best_p, prompting, transitions, profile, gap)
+    if meets(best_p, target):  # only under the split: it missed the target on the selection cases
+        return _flip(
+            sel,
+            best_p,
+            profile,
+            f"on the selection cases no {_prompting_word(prompting)} arm meets the target; on the "
+            f"confirmation cases {best_p.label} does",
+        )
 
-    ft_meet = [a for a in tuned if meets(a, target)]
-    plain_meet = [a for a in ft_meet if a.family == FINE_TUNED]
-    # A plain fine-tune that meets the target is preferred to one that needs a prompt as well.
-    chosen = _cheapest(plain_meet or ft_meet, profile) if ft_meet else _best(tuned)
+    # No prompting arm reaches the target.
+    gap = (
+        f"the best {_prompting_word(prompting)} arm, {best_p.label}, scores {_ci(best_p)}, below the "
+        f"target {target:g}"
+    )
+    if not tuned:
+        return _without_fine_tuned(best_p, prompting, transitions, profile, gap, sel)
+
+    chosen = judged[picks.chosen]
     verdict = HYBRID_VERDICT if chosen.family == HYBRID else FINE_TUNE
-    cmp = compare(best_p, chosen)
+    title = TITLES[verdict]
+    if chosen.level == FINE_TUNED_RAG_LEVEL:
+        title = "Fine-tune and keep retrieval (fine-tuned + RAG)"
+    cmp = sel.compare(best_p, chosen)
     evidence = [gap]
     plateau = _plateau_line(best_p, transitions)
     if plateau:
         evidence.append(plateau)
     evidence.append(_comparison_line(best_p, chosen, cmp))
-    better = cmp.verdict == "better"
+    better = cmp.verdict == BETTER
+    where = "prompting and retrieval do not" if any(a.retrieval for a in prompting) else "prompting does not"
     if meets(chosen, target):
         certain = target_certainty(chosen, target) == "meets" and target_certainty(best_p, target) == "misses"
         if better or certain:
             d = Decision(
                 verdict,
-                TITLES[verdict],
-                f"{chosen.label} reaches the target ({_ci(chosen)} against {target:g}) where prompting "
-                f"does not (best {best_p.label}: {_ci(best_p)}).",
+                title,
+                f"{chosen.label} reaches the target ({_ci(chosen)} against {target:g}) where {where} "
+                f"(best {best_p.label}: {_ci(best_p)}).",
                 arm=chosen.label,
                 evidence=evidence,
             )
             if chosen.family == HYBRID:
-                d.evidence.append(_hybrid_line(chosen, tuned, target))
+                d.evidence.append(_hybrid_line(chosen, get(picks.best_plain), target))
             if not plateau and _still_gaining(best_p, transitions):
                 d.caveats.append(
                     "Prompting was still improving at its last step; untried strategies might close "
                     "part of the gap."
                 )
             if target_certainty(chosen, target) == "uncertain":
-                n = cases_to_settle_target(chosen, target)
+                n = sel.settle(chosen, target)
                 d.caveats.append(
                     f"{chosen.label}'s interval reaches below the target"
                     + (f"; about {n} cases would settle it." if n else ".")
@@ -509,9 +847,9 @@ def _verdict(arms, prompting, tuned, transitions, profile: Profile) -> Decision:
         return Decision(
             INCONCLUSIVE,
             TITLES[INCONCLUSIVE],
-            f"{chosen.label} scores {_ci(chosen)} and the best prompting arm {best_p.label} scores "
-            f"{_ci(best_p)}: their intervals overlap the target and each other, so this run cannot "
-            "tell whether fine-tuning is needed"
+            f"{chosen.label} scores {_ci(chosen)} and the best {_prompting_word(prompting)} arm "
+            f"{best_p.label} scores {_ci(best_p)}: their intervals overlap the target and each other, "
+            "so this run cannot tell whether fine-tuning is needed"
             + (f"; about {needed} cases would tell them apart." if needed else "."),
             arm=chosen.label,
             evidence=evidence,
@@ -522,9 +860,9 @@ def _verdict(arms, prompting, tuned, transitions, profile: Profile) -> Decision:
     if better:
         d = Decision(
             verdict,
-            TITLES[verdict],
+            title,
             f"No arm reaches the target {target:g}, but {chosen.label} ({_ci(chosen)}) is significantly "
-            f"better than the best prompting arm {best_p.label} ({_ci(best_p)}).",
+            f"better than the best {_prompting_word(prompting)} arm {best_p.label} ({_ci(best_p)}).",
             arm=chosen.label,
             evidence=evidence,
         )
@@ -536,7 +874,7 @@ def _verdict(arms, prompting, tuned, transitions, profile: Profile) -> Decision:
     if profile.examples_available < MIN_FINE_TUNE_EXAMPLES:
         return _collect(profile, evidence, f"{chosen.label} ({_ci(chosen)}) did not close the gap")
     needed = cmp.needed_cases
-    if cmp.verdict != "worse" and needed:
+    if cmp.verdict != WORSE and needed:
         return Decision(
             INCONCLUSIVE,
             TITLES[INCONCLUSIVE],
@@ -556,21 +894,22 @@ def _verdict(arms, prompting, tuned, transitions, profile: Profile) -> Decision:
     )
 
 
-def _when_prompting_meets(p_meet, prompting, tuned, profile: Profile) -> Decision:
+def _when_prompting_meets(
+    p_meet: ArmEvidence,
+    chosen: ArmEvidence | None,
+    also_meet: Sequence[ArmEvidence],
+    profile: Profile,
+    sel: Selection,
+) -> Decision:
+    """A prompting (or retrieval) arm meets the target: prompting is enough, unless a fine-tune that
+    meets it too (`chosen`) costs less over the horizon."""
     target = profile.quality_target
     p_cost = horizon_cost(p_meet, profile)
     evidence = [
         f"{p_meet.label} scores {_ci(p_meet)}, meeting the target {target:g}, at "
         f"{_usd(cost_per_request(p_meet))} a request"
     ]
-    ft_meet = [a for a in tuned if meets(a, target)]
-    cheaper = [
-        a
-        for a in ft_meet
-        if p_cost is not None and (c := horizon_cost(a, profile)) is not None and c < p_cost
-    ]
-    if cheaper:
-        chosen = _cheapest(cheaper, profile)
+    if chosen is not None:
         c_cost = horizon_cost(chosen, profile)
         evidence.append(
             f"{chosen.label} also meets the target ({_ci(chosen)}) and costs {_usd(c_cost)} over "
@@ -585,22 +924,33 @@ def _when_prompting_meets(p_meet, prompting, tuned, profile: Profile) -> Decisio
             arm=chosen.label,
             evidence=evidence,
         )
-        cmp = compare(p_meet, chosen)
-        if cmp.verdict == "worse":
+        cmp = sel.compare(p_meet, chosen)
+        if cmp.verdict == WORSE:
             d.caveats.append(
                 f"{chosen.label} scores significantly lower than {p_meet.label} "
                 f"({_fmt(cmp.diff)}, p{_p(cmp.p_value)}) although both meet the target."
             )
         return d
-    d = Decision(
-        PROMPTING_ENOUGH,
-        TITLES[PROMPTING_ENOUGH],
-        f"{p_meet.label} meets the target ({_ci(p_meet)} against {target:g}) and is the cheapest "
-        "arm that does.",
-        arm=p_meet.label,
-        evidence=evidence,
-    )
-    for arm in ft_meet:
+    if p_meet.retrieval:
+        title = f"{TITLES[PROMPTING_ENOUGH]} (retrieval)"
+        summary = (
+            f"Prompting is enough (retrieval): {p_meet.label}, a retrieval arm (the base model with "
+            f"retrieved passages in its prompt, no training), meets the target ({_ci(p_meet)} against "
+            f"{target:g}) and is the cheapest arm that does."
+        )
+    else:
+        title = TITLES[PROMPTING_ENOUGH]
+        summary = (
+            f"{p_meet.label} meets the target ({_ci(p_meet)} against {target:g}) and is the cheapest "
+            "arm that does."
+        )
+    d = Decision(PROMPTING_ENOUGH, title, summary, arm=p_meet.label, evidence=evidence)
+    if p_meet.retrieval:
+        d.evidence.append(
+            f"{p_meet.label} is a retrieval arm: the verdict weighs fine-tuning against the best of "
+            "prompting and retrieval, which needs no training"
+        )
+    for arm in also_meet:
         cost = horizon_cost(arm, profile)
         if cost is None or p_cost is None:
             d.evidence.append(
@@ -615,20 +965,26 @@ def _when_prompting_meets(p_meet, prompting, tuned, profile: Profile) -> Decisio
     if p_cost is None:
         d.caveats.append(f"{p_meet.label}'s cost is unknown: set its endpoint's prices.")
     if target_certainty(p_meet, target) == "uncertain":
-        n = cases_to_settle_target(p_meet, target)
+        n = sel.settle(p_meet, target)
         d.caveats.append(
-            f"{p_meet.label}'s 95% interval reaches below the target"
+            f"{p_meet.label}'s {_level_pct(sel.confidence(p_meet))} interval reaches below the target"
             + (f"; about {n} cases would settle whether it really meets it." if n else ".")
         )
         d.cases_needed = n
     return d
 
 
-def _without_fine_tuned(best_p, prompting, transitions, profile: Profile, gap: str) -> Decision:
+def _level_pct(confidence: float) -> str:
+    return f"{confidence * 100:.4g}%"
+
+
+def _without_fine_tuned(
+    best_p, prompting, transitions, profile: Profile, gap: str, sel: Selection
+) -> Decision:
     target = profile.quality_target
     evidence = [gap]
     tried = {a.strategy for a in prompting}
-    if not tried & {"few-shot", "few-shot-nearest"}:
+    if not tried & FEW_SHOT_KINDS:
         return _collect(
             profile,
             evidence,
@@ -639,7 +995,7 @@ def _without_fine_tuned(best_p, prompting, transitions, profile: Profile, gap: s
         return _collect(profile, evidence, "no fine-tuned model has been measured")
     plateau = _plateau_line(best_p, transitions)
     if target_certainty(best_p, target) == "uncertain":
-        n = cases_to_settle_target(best_p, target)
+        n = sel.settle(best_p, target)
         return Decision(
             INCONCLUSIVE,
             TITLES[INCONCLUSIVE],
@@ -697,9 +1053,41 @@ def _collect(profile: Profile, evidence: list[str], why: str, *, more: bool = Fa
     return Decision(COLLECT_MORE_DATA, TITLES[COLLECT_MORE_DATA], summary, evidence=[*evidence, why])
 
 
+def rung_name(level: int) -> str:
+    """A ladder step's name inside a sentence: 'few-shot (nearest)', 'retrieval (RAG)'."""
+    label = LEVELS[level][1]
+    return label[0].lower() + label[1:]
+
+
 def _untried_steps(prompting: Sequence[ArmEvidence]) -> list[str]:
+    """The prompting-or-retrieval rungs no arm measured, cheapest first."""
     levels = {a.level for a in prompting}
-    return [LEVELS[lv][1].lower() for lv in range(4) if lv not in levels]
+    return [rung_name(lv) for lv in range(RETRIEVAL_LEVEL + 1) if lv not in levels]
+
+
+def unmeasured_rungs(prompting: Sequence[ArmEvidence]) -> list[str]:
+    """The prompting-or-retrieval rungs above zero-shot that no arm measured, strongest first."""
+    levels = {a.level for a in prompting}
+    return [rung_name(lv) for lv in range(RETRIEVAL_LEVEL, 0, -1) if lv not in levels]
+
+
+def unmeasured_line(prompting: Sequence[ArmEvidence]) -> str | None:
+    """The caveat naming the stronger rungs that were not measured (None when all were)."""
+    names = unmeasured_rungs(prompting)
+    if not names:
+        return None
+    if len(names) == 1:
+        name = names[0][0].upper() + names[0][1:]
+        return (
+            f"{name} was not measured: this verdict is drawn without it, and it might do better than "
+            "the prompts that were. Run it before relying on the verdict."
+        )
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    return (
+        f"{listed[0].upper() + listed[1:]} were not measured (strongest first): this verdict is drawn "
+        "without them, and they might do better than the prompts that were. Run them before relying "
+        "on the verdict."
+    )
 
 
 def _plateau_line(best_p: ArmEvidence | None, transitions: dict[str, list[dict]]) -> str:
@@ -709,7 +1097,7 @@ def _plateau_line(best_p: ArmEvidence | None, transitions: dict[str, list[dict]]
         return ""
     last = steps[-1]
     cmp: Comparison = last["comparison"]
-    if cmp.verdict == "better":
+    if cmp.verdict == BETTER:
         return ""
     return (
         f"prompting has plateaued: the last step, {last['from'].label} -> {last['to'].label}, changed "
@@ -719,7 +1107,7 @@ def _plateau_line(best_p: ArmEvidence | None, transitions: dict[str, list[dict]]
 
 def _still_gaining(best_p: ArmEvidence, transitions) -> bool:
     steps = _prompting_steps(best_p, transitions)
-    return bool(steps) and steps[-1]["comparison"].verdict == "better"
+    return bool(steps) and steps[-1]["comparison"].verdict == BETTER
 
 
 def _last_step_line(best_p: ArmEvidence, transitions) -> str:
@@ -742,17 +1130,16 @@ def _prompting_steps(best_p: ArmEvidence | None, transitions) -> list[dict]:
 
 def _comparison_line(a: ArmEvidence, b: ArmEvidence, cmp: Comparison) -> str:
     low, high = cmp.diff_ci
+    adjusted = ", Bonferroni-adjusted" if "Bonferroni" in cmp.test else ""
     return (
         f"{b.label} against {a.label}: {'+' if (cmp.diff or 0) >= 0 else ''}{_fmt(cmp.diff)} "
-        f"[{_fmt(low)}, {_fmt(high)}] on {cmp.n} paired cases, p{_p(cmp.p_value)} ({cmp.verdict})"
+        f"[{_fmt(low)}, {_fmt(high)}] on {cmp.n} paired cases, p{_p(cmp.p_value)}{adjusted} ({cmp.verdict})"
     )
 
 
-def _hybrid_line(chosen: ArmEvidence, tuned: Sequence[ArmEvidence], target: float) -> str:
-    plain = [a for a in tuned if a.family == FINE_TUNED]
-    if not plain:
+def _hybrid_line(chosen: ArmEvidence, best_plain: ArmEvidence | None, target: float) -> str:
+    if best_plain is None:
         return f"no fine-tuned arm without a prompt was measured; {chosen.label} reaches the target with one"
-    best_plain = _best(plain)
     return (
         f"the fine-tuned model alone ({best_plain.label}: {_ci(best_plain)}) does not reach the "
         f"target {target:g}; with a prompt it does"
@@ -762,9 +1149,10 @@ def _hybrid_line(chosen: ArmEvidence, tuned: Sequence[ArmEvidence], target: floa
 # --- break-even between the two options the team is choosing between -------------------------
 
 
-def _add_break_even(d: Decision, prompting, tuned, profile: Profile) -> None:
-    """Compare the prompting arm the team would ship (the cheapest meeting the target, else the best)
-    with the fine-tuned arm the verdict names (else the cheapest meeting the target, else the best)."""
+def _add_break_even(d: Decision, prompting, tuned, profile: Profile, ref: ArmEvidence | None = None) -> None:
+    """Compare the prompting arm the team would ship (`ref`: the one the verdict picked, the cheapest
+    meeting the target, else the best) with the fine-tuned arm the verdict names (else the cheapest
+    meeting the target, else the best)."""
     if not prompting or not tuned:
         reason = (
             "No fine-tuned arm was measured in this run, so there is no break-even to compute: register "
@@ -776,7 +1164,7 @@ def _add_break_even(d: Decision, prompting, tuned, profile: Profile) -> None:
         if not tuned:
             d.evidence.append("no fine-tuned arm was measured, so there is no break-even to compute")
         return
-    ref = _cheapest_meeting(prompting, profile) or _best(prompting)
+    ref = ref or _cheapest_meeting(prompting, profile) or _best(prompting)
     named = [a for a in tuned if a.label == d.arm]
     ft = named[0] if named else (_cheapest_meeting(tuned, profile) or _best(tuned))
     c_p, c_f = cost_per_request(ref), cost_per_request(ft)

@@ -44,7 +44,8 @@ class SuiteDecisionView(APIView):
                     "tokens_per_char, verdict (prompting-enough, fine-tune, fine-tune-for-cost, hybrid, "
                     "collect-more-data, inconclusive or no-evidence), title, summary, arm, evidence, "
                     "caveats, cases_needed, ladder, costs, break_even, curves, frontier, checklist, "
-                    "profile."
+                    "profile, selection (how the arms were picked and judged: the rule, split or "
+                    "same-cases with a Bonferroni correction, and the cases on each side)."
                 ),
             ),
             400: OpenApiResponse(

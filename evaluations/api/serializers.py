@@ -37,6 +37,7 @@ from evaluations.models import (
     TaskType,
 )
 from evaluations.selectors.schedules import next_fire
+from evaluations.services import fewshot_optimize
 from evaluations.services.runs import MAX_REPEATS
 
 MAX_ID = 2**63 - 1  # the largest id a database column holds; larger numbers are refused, not looked up
@@ -290,6 +291,52 @@ class StrategySerializer(JsonReady, serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class StrategyOptimizeInput(serializers.Serializer):
+    suite = id_field(help_text="suite id: its latest version's train split is searched")
+    endpoint = id_field(help_text="endpoint id: the model the candidates are scored with")
+    k = serializers.IntegerField(
+        min_value=1, max_value=fewshot_optimize.MAX_K, default=3, help_text="demonstrations per prompt"
+    )
+    candidates = serializers.IntegerField(
+        min_value=1, max_value=fewshot_optimize.MAX_CANDIDATES, default=8,
+        help_text="candidate demonstration sets tried (calls = candidates x dev cases)",
+    )  # fmt: skip
+    dev_size = serializers.IntegerField(
+        min_value=1, max_value=fewshot_optimize.MAX_DEV_SIZE, default=20,
+        help_text="dev cases carved from the train split, at most (about 30% of it)",
+    )  # fmt: skip
+    seed = serializers.IntegerField(
+        min_value=0, max_value=fewshot_optimize.MAX_SEED, default=0, help_text="same seed, same search"
+    )
+    name = serializers.CharField(
+        max_length=fewshot_optimize.NAME_MAX, required=False, allow_blank=True,
+        help_text="the strategy's name; default few-shot-optimized-<suite>",
+    )  # fmt: skip
+
+    def validate(self, attrs):
+        suite = Suite.objects.filter(pk=attrs["suite"]).first()
+        if suite is None:
+            raise serializers.ValidationError({"suite": f"no suite #{attrs['suite']} (GET /api/v1/suites/)"})
+        endpoint = Endpoint.objects.filter(pk=attrs["endpoint"]).first()
+        if endpoint is None:
+            raise serializers.ValidationError(
+                {"endpoint": f"no endpoint #{attrs['endpoint']} (GET /api/v1/endpoints/ lists them)"}
+            )
+        attrs["suite"], attrs["endpoint"] = suite, endpoint
+        return attrs
+
+
+class StrategyOptimizeQueued(serializers.Serializer):
+    detail = serializers.CharField(help_text="what was queued and where its strategy will appear")
+    name = serializers.CharField(help_text="the strategy's name; its next version is the frozen one")
+    suite = SuiteRefSerializer()
+    suite_version = serializers.IntegerField()
+    endpoint = EndpointRefSerializer()
+    dev_cases = serializers.IntegerField()
+    max_calls = serializers.IntegerField(help_text="candidates x dev cases")
+    request = serializers.CharField(help_text="the strategy's params.search.request once frozen")
+
+
 # --- runs -------------------------------------------------------------------------------------------
 
 
@@ -367,6 +414,14 @@ class ArmInput(serializers.Serializer):
 
 def resolve_arms(arms: list[dict]) -> list[tuple[Endpoint, Strategy]]:
     """[{endpoint, strategy}] ids as (Endpoint, Strategy) pairs; unknown ids name the arm."""
+    # A PATCH validates partially, the arms' fields too (DRF): an arm missing one is named here.
+    missing = {
+        i: {name: ["This field is required."] for name in ("endpoint", "strategy") if name not in arm}
+        for i, arm in enumerate(arms)
+        if not {"endpoint", "strategy"} <= set(arm)
+    }
+    if missing:
+        raise serializers.ValidationError({"arms": missing})
     endpoints = Endpoint.objects.in_bulk([a["endpoint"] for a in arms])
     strategies = Strategy.objects.in_bulk([a["strategy"] for a in arms])
     pairs, errors = [], {}

@@ -1,5 +1,5 @@
 """API v1's routes, and nothing else: the resources are the viewsets of `viewsets.py`, the decision
-on a suite is `decision.py`, a run's reviews `reviews.py`."""
+on a suite is `decision.py`, a suite's knowledge documents `knowledge.py`, a run's reviews `reviews.py`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from rest_framework.routers import SimpleRouter
 
 from evaluations.api import viewsets
 from evaluations.api.decision import SuiteDecisionView
+from evaluations.api.knowledge import SuiteKnowledgeView
 from evaluations.api.reviews import RunReviewsView
 
 app_name = "api-v1"
@@ -22,6 +23,7 @@ router.register("schedules", viewsets.ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     path("suites/<int:id>/decision", SuiteDecisionView.as_view(), name="suite-decision"),
+    path("suites/<int:id>/knowledge/", SuiteKnowledgeView.as_view(), name="suite-knowledge"),
     path("runs/<int:id>/reviews/", RunReviewsView.as_view(), name="run-reviews"),
     *router.urls,
 ]

@@ -38,6 +38,7 @@ from evaluations.selectors.runs import results_for_run, run_arms_with_summaries
 from evaluations.selectors.suites import version_cases
 from evaluations.services import signoffs as signoff_services
 from evaluations.services.endpoints import endpoint_create, endpoint_update
+from evaluations.services.fewshot_optimize import OptimizeError, strategy_optimize_request
 from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge, run_regressions
 from evaluations.services.runs import RunError, run_cancel, run_create, run_delete, run_resume
 from evaluations.services.schedules import ScheduleError, schedule_create, schedule_delete, schedule_update
@@ -259,8 +260,50 @@ class EndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
     retrieve=extend_schema(summary="A strategy", tags=["strategies"]),
 )
 class StrategyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    action_permissions = {"optimize": roles.RUN}
     serializer_class = s.StrategySerializer
     queryset = Strategy.objects.order_by("name", "-version")
+
+    @extend_schema(
+        operation_id="strategy_optimize",
+        summary="Search the train split for the best few-shot demonstrations, frozen as a new strategy",
+        description="A seeded search (queued for a worker on the `llm` queue): a dev slice is carved "
+        "from the suite's latest train split, `candidates` sets of `k` demonstrations (and their order) "
+        "are tried on it with the endpoint and scored with the suite's own assertions, and the best is "
+        "frozen as the next version of a `few-shot-optimized` strategy. It appears in "
+        "`GET /api/v1/strategies/` when done; its `params` hold the examples and `params.search` what "
+        "the search found and cost (calls, tokens, USD). Refused (400) when the train split has fewer "
+        "than k+2 labelled cases.",
+        tags=["strategies"],
+        request=s.StrategyOptimizeInput,
+        responses={
+            202: s.StrategyOptimizeQueued,
+            400: OpenApiResponse(s.ErrorSerializer, description="cannot be made: `detail` says why"),
+        },
+    )
+    @action(detail=False, methods=["post"], pagination_class=None)
+    def optimize(self, request):
+        data = body(request, s.StrategyOptimizeInput)
+        suite, endpoint = data["suite"], data["endpoint"]
+        with service_errors(OptimizeError):
+            queued = strategy_optimize_request(
+                suite=suite, endpoint=endpoint, k=data["k"], candidates=data["candidates"],
+                dev_size=data["dev_size"], seed=data["seed"], name=data.get("name") or None,
+                user=request.user,
+            )  # fmt: skip
+        detail = (
+            f"queued: a search of {data['candidates']} candidate(s) of k={data['k']} on "
+            f"{queued['dev_cases']} dev case(s) of {suite.name} v{queued['suite_version']} with "
+            f"{endpoint.name} (up to {queued['max_calls']} calls); when a worker has run it, "
+            f"{queued['name']} appears in GET /api/v1/strategies/ with its examples and search cost "
+            "in params"
+        )
+        payload = {
+            "detail": detail, **queued,
+            "suite": {"id": suite.pk, "name": suite.name},
+            "endpoint": {"id": endpoint.pk, "name": endpoint.name},
+        }  # fmt: skip
+        return Response(s.StrategyOptimizeQueued(payload).data, status=status.HTTP_202_ACCEPTED)
 
 
 # --- runs -------------------------------------------------------------------------------------------

@@ -358,6 +358,8 @@ def generate(seed: int = 7, train: int = 300, test: int = 100) -> list[dict]:
                     "expected": label,
                     "split": split,
                     "tags": ["ambiguous" if ambiguous else "plain"],
+                    # the routing guide's section on the queue (demo_data/knowledge/): recall@k, MRR
+                    "metadata": {"gold_docs": [label]},
                 }
             )
     return cases

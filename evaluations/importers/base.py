@@ -618,6 +618,21 @@ class SuiteExtras:
     notes: list[str] = field(default_factory=list)
 
 
+def upload_size_check(sizes: list[tuple[str, int]], *, limit: int) -> None:
+    """SuiteFormatError naming the files when their total size passes `limit` (FTVP_MAX_UPLOAD_BYTES).
+
+    Every upload path calls it before reading the files (the page's form, the API, the CLI with the
+    files' sizes on disk) and `read_sources` again on what it was given, so all say the same."""
+    total = sum(size for _, size in sizes)
+    if total > limit:
+        names = ", ".join(name for name, _ in sizes[:5]) + (", ..." if len(sizes) > 5 else "")
+        raise SuiteFormatError(
+            names,
+            f"{'is' if len(sizes) == 1 else 'are'} {total:,} bytes; the limit is {limit:,} bytes "
+            "(FTVP_MAX_UPLOAD_BYTES): split the upload into smaller ones, or ask an admin to raise it",
+        )
+
+
 class _AliasRefused(yaml.YAMLError):
     def __init__(self, line: int) -> None:
         self.line = line

@@ -31,9 +31,11 @@ from .base import (
     TooManyErrors,
     load_yaml,
     loads_json,
+    upload_size_check,
 )
 from .csv_format import read_csv
 from .jsonl_format import read_jsonl
+from .knowledge import KnowledgeDocument, is_knowledge_path, read_knowledge
 from .peers import (
     looks_like_ftvp_yaml,
     looks_like_openai_evals_registry,
@@ -66,6 +68,8 @@ class ImportResult:
     format: str
     extras: SuiteExtras = field(default_factory=SuiteExtras)
     files: list[str] = field(default_factory=list)
+    # The documents of a `knowledge/` folder in the upload (a zip); None when it had none.
+    knowledge: list[KnowledgeDocument] | None = None
 
 
 def read_sources(
@@ -77,13 +81,20 @@ def read_sources(
     max_errors: int = DEFAULT_MAX_ERRORS,
     max_bytes: int = 200 * 1024 * 1024,
 ) -> ImportResult:
-    """Read an upload of one or more files (zips are opened) into validated cases."""
+    """Read an upload of one or more files (zips are opened) into validated cases; the files of a
+    `knowledge/` folder in a zip are the version's knowledge documents (`result.knowledge`), not cases."""
     if fmt and fmt not in FORMATS:
         raise SuiteFormatError("--format", f"{fmt!r} is not a format; use one of: {', '.join(FORMATS)}")
     if test_fraction is not None and not 0 < test_fraction < 1:
         raise SuiteFormatError("--test-fraction", f"{test_fraction} must be between 0 and 1 (e.g. 0.2)")
-    files = _expand(files, max_bytes=max_bytes)
+    files, knowledge_files = _knowledge_apart(_expand(files, max_bytes=max_bytes))
     if not files:
+        if knowledge_files:
+            raise SuiteFormatError(
+                "upload",
+                "holds only knowledge/ files; put the suite's cases file next to the knowledge folder, or "
+                "add documents to an existing suite with its Knowledge upload (or import_knowledge)",
+            )
         raise SuiteFormatError("upload", "holds no file; upload a suite file")
     by_name = {str(PurePosixPath(f.name)): f for f in files}
     entry, kind = _entry(files, fmt)
@@ -108,7 +119,33 @@ def read_sources(
     cases = reader.cases
     if test_fraction is not None:
         _split(cases, test_fraction, seed)
-    return ImportResult(cases=cases, format=kind, extras=extras, files=[f.name for f in files])
+    knowledge = read_knowledge(knowledge_files, max_bytes=max_bytes) if knowledge_files else None
+    return ImportResult(
+        cases=cases, format=kind, extras=extras, files=[f.name for f in files], knowledge=knowledge
+    )
+
+
+def read_knowledge_files(
+    files: list[SourceFile], *, max_bytes: int = 200 * 1024 * 1024
+) -> list[KnowledgeDocument]:
+    """An upload of knowledge documents (txt, md, jsonl, csv; zips are opened): the checked documents
+    with their chunks (see knowledge.py)."""
+    uploaded = {f.name for f in files}
+    expanded = [f for f in _expand(files, max_bytes=max_bytes) if f.name in uploaded or not _hidden(f.name)]
+    return read_knowledge(expanded, max_bytes=max_bytes)
+
+
+def _hidden(name: str) -> bool:
+    """A file the system put in a zip, not its author: `.DS_Store`, `._refunds.md`."""
+    return PurePosixPath(name).name.startswith(".")
+
+
+def _knowledge_apart(files: list[SourceFile]) -> tuple[list[SourceFile], list[SourceFile]]:
+    """The upload's suite files, and those of its `knowledge/` folder (hidden files there dropped)."""
+    knowledge = [f for f in files if is_knowledge_path(f.name)]
+    if not knowledge:
+        return files, []
+    return [f for f in files if not is_knowledge_path(f.name)], [f for f in knowledge if not _hidden(f.name)]
 
 
 def _split(cases: list[CaseDict], fraction: float, seed: int) -> None:
@@ -126,21 +163,6 @@ TOO_LARGE = (
     "the upload is larger than the limit of {limit:,} bytes (FTVP_MAX_UPLOAD_BYTES); split the suite "
     "into smaller uploads, or ask an admin to raise the limit"
 )
-
-
-def upload_size_check(sizes: list[tuple[str, int]], *, limit: int) -> None:
-    """SuiteFormatError naming the files when their total size passes `limit` (FTVP_MAX_UPLOAD_BYTES).
-
-    Every upload path calls it before reading the files (the page's form, the API, the CLI with the
-    files' sizes on disk) and `read_sources` again on what it was given, so all say the same."""
-    total = sum(size for _, size in sizes)
-    if total > limit:
-        names = ", ".join(name for name, _ in sizes[:5]) + (", ..." if len(sizes) > 5 else "")
-        raise SuiteFormatError(
-            names,
-            f"{'is' if len(sizes) == 1 else 'are'} {total:,} bytes; the limit is {limit:,} bytes "
-            "(FTVP_MAX_UPLOAD_BYTES): split the suite into smaller uploads, or ask an admin to raise it",
-        )
 
 
 def _expand(files: list[SourceFile], *, max_bytes: int) -> list[SourceFile]:

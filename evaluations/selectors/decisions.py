@@ -134,6 +134,10 @@ def arm_evidence(run: Run, pairs: list[tuple[Arm, dict]]) -> list[ArmEvidence]:
         summary = summary or {}
         endpoint = arm.endpoint
         if endpoint.kind == EndpointKind.FINE_TUNED:
+            # The fine-tuned model alone (plain, zero-shot), or with a prompt: hybrid. A retrieval
+            # kind (rag, rag+few-shot-nearest) makes it fine-tuned + RAG, a hybrid whose ladder level
+            # tells it apart (ArmEvidence.level). On a base endpoint every kind, retrieval included,
+            # is prompting: the "prompting-or-retrieval" family the verdict weighs fine-tuning against.
             family = FINE_TUNED if arm.strategy.kind in ("plain", "zero-shot") else HYBRID
             if endpoint.base_endpoint_id:
                 base = names[endpoint.base_endpoint_id]

@@ -24,14 +24,14 @@ from evaluations.models import Arm, Result, Run
 COLUMNS = (
     "run_id", "arm_id", "suite", "suite_version", "case_key", "split", "tags", "input", "expected",
     "endpoint", "strategy", "sample", "output", "answer", "score", "passed", "scores", "prompt_tokens",
-    "completion_tokens", "latency_ms", "cost", "error", "cached",
+    "completion_tokens", "latency_ms", "cost", "error", "cached", "retrieved",
 )  # fmt: skip
 
 # What is read of each result (values_list: no model instances, the case joined in the same query).
 RESULT_FIELDS = (
     "arm_id", "case__key", "case__split", "case__tags", "case__input", "case__expected", "sample",
     "output", "answer", "score", "passed", "scores", "prompt_tokens", "completion_tokens", "latency_ms",
-    "cost", "error", "cached",
+    "cost", "error", "cached", "retrieved",
 )  # fmt: skip
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -61,7 +61,7 @@ def result_record(values: tuple, *, run_id: int, suite: str, version: int, arms:
     """One exported row from a tuple of RESULT_FIELDS; `arms` maps arm id -> (endpoint, strategy)."""
     (
         arm_id, key, split, tags, case_input, expected, sample, output, answer, score, passed, scores,
-        prompt_tokens, completion_tokens, latency_ms, cost, error, cached,
+        prompt_tokens, completion_tokens, latency_ms, cost, error, cached, retrieved,
     ) = values  # fmt: skip
     endpoint, strategy = arms.get(arm_id, ("", ""))
     return {
@@ -88,6 +88,8 @@ def result_record(values: tuple, *, run_id: int, suite: str, version: int, arms:
         "cost": cost,
         "error": error,
         "cached": cached,
+        # retrieval strategies: the passages in the prompt, best first ({doc, chunk, score})
+        "retrieved": list(retrieved or []),
     }
 
 

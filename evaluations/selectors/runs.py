@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
+from evaluations import retrieval, strategies
 from evaluations.analysis.summary import Row, summarise
 from evaluations.models import Arm, Batch, Result, Run, Scoring, expected_as_list
 
@@ -67,7 +68,7 @@ def arm_summaries(run: Run) -> dict[int, dict]:
                 compute_seconds=compute_seconds,
             )
         )
-    return {
+    summaries = {
         arm_id: summarise(
             arm_rows,
             task_type=version.task_type,
@@ -76,6 +77,37 @@ def arm_summaries(run: Run) -> dict[int, dict]:
         )
         for arm_id, arm_rows in rows.items()
     }
+    for arm_id, metrics in _retrieval_summaries(run).items():
+        summaries[arm_id]["retrieval"] = metrics
+    return summaries
+
+
+def _retrieval_summaries(run: Run) -> dict[int, dict]:
+    """The retrieval arms' recall@k and MRR against the cases' `metadata.gold_docs` (first sample
+    of each case: retrieval depends on the input alone)."""
+    arms = {
+        arm_id: params
+        for arm_id, kind, params in run.arms.values_list("id", "strategy__kind", "strategy__params")
+        if kind in strategies.RAG_KINDS
+    }
+    pairs: dict[int, list] = {arm_id: [] for arm_id in arms}
+    got = Result.objects.filter(arm_id__in=arms, sample=0).values_list(
+        "arm_id", "retrieved", "case__metadata"
+    )
+    for arm_id, retrieved, metadata in got.iterator(chunk_size=2000):
+        docs = [str(hit.get("doc")) for hit in retrieved or [] if isinstance(hit, dict)]
+        pairs[arm_id].append((docs, retrieval.gold_docs(metadata)))
+    return {
+        arm_id: retrieval.retrieval_metrics(pairs[arm_id], k=_int_or_none((params or {}).get("k", 3)))
+        for arm_id, params in arms.items()
+    }
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _format_ok(scores: dict | None) -> bool | None:

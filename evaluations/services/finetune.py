@@ -38,8 +38,11 @@ from evaluations.training import Hyperparameters, TrainingCancelled, TrainingErr
 log = logging.getLogger(__name__)
 
 MIN_EXAMPLES = 4
-# The base model's prompting ladder, evaluated next to the new fine-tuned endpoint.
-LADDER_STRATEGIES = ("zero-shot", "few-shot", "system", "cot", "structured")
+# The base model's prompting ladder, evaluated next to the new fine-tuned endpoint; with knowledge
+# documents, retrieval on the base model and on the fine-tuned one as well; with a frozen optimised
+# few-shot strategy for the suite, that too (docs/decision.md, the ladder).
+LADDER_STRATEGIES = ("zero-shot", "few-shot", "few-shot-nearest", "system", "cot", "structured")
+RETRIEVAL_STRATEGY = "rag"
 
 
 class FineTuneError(ValueError):
@@ -225,7 +228,9 @@ def _register(job_id: int, result, losses: list[float], out: Path):
         params=dict(base.params or {}),
     )
     run = run_create(
-        suite_version=job.suite_version, arms=_evaluation_arms(base, endpoint), user=job.created_by
+        suite_version=job.suite_version,
+        arms=_evaluation_arms(base, endpoint, job.suite_version),
+        user=job.created_by,
     )
     job.status = FineTuneStatus.SUCCEEDED
     job.finished_at = timezone.now()
@@ -246,7 +251,9 @@ def finetune_evaluate(*, job: FineTuneJob, user=None) -> Run:
     if job.status != FineTuneStatus.SUCCEEDED or job.endpoint is None:
         raise FineTuneError(f"fine-tune #{job.pk} has no fine-tuned endpoint to evaluate")
     run = run_create(
-        suite_version=job.suite_version, arms=_evaluation_arms(job.base_endpoint, job.endpoint), user=user
+        suite_version=job.suite_version,
+        arms=_evaluation_arms(job.base_endpoint, job.endpoint, job.suite_version),
+        user=user,
     )
     FineTuneJob.objects.filter(pk=job.pk).update(run=run)
     job.run = run
@@ -285,12 +292,34 @@ def finetunes_recover(*, startup: bool = False) -> dict[str, int]:
     return counts
 
 
-def _evaluation_arms(base: Endpoint, tuned: Endpoint) -> list[tuple[Endpoint, Strategy]]:
+def _evaluation_arms(
+    base: Endpoint, tuned: Endpoint, version: SuiteVersion
+) -> list[tuple[Endpoint, Strategy]]:
     by_name = {s.name: s for s in Strategy.objects.filter(version=1, name__in=[*LADDER_STRATEGIES, "plain"])}
     missing = [n for n in (*LADDER_STRATEGIES, "plain") if n not in by_name]
     if missing:
         raise FineTuneError(f"built-in strategies missing: {', '.join(missing)} (run migrate)")
-    return [(base, by_name[n]) for n in LADDER_STRATEGIES] + [(tuned, by_name["plain"])]
+    arms = [(base, by_name[n]) for n in LADDER_STRATEGIES]
+    optimized = optimized_strategy(version)
+    if optimized is not None:
+        arms.append((base, optimized))
+    rag = Strategy.objects.filter(version=1, name=RETRIEVAL_STRATEGY).first()
+    retrieval = rag is not None and version.chunks.exists()
+    if retrieval:
+        arms.append((base, rag))
+    arms.append((tuned, by_name["plain"]))
+    if retrieval:
+        arms.append((tuned, rag))
+    return arms
+
+
+def optimized_strategy(version: SuiteVersion) -> Strategy | None:
+    """The newest `few-shot-optimized` strategy frozen for the version's suite, if any."""
+    return (
+        Strategy.objects.filter(kind="few-shot-optimized", params__search__suite=version.suite.name)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
 
 
 def _endpoint_name(base: Endpoint, job: FineTuneJob) -> str:

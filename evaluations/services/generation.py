@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from evaluations import strategies
+from evaluations import retrieval, strategies
 from evaluations.analysis.costs import token_cost
 from evaluations.models import (
     Arm,
@@ -26,6 +26,7 @@ from evaluations.models import (
     Case,
     CompletionCache,
     Endpoint,
+    KnowledgeChunk,
     Result,
     Run,
     RunStatus,
@@ -77,11 +78,14 @@ def _examples(arm: Arm, version: SuiteVersion) -> list[strategies.Example]:
 
 
 def _nearest(arm: Arm, pool: list[strategies.Example], cases: list[Case]) -> dict[int, tuple]:
-    """For `few-shot-nearest`: each case's k nearest train examples, by the embeddings of their
-    inputs (the suite's embedder and its database cache: a pool is embedded once, then read back)."""
-    if arm.strategy.kind != "few-shot-nearest" or not pool:
+    """For `few-shot-nearest` (and `rag+few-shot-nearest`): each case's k nearest train examples, by
+    the embeddings of their inputs (the suite's embedder and its database cache: a pool is embedded
+    once, then read back)."""
+    if arm.strategy.kind not in strategies.NEAREST_KINDS or not pool:
         return {}
     params = arm.strategy.params or {}
+    # With retrieval, `k` counts passages and `shots` the demonstrations.
+    shots = params.get("shots", 3) if arm.strategy.kind in strategies.RAG_KINDS else params.get("k", 3)
     embedder = CachedEmbedder(get_embedder(), DBVectorStore())
     pool_vectors = embedder.embed([strategies.input_text(ex.input) for ex in pool])
     unique = list({case.pk: case for case in cases}.values())
@@ -91,12 +95,87 @@ def _nearest(arm: Arm, pool: list[strategies.Example], cases: list[Case]) -> dic
             pool,
             pool_vectors,
             query,
-            int(params.get("k", 3)),
+            int(shots),
             order=str(params.get("order", "nearest-last")),
             exclude_input=case.input,
         )
         for case, query in zip(unique, queries, strict=True)
     }
+
+
+def _frozen_examples(arm: Arm) -> tuple[strategies.Example, ...]:
+    """A `few-shot-optimized` strategy's demonstrations, frozen in its params by the search."""
+    examples = (arm.strategy.params or {}).get("examples")
+    if not isinstance(examples, list) or not all(isinstance(e, dict) and "input" in e for e in examples):
+        raise ValueError("its params hold no `examples` list; make it with `optimize_fewshot`")
+    return tuple(strategies.Example(input=e["input"], output=str(e.get("output", ""))) for e in examples)
+
+
+class NoKnowledge(ValueError):
+    """A retrieval strategy on a suite version without knowledge documents."""
+
+
+class _Corpus:
+    """A suite version's knowledge chunks with their search index (a version is immutable)."""
+
+    def __init__(self, rows: list[tuple[str, int, str]], index: retrieval.Index) -> None:
+        self.rows = rows  # (doc id, chunk position, text), in the index's order
+        self.index = index
+
+
+_corpora: dict[int, _Corpus] = {}
+_corpora_lock = threading.Lock()
+_CORPORA_KEPT = 4
+
+
+def _corpus(version: SuiteVersion, embedder: CachedEmbedder) -> _Corpus:
+    """The version's corpus, built once per process (its chunks embedded once: the vectors are
+    cached in the database, so another worker reads them back)."""
+    with _corpora_lock:
+        corpus = _corpora.get(version.pk)
+    if corpus is not None:
+        return corpus
+    rows = list(
+        KnowledgeChunk.objects.filter(version=version)
+        .order_by("doc__position", "position")
+        .values_list("doc__doc_id", "position", "text")
+    )
+    if not rows:
+        raise NoKnowledge(
+            f"{version} has no knowledge documents to retrieve from; add them with "
+            "`manage.py import_knowledge`, the suite page or a knowledge/ folder in the suite's zip"
+        )
+    corpus = _Corpus(rows, retrieval.Index([r[2] for r in rows], embedder.embed([r[2] for r in rows])))
+    with _corpora_lock:
+        if len(_corpora) >= _CORPORA_KEPT:
+            _corpora.pop(next(iter(_corpora)))
+        _corpora[version.pk] = corpus
+    return corpus
+
+
+def _retrieve(arm: Arm, version: SuiteVersion, cases: list[Case]) -> dict[int, tuple[tuple, list[dict]]]:
+    """For the retrieval strategies: each case's top-k passages (BM25 fused with embedding
+    similarity) and what the result records of them ({doc, chunk, score}, best first)."""
+    if arm.strategy.kind not in strategies.RAG_KINDS:
+        return {}
+    k = int((arm.strategy.params or {}).get("k", 3))
+    if k < 1:
+        raise ValueError(f"k must be at least 1; got {k}")
+    embedder = CachedEmbedder(get_embedder(), DBVectorStore())
+    corpus = _corpus(version, embedder)
+    unique = list({case.pk: case for case in cases}.values())
+    texts = [strategies.input_text(case.input) for case in unique]
+    out = {}
+    for case, text, vector in zip(unique, texts, embedder.embed(texts), strict=True):
+        hits = corpus.index.search(text, vector, k)
+        rows = [corpus.rows[h.index] for h in hits]
+        passages = tuple(strategies.Passage(doc=doc, text=chunk) for doc, _, chunk in rows)
+        got = [
+            {"doc": doc, "chunk": position, "score": round(h.score, 6)}
+            for (doc, position, _), h in zip(rows, hits, strict=True)
+        ]
+        out[case.pk] = (passages, got)
+    return out
 
 
 def _render(
@@ -105,10 +184,17 @@ def _render(
     case: Case,
     pool: list[strategies.Example],
     nearest: dict[int, tuple] | None = None,
+    retrieved: dict[int, tuple] | None = None,
+    frozen: tuple[strategies.Example, ...] | None = None,
 ) -> list[dict]:
     params = arm.strategy.params or {}
-    if nearest:
-        examples = nearest.get(case.pk, ())
+    kind = arm.strategy.kind
+    if frozen is not None:
+        examples = frozen
+    elif kind in strategies.NEAREST_KINDS:
+        examples = (nearest or {}).get(case.pk, ())
+    elif kind not in strategies.FEW_SHOT_KINDS:
+        examples = ()
     else:
         examples = strategies.pick_examples(
             pool, int(params.get("k", 3)), seed=f"{version.pk}:{case.key}", exclude_input=case.input
@@ -120,8 +206,9 @@ def _render(
         examples=examples,
         params=params,
         vars=variables if isinstance(variables, dict) else {},
+        passages=(retrieved or {}).get(case.pk, ((), []))[0],
     )
-    return strategies.render(arm.strategy.kind, case.input, ctx)
+    return strategies.render(kind, case.input, ctx)
 
 
 def batch_generate(*, batch_id: int) -> None:
@@ -169,13 +256,19 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
     read_cache = cacheable and run.use_cache
     # Secrets (the endpoint's key...) are masked in whatever the model answers before it is stored.
     redact = redactor()
-    pool = _examples(arm, version)
+    pool = _examples(arm, version) if arm.strategy.kind != "few-shot-optimized" else []
     try:
+        frozen = _frozen_examples(arm) if arm.strategy.kind == "few-shot-optimized" else None
         nearest = _nearest(arm, pool, [case for case, _ in todo])
+        retrieved = _retrieve(arm, version, [case for case, _ in todo])
+    except NoKnowledge as exc:
+        run_fail(run_id=run.pk, error=f"strategy {arm.strategy}: {exc}, then run again")
+        return
     except (TypeError, ValueError) as exc:  # the strategy's params (k, order) are not usable
         run_fail(run_id=run.pk, error=f"strategy {arm.strategy}: {exc}; fix its parameters, then run again")
         return
-    prompts = [_render(arm, version, case, pool, nearest) for case, _ in todo]
+    prompts = [_render(arm, version, case, pool, nearest, retrieved, frozen) for case, _ in todo]
+    chunks = [retrieved.get(case.pk, ((), []))[1] for case, _ in todo]
     keys = [_cache_key(endpoint, params, p) for p in prompts] if cacheable else [None] * len(prompts)
     cached = (
         {c.key: c for c in CompletionCache.objects.filter(key__in=[k for k in keys if k])}
@@ -216,7 +309,7 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
             completions[i] = Completion(error=str(exc))
         missing = []
     ready = [i for i in range(len(todo)) if completions[i] is not None]
-    _save(arm, todo, prompts, completions, from_cache, keys, ready, redact)
+    _save(arm, todo, prompts, chunks, completions, from_cache, keys, ready, redact)
 
     def settle(i: int, completion: Completion) -> list[int]:
         """Record the answer to todo[i] and to the identical prompts that waited for it."""
@@ -227,8 +320,11 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
 
     try:
         if missing and hasattr(provider, "complete_iter"):
-            _stream(run, provider, [prompts[i] for i in missing], gen_params, missing, settle,
-                    lambda done: _save(arm, todo, prompts, completions, from_cache, keys, done, redact),
+
+            def save(done: list[int]) -> None:
+                _save(arm, todo, prompts, chunks, completions, from_cache, keys, done, redact)
+
+            _stream(run, provider, [prompts[i] for i in missing], gen_params, missing, settle, save,
                     flush_every=max(32, 2 * endpoint.max_concurrency))  # fmt: skip
             return
         # A local model answers a chunk at a time: a cancel is noticed between chunks.
@@ -242,7 +338,7 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
             except ProviderError as exc:  # the endpoint as a whole is unusable (e.g. model missing)
                 got = [Completion(error=str(exc)) for _ in chunk]
             done = [j for i, completion in zip(chunk, got, strict=True) for j in settle(i, completion)]
-            _save(arm, todo, prompts, completions, from_cache, keys, done, redact)
+            _save(arm, todo, prompts, chunks, completions, from_cache, keys, done, redact)
     finally:
         close = getattr(provider, "close", None)
         if close is not None:
@@ -307,7 +403,7 @@ def _stream(run, provider, prompts, params, indices, settle, save, *, flush_ever
     save(pending)
 
 
-def _save(arm, todo, prompts, completions, from_cache, keys, indices, redact) -> None:
+def _save(arm, todo, prompts, chunks, completions, from_cache, keys, indices, redact) -> None:
     """Upsert the results (and cache the answers) of `indices`; every text a model or server sent
     back (output, extracted answer, error) is stored with `redact`'s secrets masked."""
     if not indices:
@@ -330,6 +426,7 @@ def _save(arm, todo, prompts, completions, from_cache, keys, indices, redact) ->
                 case=case,
                 sample=sample,
                 prompt=prompts[i],
+                retrieved=chunks[i],
                 output=text,
                 answer=strategies.extract(strategy.kind, text, strategy.params) if c.ok else "",
                 prompt_tokens=c.prompt_tokens,
@@ -363,7 +460,7 @@ def _upsert(rows: list[Result], cache_rows: list[CompletionCache]) -> None:
             update_conflicts=True,
             unique_fields=["arm", "case", "sample"],
             update_fields=[
-                "prompt", "output", "answer", "prompt_tokens", "completion_tokens",
+                "prompt", "retrieved", "output", "answer", "prompt_tokens", "completion_tokens",
                 "latency_ms", "compute_seconds", "cost", "error", "cached",
             ],
         )  # fmt: skip

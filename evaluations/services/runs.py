@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from evaluations import strategies
 from evaluations.models import (
     Arm,
     Batch,
@@ -83,6 +84,13 @@ def run_create(
     )
     if not case_ids:
         raise RunError(f"{suite_version} has no test cases")
+    retrieving = [f"{e.name}:{s}" for e, s in arms if s.kind in strategies.RAG_KINDS]
+    if retrieving and not suite_version.chunks.exists():
+        raise RunError(
+            f"{', '.join(retrieving)} retrieve from the suite's knowledge documents, and {suite_version} "
+            "has none: add them with `manage.py import_knowledge`, the suite page or a knowledge/ folder "
+            "in the suite's zip, or leave the retrieval strategies out"
+        )
     chunks = {
         endpoint.pk: [case_ids[i : i + size] for i in range(0, len(case_ids), size)]
         for endpoint, size in ((e, batch_size(e)) for e, _ in arms)

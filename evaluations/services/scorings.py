@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from evaluations.models import Result, Run, RunStatus, Scoring
+from evaluations.models import Result, Run, RunStatus, Scoring, SuiteVersion
 from evaluations.scoring import assertions
 from evaluations.selectors.runs import arm_summaries, run_rescoring
 from evaluations.services import queue
@@ -30,11 +30,16 @@ class RescoreError(ValueError):
     pass
 
 
+def version_default_assertions(version: SuiteVersion) -> list[dict]:
+    """What a version's cases are checked with by default now: a version imported with its own
+    defaults (promptfoo's defaultTest) keeps them; else the suite's ([]: the task type's apply)."""
+    return list(version.default_assertions or version.suite.default_assertions or [])
+
+
 def scoring_create(*, run: Run, trigger: str = Scoring.Trigger.RUN, user=None) -> Scoring:
     """Snapshot how the run is scored now: the suite's default assertions, scorer versions, embedder."""
     version = run.suite_version
-    # A version imported with its own defaults (promptfoo's defaultTest) keeps them; else the suite's.
-    defaults = list(version.default_assertions or version.suite.default_assertions or [])
+    defaults = version_default_assertions(version)
     if defaults:
         used = list(defaults)
     else:  # the task type's defaults apply to cases with an expected output

@@ -13,6 +13,7 @@ from evaluations import roles
 from evaluations.importers import SourceFile, SuiteFormatError, read_sources
 from evaluations.models import Case, Split, Strategy, StrategyKind, Suite, SuiteVersion, TaskType
 from evaluations.services.audit import audit_record, audit_update, changes, snapshot, stored_snapshot
+from evaluations.services.knowledge import KNOWLEDGE_NOTE, KnowledgeStored, counted, knowledge_store
 
 
 def _labels(cases: list[dict]) -> list[str]:
@@ -43,6 +44,8 @@ def suite_import(
 ) -> SuiteVersion:
     """Read a suite file and store it as the suite's next version (creating the suite if new).
 
+    The files of a `knowledge/` folder in a zip become the version's knowledge documents; an upload
+    without one carries the previous version's documents over, so re-uploading cases loses none.
     Raises SuiteFormatError (naming file, line and field) before anything is written.
     """
     name = name.strip()
@@ -96,6 +99,9 @@ def suite_import(
         labels = []
 
     number = (suite.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    previous = suite.versions.filter(number__lt=number).order_by("-number").first()
+    previous_documents = previous.knowledge.count() if previous is not None else 0
+    knowledge_note = _knowledge_note(result.knowledge, previous, previous_documents)
     version = SuiteVersion.objects.create(
         suite=suite,
         number=number,
@@ -103,7 +109,7 @@ def suite_import(
         source_format=result.format,
         task_type=suite.task_type,
         labels=labels,
-        notes=result.extras.notes,
+        notes=[*result.extras.notes, *([knowledge_note] if knowledge_note else [])],
         # promptfoo's defaultTest.assert, ftvp YAML's defaults: this version's, not the suite's
         default_assertions=result.extras.default_assertions,
         created_by=user,
@@ -127,6 +133,12 @@ def suite_import(
                 for i, c in enumerate(cases[start : start + 1000])
             ]
         )
+    if result.knowledge is not None:  # the upload's knowledge/ folder: the version's documents
+        knowledge = knowledge_store(version=version, documents=result.knowledge)
+    elif previous_documents:  # none uploaded: the previous version's, as they were
+        knowledge = knowledge_store(version=version, source=previous)
+    else:
+        knowledge = KnowledgeStored()
     if created:  # the new suite's fields as the upload set them
         suite_before, suite_after = {}, snapshot(suite, UPLOAD_FIELDS)
     else:  # those it changed, with their values before and after
@@ -145,9 +157,38 @@ def suite_import(
             "source_format": version.source_format,
             "new_suite": created,
             **({"suite": suite_after} if suite_after else {}),
+            **(
+                {
+                    "knowledge": {
+                        "documents": knowledge.documents,
+                        "chunks": knowledge.chunks,
+                        "from": "upload" if result.knowledge is not None else f"v{previous.number}",
+                    }
+                }
+                if knowledge.documents
+                else {}
+            ),
         },
     )
     return version
+
+
+def _knowledge_note(documents: list | None, previous: SuiteVersion | None, previous_documents: int) -> str:
+    """What the new version's knowledge is, for its notes: the upload's knowledge/ folder, or the
+    previous version's documents carried over (nothing when there are none)."""
+    if documents is not None:
+        chunks = sum(len(doc["chunks"]) for doc in documents)
+        found = counted(len(documents), "document")
+        note = f"{KNOWLEDGE_NOTE}{found} from the knowledge/ folder ({counted(chunks, 'chunk')})"
+        if previous_documents:
+            note += f"; they replace the {previous_documents:,} of v{previous.number}"
+        return note + "."
+    if previous_documents:
+        return (
+            f"{KNOWLEDGE_NOTE}{counted(previous_documents, 'document')} of v{previous.number} carried over "
+            "(the upload has no knowledge/ folder)."
+        )
+    return ""
 
 
 # The suite's fields an upload may set (the rest are the suite page's settings).

@@ -9,16 +9,18 @@ from django.core.paginator import Paginator
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from evaluations import roles
 from evaluations.access import role_required
-from evaluations.forms import EndpointForm, RunForm, SuiteSettingsForm, SuiteUploadForm
+from evaluations.forms import EndpointForm, KnowledgeUploadForm, RunForm, SuiteSettingsForm, SuiteUploadForm
 from evaluations.importers import SourceFile, SuiteFormatError, SuiteValidationError
 from evaluations.importers.sources import TOO_LARGE
 from evaluations.models import Arm, Endpoint, Run, Split, Strategy, Suite
 from evaluations.selectors import comparisons
 from evaluations.selectors.audit import HISTORY_PER_PAGE, audit_rows, suite_events
+from evaluations.selectors.knowledge import knowledge_totals, version_documents
 from evaluations.selectors.reviews import with_reviews
 from evaluations.selectors.runs import (
     recent_runs,
@@ -34,6 +36,7 @@ from evaluations.selectors.signoffs import signoff_panel
 from evaluations.selectors.stalls import run_stall, runs_stalled
 from evaluations.selectors.suites import suites_with_counts, version_cases, version_diff
 from evaluations.services.endpoints import endpoint_create, params_warnings
+from evaluations.services.knowledge import knowledge_import
 from evaluations.services.runs import RunError, run_cancel, run_create, run_resume
 from evaluations.services.scorings import RescoreError, run_rescore
 from evaluations.services.suites import suite_import, suite_update_settings
@@ -115,6 +118,12 @@ def suite_upload(request: HttpRequest) -> HttpResponse:
 @require_safe
 def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     suite = get_object_or_404(Suite, pk=pk)
+    return render(request, "evaluations/suite_detail.html", _suite_context(request, suite))
+
+
+def _suite_context(request: HttpRequest, suite: Suite, **extra) -> dict:
+    """The suite page's context: the version shown (`?version=N`, else the latest) with its cases and
+    knowledge documents, what changed from the version before it, runs, findings, schedules, history."""
     versions = list(suite.versions.order_by("-number"))
     version = versions[0] if versions else None
     if request.GET.get("version", "").isdigit():
@@ -124,31 +133,76 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     cases = _page(request, version_cases(version, split=split, query=query)) if version else None
     previous = next((v for v in versions if version and v.number < version.number), None)
     history = Paginator(suite_events(suite.pk), HISTORY_PER_PAGE).get_page(request.GET.get("history_page"))
-    return render(
-        request,
-        "evaluations/suite_detail.html",
-        {
-            "suite": suite,
-            "history_page": history,
-            "history_rows": audit_rows(history.object_list),
-            "versions": versions,
-            "version": version,
-            "cases": cases,
-            "split": split,
-            "q": query,
-            "splits": Split.choices,
-            "runs": Run.objects.filter(suite_version__suite=suite)
-            .select_related("suite_version")
-            .order_by("-created_at")[:10],
-            "diff": version_diff(previous, version) if previous else None,
-            "open_findings": suite.findings.filter(acknowledged_at__isnull=True).order_by("-created_at")[:10],
-            "schedules": schedule_rows(suite),
-            "settings_form": SuiteSettingsForm(
-                initial={f: getattr(suite, f) for f in SuiteSettingsForm.base_fields},
-                may_set_policy=request.user.has_perm(roles.SET_BASELINE),
-            ),
-        },
+    knowledge = (
+        Paginator(version_documents(version), 50).get_page(request.GET.get("knowledge_page"))
+        if version
+        else None
     )
+    return {
+        "suite": suite,
+        "history_page": history,
+        "history_rows": audit_rows(history.object_list),
+        "versions": versions,
+        "version": version,
+        "latest": versions[0] if versions else None,
+        "cases": cases,
+        "split": split,
+        "q": query,
+        "splits": Split.choices,
+        "runs": Run.objects.filter(suite_version__suite=suite)
+        .select_related("suite_version")
+        .order_by("-created_at")[:10],
+        "diff": version_diff(previous, version) if previous else None,
+        "open_findings": suite.findings.filter(acknowledged_at__isnull=True).order_by("-created_at")[:10],
+        "schedules": schedule_rows(suite),
+        "settings_form": SuiteSettingsForm(
+            initial={f: getattr(suite, f) for f in SuiteSettingsForm.base_fields},
+            may_set_policy=request.user.has_perm(roles.SET_BASELINE),
+        ),
+        "knowledge": knowledge,
+        "knowledge_totals": knowledge_totals(version) if version else None,
+        "knowledge_form": KnowledgeUploadForm(),
+        "knowledge_errors": [],
+        **extra,
+    }
+
+
+@role_required(roles.UPLOAD)
+@require_POST
+def suite_knowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    """The suite page's knowledge upload: the documents as the suite's next version, or the page again
+    with what is wrong (nothing stored)."""
+    suite = get_object_or_404(Suite, pk=pk)
+    limit = settings.FTVP_MAX_UPLOAD_BYTES
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
+        # Refused before Django reads the body, so an oversized upload never fills the disk.
+        context = _suite_context(request, suite, knowledge_errors=[TOO_LARGE.format(limit=limit)])
+        return render(request, "evaluations/suite_detail.html", context, status=413)
+    form = KnowledgeUploadForm(request.POST, request.FILES)
+    errors: list[str] = []
+    if form.is_valid():
+        try:
+            version = knowledge_import(
+                suite=suite,
+                files=[SourceFile(u.name, u.read()) for u in form.cleaned_data["file"]],
+                replace=form.cleaned_data["replace"],
+                user=request.user,
+            )
+        except SuiteValidationError as exc:
+            errors = [str(e) for e in exc.errors]
+        except SuiteFormatError as exc:
+            errors = [str(exc)]
+        else:
+            totals = knowledge_totals(version)
+            messages.success(
+                request,
+                f"Knowledge saved as {version}: {totals['documents']} documents, {totals['chunks']} chunks.",
+            )
+            return redirect(reverse("evaluations:suite-detail", args=[suite.pk]) + "#knowledge")
+    else:
+        errors = [f"{' '.join(errs)}" for errs in form.errors.values()]
+    context = _suite_context(request, suite, knowledge_form=form, knowledge_errors=errors)
+    return render(request, "evaluations/suite_detail.html", context, status=400)
 
 
 @role_required(roles.EDIT_SUITE)

@@ -32,16 +32,37 @@ def test_the_demo_story_ends_with_a_decision_and_is_idempotent(worker, admin_cli
     finally:
         shutil.rmtree(settings.MEDIA_ROOT / "adapters", ignore_errors=True)
     assert run.status == RunStatus.SUCCEEDED, worker.log_text()
+    # The optimised few-shot rung: searched once, before the fine-tune, and on the ladder.
+    assert any(line.startswith("searching few-shot demonstrations: 4 candidate sets") for line in lines)
+    assert any(line.startswith("  frozen as strategy few-shot-optimized-demo-tickets") for line in lines)
     assert any(line.startswith("fine-tuning smollm2-local on 16 tickets") for line in lines)
     assert any("training: step" in line for line in lines)
     assert (
         lines[-1] == f"  {run.expected_results}/{run.expected_results} answers, {run.expected_results} scored"
     )
-    assert run.arms.count() == 6 and run.expected_results == 60
+    # The ladder: six prompting strategies, the optimised few-shot, retrieval from the suite's routing
+    # guide, the fine-tune, and the fine-tune with retrieval.
+    names = sorted(
+        (a.endpoint.kind, a.strategy.name) for a in run.arms.select_related("endpoint", "strategy")
+    )
+    assert names == sorted(
+        [("base", s) for s in ("zero-shot", "few-shot", "few-shot-nearest", "system", "cot", "structured")]
+        + [
+            ("base", "few-shot-optimized-demo-tickets"),
+            ("base", "rag"),
+            ("fine_tuned", "plain"),
+            ("fine_tuned", "rag"),
+        ]
+    )
+    assert run.expected_results == 100
+    rag = run.arms.get(endpoint__kind="base", strategy__name="rag").summary["retrieval"]
+    assert rag["cases_with_gold"] == 10 and 0 <= rag["recall_at_k"] <= 1
     assert job.endpoint.training_cost > 0
     # The decision page shows every arm of the ladder and the fine-tune, and a recommendation.
     html = admin_client.get(reverse("evaluations:suite-decision", args=[suite.pk])).content.decode()
-    for step in ("Zero-shot", "Few-shot", "Chain-of-thought", "Fine-tuned"):
+    steps = ("Zero-shot", "Few-shot (random)", "Few-shot (nearest)", "Few-shot (optimised)",
+             "Chain-of-thought", "Retrieval (RAG)", "Fine-tuned", "Fine-tuned + RAG")  # fmt: skip
+    for step in steps:
         assert f"<td>{step}</td>" in html
     assert html.count("<td>System prompt / structured output</td>") == 2
     assert 'data-verdict="' in html and 'data-verdict="no-evidence"' not in html

@@ -605,6 +605,14 @@ def test_schedules_crud(api, data, user):
     assert len(body["arms"]) == 1
     task = PeriodicTask.objects.get(pk=schedule.periodic_task_id)
     assert task.enabled is False and task.crontab.hour == "4" and str(task.crontab.timezone) == "Europe/Paris"
+    # A PATCH validates partially, the arms too: an arm without its strategy is a 400 naming it.
+    half = api.patch(
+        f"{V1}/schedules/{schedule.pk}/",
+        {"arms": [{"endpoint": data["base"].pk}]},
+        content_type="application/json",
+    )
+    assert half.status_code == 400, half.content
+    assert "strategy" in str(half.json()) and "arms" in str(half.json()), half.json()
     unpinned = api.patch(
         f"{V1}/schedules/{schedule.pk}/", {"suite_version": None}, content_type="application/json"
     )

@@ -190,3 +190,23 @@ def test_the_calculator_on_the_page_starts_from_the_measured_break_even(auth_cli
     calc = calculator(**{k: float(v) for k, v in form.initial.items()})
     assert calc["break_even_requests"] == pytest.approx(be["break_even_requests"], rel=1e-6)
     assert calc["monthly_saving"] == pytest.approx(be["monthly_saving"], rel=1e-6)
+
+
+def test_the_page_shows_the_selection_rule_and_the_rungs_not_measured(auth_client, db):
+    version = suite_version(test_cases=N, train_cases=600, quality_target=0.8)
+    base, tuned = endpoints()
+    finished_run(
+        version,
+        [
+            ArmSpec(base, "zero-shot", scores_with_mean(N, 40), prompt_tokens=80),
+            ArmSpec(base, "few-shot", scores_with_mean(N, 55), prompt_tokens=600),
+            ArmSpec(tuned, "plain", scores_with_mean(N, 92), prompt_tokens=40),
+        ],
+    )
+    html = _page(auth_client, version.suite).content.decode()
+    assert 'data-verdict="fine-tune"' in html
+    assert re.search(r'id="selection">Arms picked on \d+ cases, reported on the other \d+', html)
+    caveats = html.split('<ul class="caveats">')[1].split("</ul>")[0]
+    assert (
+        "Retrieval (RAG), chain-of-thought" in caveats and "few-shot (nearest) were not measured" in caveats
+    )

@@ -216,14 +216,36 @@ def test_a_trained_job_registers_its_endpoint_and_starts_the_ladder(
     assert float(job.endpoint.training_cost) == pytest.approx(0.005)
     assert job.endpoint.name == f"smol-ft{job.pk}" and job.endpoint.adapter == job.adapter
     assert sorted(a.strategy.name for a in job.run.arms.all()) == sorted(
-        ["zero-shot", "few-shot", "system", "cot", "structured", "plain"]
+        ["zero-shot", "few-shot", "few-shot-nearest", "system", "cot", "structured", "plain"]
     )
     # Evaluating again (its run was cancelled, say) starts a new run with the same arms.
     first = job.run
     again = finetune_evaluate(job=job)
     assert again.pk != first.pk and job.run == again
     job.refresh_from_db()
-    assert job.run == again and again.arms.count() == 6
+    assert job.run == again and again.arms.count() == 7
+
+
+def test_with_knowledge_the_ladder_gets_retrieval_on_the_base_and_the_fine_tune(
+    version, local, queue, tmp_path, monkeypatch, settings
+):
+    from evaluations.models import KnowledgeChunk, KnowledgeDoc, Strategy
+
+    doc = KnowledgeDoc.objects.create(version=version, doc_id="guide.md", text="a fact", position=0)
+    KnowledgeChunk.objects.create(version=version, doc=doc, position=0, text="a fact")
+    frozen = Strategy.objects.create(
+        name=f"few-shot-optimized-{version.suite.name}", kind="few-shot-optimized",
+        params={"examples": [], "search": {"suite": version.suite.name}},
+    )  # fmt: skip
+    _fake_training(tmp_path, monkeypatch, settings)
+    job = finetune_create(suite_version=version, base_endpoint=local)
+    finetune_execute(job_id=job.pk)
+    job.refresh_from_db()
+    arms = sorted((a.endpoint == job.endpoint, a.strategy.name) for a in job.run.arms.all())
+    assert arms == sorted(
+        [(False, s) for s in ("zero-shot", "few-shot", "few-shot-nearest", "system", "cot", "structured")]
+        + [(False, frozen.name), (False, "rag"), (True, "plain"), (True, "rag")]
+    )
 
 
 def test_a_failure_after_training_is_reported_with_its_cause(

@@ -53,6 +53,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:suite-upload": {"GET": U, "POST": U},
     "evaluations:suite-detail": {"GET": R},
     "evaluations:suite-settings": {"POST": ES},
+    "evaluations:suite-knowledge": {"POST": U},
     "evaluations:suite-decision": {"GET": R},
     "evaluations:suite-decision-profile": {"POST": ES},
     "evaluations:suite-decision-endpoint": {"POST": EE},
@@ -64,6 +65,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:finetune-live": {"GET": R},
     "evaluations:finetune-cancel": {"POST": roles.FINETUNE},
     "evaluations:endpoint-list": {"GET": R, "POST": roles.ADD_ENDPOINT},  # and ENDPOINT_CONNECTION
+    "evaluations:strategy-list": {"GET": R},
+    "evaluations:strategy-detail": {"GET": R},
     "evaluations:run-list": {"GET": R},
     "evaluations:run-new": {"GET": roles.RUN, "POST": roles.RUN},
     "evaluations:run-detail": {"GET": R},
@@ -108,6 +111,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:audit-list": {"GET": "evaluations.view_auditevent", "POST": roles.MANAGE_USERS},
     # --- API v1
     "api-v1:suite-decision": {"GET": R},
+    "api-v1:suite-knowledge": {"GET": R, "POST": U},
     "api-v1:suite-list": {"GET": R, "POST": U},
     "api-v1:suite-detail": {"GET": R},
     "api-v1:suite-versions": {"GET": R},
@@ -117,6 +121,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "api-v1:endpoint-detail": {"GET": R, "PATCH": EE},  # a connection field needs ENDPOINT_CONNECTION
     "api-v1:strategy-list": {"GET": R},
     "api-v1:strategy-detail": {"GET": R},
+    "api-v1:strategy-optimize": {"POST": roles.RUN},
     "api-v1:run-list": {"GET": R, "POST": roles.RUN},
     "api-v1:run-detail": {"GET": R, "DELETE": roles.DELETE_RUN},
     "api-v1:run-signoff": {"GET": R, "POST": roles.REQUEST_SIGNOFF},
@@ -149,7 +154,7 @@ PK_OF = {
     "token": ("evaluations:token-",),
     "schedule": ("evaluations:schedule-", "api-v1:schedule-"),
     "endpoint": ("api-v1:endpoint-",),
-    "strategy": ("api-v1:strategy-",),
+    "strategy": ("api-v1:strategy-", "evaluations:strategy-"),
     "signoff": ("evaluations:signoff-decide", "evaluations:signoff-withdraw"),
 }
 

@@ -295,6 +295,8 @@ class Command(BaseCommand):
                 "endpoint": arm.endpoint.name,
                 "strategy": str(arm.strategy),
                 **{k: s.get(k) for k in ARM_FIELDS},
+                # retrieval strategies: recall@k and MRR against the cases' gold documents
+                **({"retrieval": s["retrieval"]} if s.get("retrieval") else {}),
             }
             for arm, s in run_arms_with_summaries(run)
         ]
@@ -328,5 +330,11 @@ class Command(BaseCommand):
                 f"  {a['endpoint']}:{a['strategy']}  score {mean}{ci_text}  pass {passed}  "
                 f"errors {a['errors']}  cost ${a['cost_total'] or 0:.6f}"
             )
+            r = a.get("retrieval") or {}
+            if r.get("recall_at_k") is not None:
+                self.stdout.write(
+                    f"    retrieval: recall@{r['k']} {r['recall_at_k']:.3f}  MRR {r['mrr']:.3f}  "
+                    f"on {r['cases_with_gold']} case(s) with gold documents"
+                )
         for f in regressions:
             self.stdout.write(f"  REGRESSION ({f.severity}): {f.title}")
