@@ -7,6 +7,7 @@ fine-tune (and its evaluation) that already succeeded or is under way.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -33,13 +34,13 @@ from evaluations.models import (
     Suite,
     TaskType,
 )
+from evaluations.selectors.strategies import optimized_strategy
 from evaluations.services.endpoints import endpoint_create
 from evaluations.services.fewshot_optimize import strategy_optimize
 from evaluations.services.finetune import (
     finetune_cancel,
     finetune_create,
     finetune_evaluate,
-    optimized_strategy,
 )
 from evaluations.services.knowledge import knowledge_import
 from evaluations.services.suites import suite_import, suite_update_profile
@@ -161,9 +162,12 @@ def demo_optimize(suite: Suite, *, say: Callable[[str], None]):
     def progress(i: int, total: int, score: float | None) -> None:
         say(f"  candidate {i}/{total}: dev score {'n/a' if score is None else f'{score:.3f}'}")
 
-    frozen = strategy_optimize(
-        suite=suite, endpoint=Endpoint.objects.get(name=LOCAL_ENDPOINT), progress=progress, **DEMO_SEARCH
-    )
+    # The local model loads in this process for the search: its loaders' progress bars (tqdm, on
+    # stderr) would break up the story's lines.
+    with contextlib.redirect_stderr(io.StringIO()):
+        frozen = strategy_optimize(
+            suite=suite, endpoint=Endpoint.objects.get(name=LOCAL_ENDPOINT), progress=progress, **DEMO_SEARCH
+        )
     search = frozen.params["search"]
     say(
         f"  frozen as strategy {frozen}: dev score {search['winner_dev_score']:.3f}, "

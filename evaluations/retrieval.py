@@ -17,6 +17,9 @@ from dataclasses import dataclass
 # sentence cut at a boundary is whole in one of the two.
 CHUNK_WORDS = 160
 CHUNK_OVERLAP = 32
+# ...and at most this many characters: text written without spaces (Chinese, Japanese, Thai, a long
+# code or base64 run) is cut by characters, with a fifth of a window repeated.
+CHUNK_CHARS = 1200
 # Reciprocal rank fusion's constant (60 in the paper: it damps the weight of the very top ranks).
 RRF_K = 60
 
@@ -24,12 +27,35 @@ _PARAGRAPHS = re.compile(r"\n\s*\n")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
-def chunk_text(text: str, *, max_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP) -> list[str]:
-    """Split a document into passages of at most `max_words` words: paragraphs are kept whole and
-    packed together while they fit; a paragraph longer than that is cut into windows that overlap by
-    `overlap` words. Whitespace inside a passage is normalised; empty documents give no chunk."""
-    if max_words < 1 or not 0 <= overlap < max_words:
-        raise ValueError("max_words must be at least 1 and overlap between 0 and max_words - 1")
+def chunk_text(
+    text: str, *, max_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP, max_chars: int = CHUNK_CHARS
+) -> list[str]:
+    """Split a document into passages of at most `max_words` words and `max_chars` characters:
+    paragraphs are kept whole and packed together while they fit; a paragraph longer than that is cut
+    into windows that overlap by `overlap` words (and a passage still too long, by characters).
+    Whitespace inside a passage is normalised; empty documents give no chunk."""
+    if max_words < 1 or not 0 <= overlap < max_words or max_chars < 10:
+        raise ValueError(
+            "max_words must be at least 1, overlap between 0 and max_words - 1, max_chars at least 10"
+        )
+    return [
+        piece for chunk in _word_chunks(text, max_words, overlap) for piece in _char_windows(chunk, max_chars)
+    ]
+
+
+def _char_windows(chunk: str, max_chars: int) -> list[str]:
+    if len(chunk) <= max_chars:
+        return [chunk]
+    step = max_chars - max_chars // 5
+    out = []
+    for start in range(0, len(chunk), step):
+        out.append(chunk[start : start + max_chars].strip())
+        if start + max_chars >= len(chunk):
+            break
+    return [piece for piece in out if piece]
+
+
+def _word_chunks(text: str, max_words: int, overlap: int) -> list[str]:
     chunks: list[str] = []
     current: list[str] = []
     for paragraph in _PARAGRAPHS.split(text):
@@ -55,9 +81,29 @@ def chunk_text(text: str, *, max_words: int = CHUNK_WORDS, overlap: int = CHUNK_
     return chunks
 
 
+# Scripts written without spaces between words: their runs are counted as overlapping character
+# pairs (the usual lexical unit for CJK retrieval) rather than as one "word" per sentence.
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u0e00-\u0e7f\uf900-\ufaff]+")
+
+
 def tokens(text: str) -> list[str]:
-    """Lower-cased word tokens (letters, digits, underscore in any script), as BM25 counts them."""
-    return _TOKEN.findall(text.lower())
+    """Lower-cased word tokens (letters, digits, underscore in any script), as BM25 counts them;
+    runs of Chinese, Japanese, Korean or Thai characters as overlapping character pairs."""
+    out: list[str] = []
+    for word in _TOKEN.findall(text.lower()):
+        if not _UNSPACED.search(word):
+            out.append(word)
+            continue
+        position = 0
+        for run in _UNSPACED.finditer(word):
+            if run.start() > position:
+                out.append(word[position : run.start()])
+            chars = run.group()
+            out.extend([chars] if len(chars) == 1 else [chars[i : i + 2] for i in range(len(chars) - 1)])
+            position = run.end()
+        if position < len(word):
+            out.append(word[position:])
+    return out
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,11 @@ def render(kind: str, case_input: str | Messages, ctx: RenderContext) -> Message
         return [{"role": "system", "content": system}, *[m for m in base if m["role"] != "system"]]
     if kind in FEW_SHOT_KINDS or kind in RAG_KINDS:
         messages: Messages = []
-        system = [instruction] if instruction else []
+        # A chat input's own system messages lead, merged into the one system message: chat
+        # templates want it first, not after the demonstrations.
+        system = [m["content"] for m in base if m["role"] == "system"]
+        if instruction:
+            system.append(instruction)
         if kind in RAG_KINDS:
             system.append(
                 rag_context(ctx.passages, str(ctx.params.get("instruction") or DEFAULT_RAG_INSTRUCTION))
@@ -151,7 +155,7 @@ def render(kind: str, case_input: str | Messages, ctx: RenderContext) -> Message
         for ex in ctx.examples:
             messages.append({"role": "user", "content": input_text(ex.input)})
             messages.append({"role": "assistant", "content": ex.output})
-        return messages + base
+        return messages + [m for m in base if m["role"] != "system"]
     if kind == "cot":
         marker = str(ctx.params.get("marker") or COT_MARKER)
         steps = (

@@ -135,6 +135,8 @@ class ArmEvidence:
     measured_cost_per_request: float | None = None
     prices: Prices = field(default_factory=Prices)
     training_cost: float | None = None  # fine-tuned endpoints: one-time USD; None when unknown
+    # prompting arms: what making the prompt cost once (an optimised few-shot's search), USD
+    setup_cost: float = 0.0
     scores: Mapping[str, float] = field(default_factory=dict)  # per case key (mean of its samples)
 
     @property
@@ -167,6 +169,9 @@ class Profile:
     training_price_per_1m: float = 0.0
     urgency: str = "soon"
     monthly_budget: float | None = None
+    # The suite version has knowledge documents: a retrieval (RAG) arm can be run. Without them a
+    # rag run is refused, so retrieval is not a rung left to try, only one the suite cannot measure.
+    knowledge: bool = True
 
 
 @dataclass
@@ -248,6 +253,7 @@ def horizon_cost(arm: ArmEvidence, profile: Profile) -> float | None:
         per_request * profile.monthly_volume * months
         + arm.prices.hosting_monthly * months
         + train * (1 + retrains)
+        + arm.setup_cost
     )
 
 
@@ -267,6 +273,7 @@ def cost_table(arms: Sequence[ArmEvidence], profile: Profile) -> list[dict]:
                 "monthly_cost": monthly,
                 "hosting_monthly": arm.prices.hosting_monthly,
                 "training_cost": train if arm.family != PROMPTING else None,
+                "setup_cost": arm.setup_cost if arm.family == PROMPTING and arm.setup_cost else None,
                 "training_cost_source": train_source if arm.family != PROMPTING else None,
                 "horizon_cost": horizon_cost(arm, profile),
                 "prompt_tokens": arm.prompt_tokens,
@@ -465,7 +472,9 @@ def decide(arms: Sequence[ArmEvidence], profile: Profile) -> Decision:
             "cases with a Bonferroni correction; with more cases (about 50 to 60 in all) the verdict "
             "would be confirmed on held-out cases."
         )
-    if d.verdict not in (PROMPTING_ENOUGH, NO_EVIDENCE) and (line := unmeasured_line(prompting)):
+    if d.verdict not in (PROMPTING_ENOUGH, NO_EVIDENCE) and (
+        line := unmeasured_line(prompting, knowledge=profile.knowledge)
+    ):
         d.caveats.append(line)
     for a in arms:
         if a.errors:
@@ -492,9 +501,11 @@ def decide(arms: Sequence[ArmEvidence], profile: Profile) -> Decision:
 class Selection:
     """How the verdict picks its arms and on which cases it judges them.
 
-    `picked` holds the arms as the picks see them (the selection half, or all cases), `judged` as the
-    verdict reports them (the confirmation half; all cases; all cases with Bonferroni intervals),
-    `full` as measured on all cases; each maps the arm's key to its evidence."""
+    `picked` holds the arms as the picks see them (the selection half; the paired cases under the
+    Bonferroni fallback; all cases when nothing is picked), `judged` as the verdict reports them (the
+    confirmation half; the paired cases with Bonferroni intervals; all cases), `full` as measured on
+    all cases; each maps the arm's key to its evidence. Only under the split do `picked` and `judged`
+    hold different cases, so only then can the two disagree (a flip)."""
 
     rule: str  # SPLIT | SAME_CASES
     paired: int
@@ -615,9 +626,12 @@ def plan_selection(arms: Sequence[ArmEvidence]) -> Selection:
             {a.key: _restrict(a, confirmation) for a in arms},
             full,
         )
+    # Picked and judged on the same cases: the paired ones, so that an arm is never picked on cases
+    # it is not judged on (arms that scored different cases would otherwise differ between the two).
     plan = Selection(SAME_CASES, paired, paired, paired, k_p, k_t, BONFERRONI, full, full, full)
+    picked = {a.key: _restrict(a, common) for a in arms}
     judged = {a.key: _restrict(a, common, confidence=plan.confidence(a)) for a in arms}
-    return replace(plan, judged=judged)
+    return replace(plan, picked=picked, judged=judged)
 
 
 def _restrict(arm: ArmEvidence, keys: set, *, confidence: float = 0.95) -> ArmEvidence:
@@ -717,6 +731,72 @@ def _flip(sel: Selection, arm: ArmEvidence, profile: Profile, what: str) -> Deci
     return d
 
 
+def _find_flip(sel: Selection, picks: _Picks, profile: Profile) -> Decision | None:
+    """Under the split: does the confirmation half support the decision the selection half points to?
+
+    The picks rest on which arms met the target on the selection half. The halves point different
+    ways (a flip, None when they do not) when, on the confirmation half:
+
+    - the prompting arm picked because it met the target (prompting would be enough) misses it;
+    - the fine-tune picked because it met the target for less than that arm misses it;
+    - with no prompting arm meeting the target on the selection half, the best one meets it;
+    - the fine-tune picked because it met the target where prompting did not misses it, and is not
+      significantly better than the best prompting arm either (a fine-tune that is still
+      significantly better is the same decision, with the caveat that it falls short of the target).
+
+    A difference confirmed on the confirmation half but not significant on the selection half, or a
+    fine-tune short of the target on the selection half that meets it on the confirmation half (and
+    is then judged there like any other), is not a flip: only the confirmation half tests."""
+    target = profile.quality_target
+    picked, judged = sel.picked, sel.judged
+    prompting = [a for a in judged.values() if a.family == PROMPTING]
+    if picks.p_meet is not None:
+        p_meet = judged[picks.p_meet]
+        if not meets(p_meet, target):
+            return _flip(
+                sel,
+                p_meet,
+                profile,
+                f"on the selection cases {p_meet.label} meets the target, so prompting would be enough; "
+                "on the confirmation cases it misses it",
+            )
+        cost_chosen = judged[picks.cost_chosen] if picks.cost_chosen is not None else None
+        if cost_chosen is not None and not meets(cost_chosen, target):
+            return _flip(
+                sel,
+                cost_chosen,
+                profile,
+                f"on the selection cases {cost_chosen.label} meets the target for less than {p_meet.label}, "
+                "so fine-tuning would pay for itself; on the confirmation cases it misses the target",
+            )
+        return None
+    best_p = judged[picks.best_p]
+    if meets(best_p, target):
+        return _flip(
+            sel,
+            best_p,
+            profile,
+            f"on the selection cases no {_prompting_word(prompting)} arm meets the target; on the "
+            f"confirmation cases {best_p.label} does",
+        )
+    if picks.chosen is None:
+        return None
+    chosen = judged[picks.chosen]
+    if meets(picked[picks.chosen], target) and not meets(chosen, target):
+        if sel.compare(best_p, chosen).verdict == BETTER:
+            return None  # still a fine-tune on the confirmation half, short of the target (a caveat)
+        return _flip(
+            sel,
+            chosen,
+            profile,
+            f"on the selection cases {chosen.label} meets the target where no "
+            f"{_prompting_word(prompting)} arm does, so fine-tuning would reach it; on the confirmation "
+            "cases it misses the target and is not significantly better than "
+            f"{best_p.label}",
+        )
+    return None
+
+
 # --- picking and judging -----------------------------------------------------------------------------
 
 
@@ -757,24 +837,13 @@ def _judge(sel: Selection, picks: _Picks, transitions, profile: Profile) -> Deci
         return None if key is None else judged[key]
 
     best_p, p_meet = get(picks.best_p), get(picks.p_meet)
+    if sel.rule == SPLIT and best_p is not None and (flip := _find_flip(sel, picks, profile)):
+        return flip
+    # From here on the confirmation half agrees with the selection half about every picked arm's
+    # target (or both are the same cases): p_meet and cost_chosen meet the target, best_p does not
+    # when p_meet is None.
     if p_meet is not None:
-        if not meets(p_meet, target):
-            return _flip(
-                sel,
-                p_meet,
-                profile,
-                f"on the selection cases {p_meet.label} meets the target, so prompting would be enough; "
-                "on the confirmation cases it misses it",
-            )
         cost_chosen = get(picks.cost_chosen)
-        if cost_chosen is not None and not meets(cost_chosen, target):
-            return _flip(
-                sel,
-                cost_chosen,
-                profile,
-                f"on the selection cases {cost_chosen.label} meets the target for less than {p_meet.label}, "
-                "so fine-tuning would pay for itself; on the confirmation cases it misses the target",
-            )
         also = [judged[k] for k in picks.ft_meet if k != picks.cost_chosen and meets(judged[k], target)]
         return _when_prompting_meets(p_meet, cost_chosen, also, profile, sel)
 
@@ -786,15 +855,6 @@ def _judge(sel: Selection, picks: _Picks, transitions, profile: Profile) -> Deci
             f"No prompting arm was measured, so this run cannot say whether prompting is enough: run the "
             f"base model zero-shot and few-shot on this suite next to {best_t.label} ({_ci(best_t)}).",
             evidence=[f"{a.label} scores {_ci(a)}" for a in tuned],
-        )
-
-    if meets(best_p, target):  # only under the split: it missed the target on the selection cases
-        return _flip(
-            sel,
-            best_p,
-            profile,
-            f"on the selection cases no {_prompting_word(prompting)} arm meets the target; on the "
-            f"confirmation cases {best_p.label} does",
         )
 
     # No prompting arm reaches the target.
@@ -1006,9 +1066,11 @@ def _without_fine_tuned(
             evidence=evidence + ([plateau] if plateau else []),
             cases_needed=n,
         )
-    untried = _untried_steps(prompting)
+    untried = _untried_steps(prompting, knowledge=profile.knowledge)
     if plateau or not untried:
         how = "has stopped improving" if plateau else "every prompting step has been tried"
+        if not plateau and not profile.knowledge and not any(a.retrieval for a in prompting):
+            how += " (retrieval aside: the suite has no knowledge documents)"
         d = Decision(
             FINE_TUNE,
             TITLES[FINE_TUNE],
@@ -1059,10 +1121,12 @@ def rung_name(level: int) -> str:
     return label[0].lower() + label[1:]
 
 
-def _untried_steps(prompting: Sequence[ArmEvidence]) -> list[str]:
-    """The prompting-or-retrieval rungs no arm measured, cheapest first."""
+def _untried_steps(prompting: Sequence[ArmEvidence], *, knowledge: bool = True) -> list[str]:
+    """The prompting-or-retrieval rungs no arm measured and that can be run, cheapest first: without
+    knowledge documents a retrieval run is refused, so retrieval is not one of them."""
     levels = {a.level for a in prompting}
-    return [rung_name(lv) for lv in range(RETRIEVAL_LEVEL + 1) if lv not in levels]
+    runnable = [lv for lv in range(RETRIEVAL_LEVEL + 1) if knowledge or lv != RETRIEVAL_LEVEL]
+    return [rung_name(lv) for lv in runnable if lv not in levels]
 
 
 def unmeasured_rungs(prompting: Sequence[ArmEvidence]) -> list[str]:
@@ -1071,23 +1135,33 @@ def unmeasured_rungs(prompting: Sequence[ArmEvidence]) -> list[str]:
     return [rung_name(lv) for lv in range(RETRIEVAL_LEVEL, 0, -1) if lv not in levels]
 
 
-def unmeasured_line(prompting: Sequence[ArmEvidence]) -> str | None:
-    """The caveat naming the stronger rungs that were not measured (None when all were)."""
+NO_KNOWLEDGE = "the suite has no knowledge documents; add them (import_knowledge, the suite page) to try it"
+
+
+def unmeasured_line(prompting: Sequence[ArmEvidence], *, knowledge: bool = True) -> str | None:
+    """The caveat naming the stronger rungs that were not measured (None when all were). Without
+    knowledge documents (`knowledge` False) it says that retrieval cannot be run until they are added."""
     names = unmeasured_rungs(prompting)
     if not names:
         return None
+    no_rag = not knowledge and names[0] == rung_name(RETRIEVAL_LEVEL)
     if len(names) == 1:
         name = names[0][0].upper() + names[0][1:]
+        if no_rag:
+            return f"{name} was not measured, so this verdict is drawn without it: {NO_KNOWLEDGE}."
         return (
             f"{name} was not measured: this verdict is drawn without it, and it might do better than "
             "the prompts that were. Run it before relying on the verdict."
         )
     listed = ", ".join(names[:-1]) + f" and {names[-1]}"
-    return (
+    line = (
         f"{listed[0].upper() + listed[1:]} were not measured (strongest first): this verdict is drawn "
         "without them, and they might do better than the prompts that were. Run them before relying "
         "on the verdict."
     )
+    if no_rag:
+        line += f" For retrieval (RAG), {NO_KNOWLEDGE}."
+    return line
 
 
 def _plateau_line(best_p: ArmEvidence | None, transitions: dict[str, list[dict]]) -> str:

@@ -113,6 +113,9 @@ def suite_profile(
         training_price_per_1m=float(suite.training_price_per_1m),
         urgency=suite.urgency,
         monthly_budget=None if suite.monthly_budget is None else float(suite.monthly_budget),
+        # A rag run retrieves from the knowledge of the version it runs (and is refused without any):
+        # the run's version, or without a run the suite's latest.
+        knowledge=version is not None and version.chunks.exists(),
     )
 
 
@@ -176,10 +179,18 @@ def arm_evidence(run: Run, pairs: list[tuple[Arm, dict]]) -> list[ArmEvidence]:
                     hosting_monthly=float(endpoint.hosting_monthly),
                 ),
                 training_cost=None if endpoint.training_cost is None else float(endpoint.training_cost),
+                setup_cost=_setup_cost(arm),
                 scores={k: sum(v) / len(v) for k, v in by_case[arm.pk].items()},
             )
         )
     return out
+
+
+def _setup_cost(arm: Arm) -> float:
+    """What the arm's prompt cost to make, once: an optimised few-shot strategy's search (USD)."""
+    search = (arm.strategy.params or {}).get("search") if arm.strategy.kind == "few-shot-optimized" else None
+    cost = search.get("cost_usd") if isinstance(search, dict) else None
+    return float(cost) if isinstance(cost, int | float) and cost > 0 else 0.0
 
 
 def _train_examples(version: SuiteVersion | None) -> int:

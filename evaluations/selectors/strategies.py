@@ -110,3 +110,29 @@ def strategy_diff(previous: Strategy, strategy: Strategy) -> list[tuple[str, str
     """Word-level diff of the previous version's recipe against this one's ("missing": only in the
     previous version, "added": only in this one)."""
     return word_diff(_as_text(previous), _as_text(strategy))
+
+
+def frozen_example_leaks(strategy: Strategy, version) -> list[str]:
+    """The frozen demonstrations of a `few-shot-optimized` strategy that are not train cases of
+    `version` (its test cases, or cases it does not have: a search on another version), by key.
+    An empty list: every demonstration is one of the version's train cases, input and all."""
+    examples = [e for e in (strategy.params or {}).get("examples") or [] if isinstance(e, dict)]
+    train = dict(version.cases.filter(split="train").values_list("key", "input"))
+    return [
+        str(e.get("key"))
+        for e in examples
+        if e.get("key") not in train or train[e.get("key")] != e.get("input")
+    ]
+
+
+def optimized_strategy(version) -> Strategy | None:
+    """The newest `few-shot-optimized` strategy frozen for the version's suite whose demonstrations
+    are all train cases of this version (a search on an older version whose examples became test
+    cases, or a namesake suite's, is not taken), if any."""
+    frozen = Strategy.objects.filter(
+        kind=StrategyKind.FEW_SHOT_OPTIMIZED, params__search__suite=version.suite.name
+    ).order_by("-created_at", "-pk")
+    for strategy in frozen[:20]:
+        if not frozen_example_leaks(strategy, version):
+            return strategy
+    return None

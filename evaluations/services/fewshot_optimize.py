@@ -385,6 +385,12 @@ def _freeze(*, plan: Plan, suite: Suite, params: dict, description: str, user) -
     for attempt in range(3):
         try:
             with transaction.atomic():
+                # A redelivered task that searched alongside this one: the first to freeze wins.
+                Suite.objects.select_for_update().filter(pk=suite.pk).first()
+                request_id = params["search"].get("request")
+                done = _existing(request_id)
+                if done is not None:
+                    return done
                 strategy = Strategy.objects.create(
                     name=plan.name, version=_next_version(plan.name), kind=KIND, params=params,
                     description=description,
@@ -469,4 +475,12 @@ def strategy_optimize_execute(
         )  # fmt: skip
     except OptimizeError as exc:
         log.warning("few-shot search %s of suite %r failed: %s", request_id, suite.name, exc)
+        # Whoever queued it sees why in the audit log (the Audit page).
+        audit_record(
+            actor=user,
+            action="strategy.optimize.failed",
+            obj=suite,
+            suite_id=suite.pk,
+            after={"request": request_id, "name": name, "endpoint": endpoint.name, "error": str(exc)[:2000]},
+        )
         return None

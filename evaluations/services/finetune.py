@@ -27,6 +27,7 @@ from evaluations.models import (
     Strategy,
     SuiteVersion,
 )
+from evaluations.selectors.strategies import optimized_strategy
 from evaluations.services import queue
 from evaluations.services.audit import audit_record
 from evaluations.services.endpoints import endpoint_create
@@ -300,7 +301,7 @@ def _evaluation_arms(
     if missing:
         raise FineTuneError(f"built-in strategies missing: {', '.join(missing)} (run migrate)")
     arms = [(base, by_name[n]) for n in LADDER_STRATEGIES]
-    optimized = optimized_strategy(version)
+    optimized = optimized_strategy(version)  # only one searched on this version's train cases
     if optimized is not None:
         arms.append((base, optimized))
     rag = Strategy.objects.filter(version=1, name=RETRIEVAL_STRATEGY).first()
@@ -311,15 +312,6 @@ def _evaluation_arms(
     if retrieval:
         arms.append((tuned, rag))
     return arms
-
-
-def optimized_strategy(version: SuiteVersion) -> Strategy | None:
-    """The newest `few-shot-optimized` strategy frozen for the version's suite, if any."""
-    return (
-        Strategy.objects.filter(kind="few-shot-optimized", params__search__suite=version.suite.name)
-        .order_by("-created_at", "-pk")
-        .first()
-    )
 
 
 def _endpoint_name(base: Endpoint, job: FineTuneJob) -> str:

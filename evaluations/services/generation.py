@@ -35,6 +35,7 @@ from evaluations.models import (
 )
 from evaluations.providers.base import Completion, GenerationParams, ProviderError
 from evaluations.scoring.embeddings import CachedEmbedder
+from evaluations.selectors.strategies import frozen_example_leaks
 from evaluations.services import queue
 from evaluations.services.endpoints import endpoint_provider
 from evaluations.services.result_scores import DBVectorStore, get_embedder
@@ -103,16 +104,32 @@ def _nearest(arm: Arm, pool: list[strategies.Example], cases: list[Case]) -> dic
     }
 
 
-def _frozen_examples(arm: Arm) -> tuple[strategies.Example, ...]:
-    """A `few-shot-optimized` strategy's demonstrations, frozen in its params by the search."""
+def _frozen_examples(arm: Arm, version: SuiteVersion) -> tuple[strategies.Example, ...]:
+    """A `few-shot-optimized` strategy's demonstrations, frozen in its params by the search; all of
+    them train cases of the run's version (a demonstration that is a test case would score the case
+    on its own answer)."""
     examples = (arm.strategy.params or {}).get("examples")
     if not isinstance(examples, list) or not all(isinstance(e, dict) and "input" in e for e in examples):
         raise ValueError("its params hold no `examples` list; make it with `optimize_fewshot`")
+    leaks = frozen_example_leaks(arm.strategy, version)
+    if leaks:
+        raise Unusable(
+            f"its demonstrations {', '.join(leaks[:10])} are not train cases of {version} (test cases, "
+            f"or cases of the version it was searched on); run `optimize_fewshot` on {version}"
+        )
     return tuple(strategies.Example(input=e["input"], output=str(e.get("output", ""))) for e in examples)
 
 
-class NoKnowledge(ValueError):
+class Unusable(ValueError):
+    """A strategy this suite version cannot be prompted with (the sentence says what to do)."""
+
+
+class NoKnowledge(Unusable):
     """A retrieval strategy on a suite version without knowledge documents."""
+
+
+# Passages a retrieval strategy may put into one prompt, at most.
+MAX_PASSAGES = 50
 
 
 class _Corpus:
@@ -123,7 +140,7 @@ class _Corpus:
         self.index = index
 
 
-_corpora: dict[int, _Corpus] = {}
+_corpora: dict[tuple, _Corpus] = {}
 _corpora_lock = threading.Lock()
 _CORPORA_KEPT = 4
 
@@ -131,8 +148,11 @@ _CORPORA_KEPT = 4
 def _corpus(version: SuiteVersion, embedder: CachedEmbedder) -> _Corpus:
     """The version's corpus, built once per process (its chunks embedded once: the vectors are
     cached in the database, so another worker reads them back)."""
+    # A version is immutable; its creation time tells it from another row that reused its id (a
+    # restored or flushed database under a long-lived worker).
+    key = (version.pk, version.created_at)
     with _corpora_lock:
-        corpus = _corpora.get(version.pk)
+        corpus = _corpora.get(key)
     if corpus is not None:
         return corpus
     rows = list(
@@ -149,7 +169,7 @@ def _corpus(version: SuiteVersion, embedder: CachedEmbedder) -> _Corpus:
     with _corpora_lock:
         if len(_corpora) >= _CORPORA_KEPT:
             _corpora.pop(next(iter(_corpora)))
-        _corpora[version.pk] = corpus
+        _corpora[key] = corpus
     return corpus
 
 
@@ -159,8 +179,8 @@ def _retrieve(arm: Arm, version: SuiteVersion, cases: list[Case]) -> dict[int, t
     if arm.strategy.kind not in strategies.RAG_KINDS:
         return {}
     k = int((arm.strategy.params or {}).get("k", 3))
-    if k < 1:
-        raise ValueError(f"k must be at least 1; got {k}")
+    if not 1 <= k <= MAX_PASSAGES:
+        raise ValueError(f"k must be between 1 and {MAX_PASSAGES} passages; got {k}")
     embedder = CachedEmbedder(get_embedder(), DBVectorStore())
     corpus = _corpus(version, embedder)
     unique = list({case.pk: case for case in cases}.values())
@@ -258,10 +278,10 @@ def _generate(*, run: Run, arm: Arm, version: SuiteVersion, todo: list[tuple[Cas
     redact = redactor()
     pool = _examples(arm, version) if arm.strategy.kind != "few-shot-optimized" else []
     try:
-        frozen = _frozen_examples(arm) if arm.strategy.kind == "few-shot-optimized" else None
+        frozen = _frozen_examples(arm, version) if arm.strategy.kind == "few-shot-optimized" else None
         nearest = _nearest(arm, pool, [case for case, _ in todo])
         retrieved = _retrieve(arm, version, [case for case, _ in todo])
-    except NoKnowledge as exc:
+    except Unusable as exc:
         run_fail(run_id=run.pk, error=f"strategy {arm.strategy}: {exc}, then run again")
         return
     except (TypeError, ValueError) as exc:  # the strategy's params (k, order) are not usable

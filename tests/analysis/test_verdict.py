@@ -5,6 +5,7 @@ one half of the cases, reported on the other)."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 
@@ -289,3 +290,154 @@ def test_the_best_prompting_arm_reaching_the_target_only_on_the_confirmation_hal
     d = V.decide(arms, PROFILE)
     assert d.verdict == V.INCONCLUSIVE and d.selection["flipped"]
     assert "no prompting arm meets the target; on the confirmation cases base · few-shot does" in d.summary
+
+
+def halves(on_selection: float, on_confirmation: float) -> dict[str, float]:
+    """Pass/fail per case: the given share of each half passes (the first cases of each)."""
+    selection, confirmation = split_keys(keys())
+    return {
+        **{k: float(i < on_selection * len(selection)) for i, k in enumerate(selection)},
+        **{k: float(i < on_confirmation * len(confirmation)) for i, k in enumerate(confirmation)},
+    }
+
+
+def test_a_fine_tune_meeting_the_target_only_on_the_selection_half_is_a_flip():
+    # The fine-tune is picked because it meets the target on the selection half (0.85 against 0.8),
+    # where no prompting arm does; on the confirmation half it scores 0.55, no better than prompting.
+    arms = [
+        arm("base · zero-shot", "zero-shot", halves(0.50, 0.50)),
+        arm("base · few-shot", "few-shot", halves(0.52, 0.52)),
+        tuned("tuned-a · plain", "plain", halves(0.85, 0.55), training_cost=50),
+        tuned("tuned-b · plain", "plain", halves(0.60, 0.60), training_cost=50),
+    ]
+    for examples in (100, 1000):  # collect more data / cannot be told apart, without the check
+        d = V.decide(arms, V.Profile(quality_target=0.8, monthly_volume=1000, examples_available=examples))
+        assert d.verdict == V.INCONCLUSIVE and d.arm == "tuned-a · plain"
+        assert d.selection["flipped"] and d.selection["rule"] == "split"
+        assert (
+            "on the selection cases tuned-a · plain meets the target where no prompting arm does" in d.summary
+        )
+        assert "on the confirmation cases it misses the target and is not significantly better" in d.summary
+        assert d.cases_needed and f"about {d.cases_needed} cases would settle it" in d.summary
+        assert any(
+            e.startswith("tuned-a · plain scores 0.85") and "confirmation cases" in e for e in d.evidence
+        )
+        assert "Scores are on the" not in d.summary
+
+
+def test_a_fine_tune_short_of_the_target_on_the_confirmation_half_but_still_better_is_no_flip():
+    # Both halves point to fine-tuning: it meets the target on the selection half, and on the
+    # confirmation half it falls short of it but is still significantly better than prompting.
+    arms = [
+        arm("base · zero-shot", "zero-shot", halves(0.40, 0.40)),
+        arm("base · few-shot", "few-shot", halves(0.50, 0.50)),
+        tuned("tuned-a · plain", "plain", halves(0.90, 0.75), training_cost=50),
+        tuned("tuned-b · plain", "plain", halves(0.60, 0.60), training_cost=50),
+    ]
+    d = V.decide(arms, PROFILE)
+    assert d.verdict == V.FINE_TUNE and d.arm == "tuned-a · plain" and not d.selection["flipped"]
+    assert any(c.startswith("The fine-tuned model is still below the target") for c in d.caveats)
+
+
+def test_a_fine_tune_reaching_the_target_only_on_the_confirmation_half_is_judged_there():
+    # Short of the target on the selection half (picked as the best fine-tune), meeting it on the
+    # held-out half and significantly better than prompting there: confirmed, not a flip.
+    arms = [
+        arm("base · zero-shot", "zero-shot", halves(0.40, 0.40)),
+        arm("base · few-shot", "few-shot", halves(0.50, 0.50)),
+        tuned("tuned-a · plain", "plain", halves(0.78, 0.92), training_cost=50),
+        tuned("tuned-b · plain", "plain", halves(0.60, 0.60), training_cost=50),
+    ]
+    d = V.decide(arms, PROFILE)
+    assert d.verdict == V.FINE_TUNE and d.arm == "tuned-a · plain" and not d.selection["flipped"]
+
+
+def test_the_fallback_picks_and_judges_on_the_cases_every_arm_scored():
+    # 30 cases every arm scored (too few to split) and 6 more that only few-shot scored, all passed:
+    # on its 36 cases few-shot meets the target (0.806), on the 30 paired ones it does not (0.767).
+    paired = {k: float(i < 23) for i, k in enumerate(keys(30))}
+    extra = {f"extra-{i}": 1.0 for i in range(6)}
+    arms = [
+        arm("base · zero-shot", "zero-shot", {k: float(i < 10) for i, k in enumerate(keys(30))}),
+        arm("base · few-shot", "few-shot", paired | extra),
+    ]
+    assert arms[1].mean >= PROFILE.quality_target
+    sel = V.plan_selection(arms)
+    assert sel.rule == "same-cases" and sel.correction == "bonferroni"
+    for key in ("base · zero-shot", "base · few-shot"):
+        assert set(sel.picked[key].scores) == set(sel.judged[key].scores) == set(keys(30))
+        assert sel.picked[key].mean == sel.judged[key].mean
+    # Picked on the uncorrected 95% interval, judged on the Bonferroni one (1 - 0.05 / 2).
+    assert sel.judged["base · few-shot"].ci[0] < sel.picked["base · few-shot"].ci[0]
+    d = V.decide(arms, PROFILE)
+    # Not a flip (the run was not split): few-shot is below the target on the cases it is judged on.
+    assert not d.selection["flipped"] and "two halves" not in d.summary
+    assert d.verdict != V.PROMPTING_ENOUGH and d.arm == "base · few-shot"
+    assert any(e.startswith("the best prompting arm, base · few-shot, scores 0.767") for e in d.evidence)
+
+
+# --- the retrieval rung without knowledge documents ----------------------------------------------
+
+RUNGS_0_TO_5 = [("zero-shot", 0.05), ("few-shot", 0.15), ("few-shot-nearest", 0.27),
+                ("few-shot-optimized", 0.40), ("system", 0.55), ("cot", 0.70)]  # fmt: skip
+
+
+def test_without_knowledge_documents_retrieval_is_not_a_step_left_to_try():
+    arms = [arm(f"base · {k}", k, scores(rate, i)) for i, (k, rate) in enumerate(RUNGS_0_TO_5)]
+    profile = V.Profile(quality_target=0.95, monthly_volume=1000, examples_available=1000)
+    # With knowledge documents, retrieval can be run: the ladder is still gaining, try it first.
+    d = V.decide(arms, profile)
+    assert d.verdict == V.INCONCLUSIVE and "try retrieval (RAG) before deciding" in d.summary
+    assert any(
+        c.startswith("Retrieval (RAG) was not measured: this verdict is drawn without it") for c in d.caveats
+    )
+    # Without them a rag run is refused: every step the suite allows has been tried.
+    d = V.decide(arms, replace(profile, knowledge=False))
+    assert d.verdict == V.FINE_TUNE
+    assert "every prompting step has been tried (retrieval aside: the suite has no knowledge documents)" in (
+        d.summary
+    )
+    assert [c for c in d.caveats if "not measured" in c] == [
+        "Retrieval (RAG) was not measured, so this verdict is drawn without it: the suite has no knowledge "
+        "documents; add them (import_knowledge, the suite page) to try it."
+    ]
+    assert d.profile["knowledge"] is False
+
+
+def test_without_knowledge_documents_the_rung_caveat_says_how_to_add_them():
+    arms = [
+        arm("base · zero-shot", "zero-shot", scores(0.3, 1)),
+        arm("base · few-shot", "few-shot", scores(0.4, 2)),
+    ]
+    no_docs = replace(PROFILE, knowledge=False)
+    assert V._untried_steps(arms, knowledge=False) == [
+        "few-shot (nearest)", "few-shot (optimised)", "system prompt / structured output", "chain-of-thought"
+    ]  # fmt: skip
+    assert V._untried_steps(arms)[-1] == "retrieval (RAG)"
+    line = V.unmeasured_line(arms, knowledge=False)
+    assert line.startswith("Retrieval (RAG), chain-of-thought, system prompt / structured output")
+    assert line.endswith(
+        "For retrieval (RAG), the suite has no knowledge documents; add them (import_knowledge, the suite "
+        "page) to try it."
+    )
+    # A retrieval arm that was measured is measured, documents or not.
+    with_rag = [*arms, arm("base · rag", "rag", scores(0.45, 3))]
+    assert "knowledge documents" not in V.unmeasured_line(with_rag, knowledge=False)
+    # Only where the rung caveat applies: prompting that is enough needs neither.
+    enough = [
+        arm("base · zero-shot", "zero-shot", scores(0.6, 1)),
+        arm("base · few-shot", "few-shot", scores(0.95, 2)),
+    ]
+    d = V.decide(enough, no_docs)
+    assert d.verdict == V.PROMPTING_ENOUGH
+    assert not any("not measured" in c or "knowledge documents" in c for c in d.caveats)
+
+
+def test_an_optimised_few_shot_search_is_a_one_time_cost_of_its_arm():
+    profile = V.Profile(quality_target=0.8, monthly_volume=1000, horizon_months=12)
+    plain = arm("m · few-shot-optimized", "few-shot-optimized", scores(0.9, 1))
+    searched = replace(plain, setup_cost=2.5)
+    assert V.horizon_cost(searched, profile) == V.horizon_cost(plain, profile) + 2.5
+    (row,) = V.cost_table([searched], profile)
+    assert row["setup_cost"] == 2.5 and row["training_cost"] is None
+    assert V.cost_table([plain], profile)[0]["setup_cost"] is None

@@ -11,8 +11,9 @@ import json
 import pytest
 
 from evaluations.analysis import verdict as D
+from evaluations.models import KnowledgeChunk, KnowledgeDoc
 from evaluations.selectors.decisions import DecisionError, suite_decision
-from tests.factories import EndpointFactory
+from tests.factories import EndpointFactory, SuiteVersionFactory
 from tests.runs import ArmSpec, endpoints, finished_run, scores_with_mean, suite_version
 
 N = 100
@@ -29,6 +30,13 @@ def _arm(endpoint, strategy, right, prompt_tokens=100, **kw):
 
 def _decide(version, **kw):
     return suite_decision(version.suite, **kw)
+
+
+def _with_knowledge(version):
+    """A knowledge document (one passage) in the version: a rag arm can be run on it."""
+    doc = KnowledgeDoc.objects.create(version=version, doc_id="faq", text="Refunds take 30 days.", position=0)
+    KnowledgeChunk.objects.create(version=version, doc=doc, position=0, text=doc.text)
+    return version
 
 
 @pytest.fixture
@@ -366,25 +374,76 @@ def test_a_ladder_that_gains_at_every_step_but_stays_below_says_every_step_was_t
 def test_a_ladder_still_gaining_without_the_stronger_rungs_says_try_them_first(db):
     # zero-shot -> few-shot -> system -> cot once counted as "every step"; nearest and optimised
     # few-shot and retrieval are rungs of the ladder now, so a ladder still gaining says to try them.
-    version = _suite(quality_target=0.95)
+    # The suite has knowledge documents, so retrieval is one of them.
+    version = _with_knowledge(_suite(quality_target=0.95))
     base, _ = endpoints()
-    finished_run(
-        version,
-        [
-            _arm(base, "zero-shot", 20),
-            _arm(base, "few-shot", 45),
-            _arm(base, "system", 65),
-            _arm(base, "cot", 85),
-        ],
-    )
+    ladder = [_arm(base, "zero-shot", 20), _arm(base, "few-shot", 45), _arm(base, "system", 65),
+              _arm(base, "cot", 85)]  # fmt: skip
+    finished_run(version, ladder)
     d = _decide(version).decision
+    assert d.profile["knowledge"] is True
     assert d.verdict == D.INCONCLUSIVE
     assert "still improving" in d.summary
     assert "try few-shot (nearest), few-shot (optimised), retrieval (RAG) before deciding" in d.summary
     assert any(
         c.startswith("Retrieval (RAG), few-shot (optimised) and few-shot (nearest) were not measured")
+        and "knowledge documents" not in c
         for c in d.caveats
     )
+    # Without knowledge documents a rag run is refused: retrieval is not a step to try, and the
+    # caveat says what it would take.
+    version = _suite(quality_target=0.95)
+    finished_run(version, ladder)
+    d = _decide(version).decision
+    assert d.profile["knowledge"] is False
+    assert d.verdict == D.INCONCLUSIVE
+    assert "try few-shot (nearest), few-shot (optimised) before deciding" in d.summary
+    [caveat] = [c for c in d.caveats if "were not measured" in c]
+    assert caveat.startswith("Retrieval (RAG), few-shot (optimised) and few-shot (nearest) were not measured")
+    assert caveat.endswith(
+        "For retrieval (RAG), the suite has no knowledge documents; add them (import_knowledge, the "
+        "suite page) to try it."
+    )
+
+
+def test_without_knowledge_documents_every_step_is_tried_with_rungs_zero_to_five(db):
+    # Every rung but retrieval, each a significant gain on the one below, still below the target.
+    rungs = ["zero-shot", "few-shot", "few-shot-nearest", "few-shot-optimized", "system", "cot"]
+    version = _suite(quality_target=0.95)
+    base, _ = endpoints()
+    ladder = [_arm(base, kind, right) for kind, right in zip(rungs, [5, 15, 27, 40, 55, 70], strict=True)]
+    finished_run(version, ladder)
+    d = _decide(version).decision
+    assert d.verdict == D.FINE_TUNE
+    assert "every prompting step has been tried (retrieval aside: the suite has no knowledge documents)" in (
+        d.summary
+    )
+    assert (
+        "Retrieval (RAG) was not measured, so this verdict is drawn without it: the suite has no "
+        "knowledge documents; add them (import_knowledge, the suite page) to try it."
+    ) in d.caveats
+    # The same ladder on a suite with knowledge documents: retrieval is the step left to try.
+    version = _with_knowledge(_suite(quality_target=0.95))
+    finished_run(version, ladder)
+    d = _decide(version).decision
+    assert d.verdict == D.INCONCLUSIVE
+    assert "still improving" in d.summary and "try retrieval (RAG) before deciding" in d.summary
+    assert any(
+        c.startswith("Retrieval (RAG) was not measured: this verdict is drawn without it") for c in d.caveats
+    )
+
+
+def test_knowledge_is_read_from_the_run_s_suite_version_else_the_latest(db):
+    version = _suite()
+    base, _ = endpoints()
+    run = finished_run(version, [_arm(base, "zero-shot", 40), _arm(base, "few-shot", 55)])
+    newer = _with_knowledge(SuiteVersionFactory(suite=version.suite, number=version.number + 1))
+    assert version.suite.latest_version() == newer
+    # The run retrieved (or could not) from its own version's documents, not from a later one's.
+    assert _decide(version, run_id=run.pk).decision.profile["knowledge"] is False
+    # Without a finished run the suite's latest version tells.
+    fresh = _with_knowledge(_suite())
+    assert _decide(fresh).run is None and _decide(fresh).decision.profile["knowledge"] is True
 
 
 # --- retrieval, the rungs not measured, selection and confirmation -----------------------------

@@ -245,7 +245,7 @@ def test_the_command_prints_the_frozen_strategy_as_json(db, endpoint):
     sums_suite()
     out, err = run_command("--suite", "sums", "--endpoint", "golden-model", "--candidates", "8", "--json")
     d = json.loads(out)
-    assert d["strategy"] == "few-shot-optimized-sums@1" and d["kind"] == "few-shot-optimized"
+    assert d["strategy"] == "few-shot-optimized-sums" and d["kind"] == "few-shot-optimized"
     assert "golden" in d["examples"] and d["winner_dev_score"] == 1.0
     assert 0 <= d["candidates_mean_dev_score"] < 1.0
     assert d["calls"] == 32 and d["cost_usd"] > 0 and d["prompt_tokens"] > 0 and d["completion_tokens"] > 0
@@ -255,7 +255,7 @@ def test_the_command_prints_the_frozen_strategy_as_json(db, endpoint):
 def test_the_command_in_words(db, endpoint):
     sums_suite()
     out, _ = run_command("--suite", "sums", "--endpoint", "golden-model", "--name", "sums-demos", "--k", "2")
-    assert "Frozen sums-demos@1 (few-shot-optimized, k=2)" in out
+    assert "Frozen sums-demos (few-shot-optimized, k=2)" in out
     assert "Dev score 1.000 on 4 dev case(s) of sums" in out
     assert "Search cost: 32 call(s) to golden-model (0 failed)" in out and "$0.00" in out
 

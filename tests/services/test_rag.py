@@ -129,6 +129,9 @@ def test_retrieval_without_knowledge_is_refused_before_anything_runs(db, fake_op
 
 
 def test_a_frozen_optimised_strategy_shows_its_examples_in_order(fact_suite, fake_openai, task_queue):
+    CaseFactory(version=fact_suite, key="a", position=200, split="train", input="q-a", expected="o-a")
+    CaseFactory(version=fact_suite, key="b", position=201, split="train",
+                input=[{"role": "user", "content": "q-b"}], expected="o-b")  # fmt: skip
     frozen = Strategy.objects.create(
         name="few-shot-optimized-facts", kind="few-shot-optimized",
         params={"k": 2, "examples": [
@@ -148,6 +151,38 @@ def test_a_frozen_optimised_strategy_shows_its_examples_in_order(fact_suite, fak
             {"role": "user", "content": "q-b"}, {"role": "assistant", "content": "o-b"},
         ]  # fmt: skip
         assert result.retrieved == []
+
+
+def test_frozen_demonstrations_that_are_test_cases_fail_the_run_and_are_not_put_on_a_ladder(
+    fact_suite, fake_openai, task_queue
+):
+    from evaluations.selectors.strategies import optimized_strategy
+
+    apple = fact_suite.cases.get(key="t-apple")
+    leaky = Strategy.objects.create(
+        name="few-shot-optimized-facts", kind="few-shot-optimized",
+        params={"k": 1, "examples": [{"key": "t-apple", "input": apple.input, "output": apple.expected}],
+                "search": {"suite": "facts"}},
+    )  # fmt: skip
+    endpoint = EndpointFactory(name="reader", base_url=fake_openai.base_url)
+    run = run_create(suite_version=fact_suite, arms=[(endpoint, leaky)], use_cache=False)
+    task_queue.drain()
+
+    run.refresh_from_db()
+    assert run.status == "failed" and fake_openai.requests == []
+    assert "its demonstrations t-apple are not train cases of facts v" in run.error
+    assert run.error.endswith(", then run again")
+    assert optimized_strategy(fact_suite) is None  # a fine-tune's ladder does not take it either
+
+
+def test_retrieval_k_is_bounded(fact_suite, fake_openai, task_queue):
+    greedy = Strategy.objects.create(name="rag", version=2, kind="rag", params={"k": 500})
+    endpoint = EndpointFactory(name="reader", base_url=fake_openai.base_url)
+    run = run_create(suite_version=fact_suite, arms=[(endpoint, greedy)], use_cache=False)
+    task_queue.drain()
+
+    run.refresh_from_db()
+    assert run.status == "failed" and "k must be between 1 and 50 passages; got 500" in run.error
 
 
 def test_an_optimised_strategy_without_examples_fails_the_run_with_the_reason(
@@ -238,6 +273,20 @@ def test_rag_renders_the_passages_in_the_system_message() -> None:
     assert messages[0]["role"] == "system"
     assert messages[0]["content"].startswith("Answer with exactly one of these labels: a, b.")
     assert "[d1] fact one" in messages[0]["content"]
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "q"}]
+    merged = strategies.render("rag", chat, ctx)
+    assert [m["role"] for m in merged] == ["system", "user"]  # one system message, first
+    assert merged[0]["content"].startswith("Be brief.\n\nAnswer with exactly one of these labels")
     empty = strategies.render("rag", "q", strategies.RenderContext())
     assert "(no passage was found)" in empty[0]["content"]
     assert strategies.ladder_rank("cot") < strategies.ladder_rank("rag") < strategies.ladder_rank("plain")
+
+
+def test_text_without_spaces_is_cut_by_characters_and_counted_in_character_pairs() -> None:
+    chunks = retrieval.chunk_text("退款政策说明。" * 2000)
+    assert len(chunks) > 10 and max(len(c) for c in chunks) == retrieval.CHUNK_CHARS
+    # consecutive windows overlap by a fifth, so a sentence cut at one boundary is whole in the next
+    assert chunks[0][-retrieval.CHUNK_CHARS // 5 :] == chunks[1][: retrieval.CHUNK_CHARS // 5]
+    assert retrieval.tokens("退款政策 Refund") == ["退款", "款政", "政策", "refund"]
+    index = retrieval.Index(["运费说明：订单满五十元免运费。", "退款政策：收货后十四天内可退款。"], np.eye(2))
+    assert index.search("怎么退款", [0.5, 0.5], 1)[0].index == 1  # the shared pair 退款 decides

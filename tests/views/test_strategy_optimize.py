@@ -53,6 +53,23 @@ def test_a_search_is_queued_with_202_and_its_strategy_appears_when_done(
     assert Strategy.objects.get(pk=frozen[0]["id"]).params == params
 
 
+def test_a_queued_search_that_fails_says_why_in_the_audit_log(client, db, endpoint, fake_openai, task_queue):
+    from evaluations.models import AuditEvent
+
+    version = sums_suite()
+    editor = UserFactory(username="eddie", roles=["editor"])
+    body = {"suite": version.suite_id, "endpoint": endpoint.pk, "candidates": 2}
+    answer = client.post(URL, body, content_type="application/json", **bearer(editor)).json()
+    fake_openai.fail_next(400, 1000)
+    task_queue.drain()
+
+    assert not Strategy.objects.filter(kind="few-shot-optimized").exists()
+    event = AuditEvent.objects.get(action="strategy.optimize.failed")
+    assert event.after["request"] == answer["request"] and event.suite_id == version.suite_id
+    assert "every call to endpoint 'golden-model' failed" in event.after["error"]
+    assert event.actor_id == editor.pk
+
+
 def test_the_task_is_routed_to_the_llm_queue(settings):
     assert settings.CELERY_TASK_ROUTES["workers.tasks.optimize_fewshot"] == {"queue": "llm"}
 

@@ -21,7 +21,7 @@ def summary(strategy) -> dict:
     found = strategy.params.get("search") or {}
     scores = [s for s in found.get("scores") or [] if s is not None]
     return {
-        "strategy": f"{strategy.name}@{strategy.version}",
+        "strategy": str(strategy),  # as `evaluate --arm ENDPOINT:STRATEGY` takes it (name@vN)
         "id": strategy.pk,
         "name": strategy.name,
         "version": strategy.version,
