@@ -33,7 +33,7 @@ def test_the_demo_story_ends_with_a_decision_and_is_idempotent(worker, admin_cli
         shutil.rmtree(settings.MEDIA_ROOT / "adapters", ignore_errors=True)
     assert run.status == RunStatus.SUCCEEDED, worker.log_text()
     # The optimised few-shot rung: searched once, before the fine-tune, and on the ladder.
-    assert any(line.startswith("searching few-shot demonstrations: 4 candidate sets") for line in lines)
+    assert any(line.startswith("searching few-shot demonstrations: 3 candidate sets") for line in lines)
     assert any(line.startswith("  frozen as strategy few-shot-optimized-demo-tickets") for line in lines)
     assert any(line.startswith("fine-tuning smollm2-local on 16 tickets") for line in lines)
     assert any("training: step" in line for line in lines)
