@@ -312,10 +312,13 @@ def _run_context(run: Run) -> dict:
         "pass_rate": [s.get("pass_rate") for _, s in arms],
         "target": run.suite_version.suite.quality_target,
     }
+    retrieval = [(arm, s["retrieval"]) for arm, s in arms if s.get("retrieval")]
     return {
         "run": run,
         "progress": run_progress(run),
         "arms": arms,
+        "arms_retrieval": retrieval,
+        "arms_retrieval_gold": any(r.get("cases_with_gold") for _, r in retrieval),
         "chart": chart,
         "scorings": [
             (sc, [(arm.label, sc.summaries.get(str(arm.pk), {}).get("mean_score")) for arm, _ in arms])

@@ -290,3 +290,24 @@ def test_text_without_spaces_is_cut_by_characters_and_counted_in_character_pairs
     assert retrieval.tokens("退款政策 Refund") == ["退款", "款政", "政策", "refund"]
     index = retrieval.Index(["运费说明：订单满五十元免运费。", "退款政策：收货后十四天内可退款。"], np.eye(2))
     assert index.search("怎么退款", [0.5, 0.5], 1)[0].index == 1  # the shared pair 退款 decides
+
+
+def test_the_run_page_shows_each_retrieval_arms_recall_and_mrr(
+    fact_suite, fake_openai, task_queue, admin_client
+):
+    fake_openai.responder = fact_model
+    endpoint = EndpointFactory(name="reader", base_url=fake_openai.base_url)
+    run = run_create(
+        suite_version=fact_suite,
+        arms=[(endpoint, strategy("zero-shot")), (endpoint, strategy("rag"))],
+        use_cache=False,
+    )
+    task_queue.drain()
+
+    html = admin_client.get(f"/runs/{run.pk}/").content.decode()
+    assert "<h3>Retrieval" in html
+    row = html.split("<h3>Retrieval")[1].split("</table>")[0]
+    assert "reader · rag" in row and "reader · zero-shot" not in row
+    assert "10 of 10" in row and row.count("1.000") == 3  # recall@3, MRR and hit rate
+    results = admin_client.get(f"/runs/{run.pk}/results/").content.decode()
+    assert "retrieved: <code" in results and "apple.md#0" in results
