@@ -346,8 +346,17 @@ class FineTuneForm(SafeForm):
     suite_version = forms.ModelChoiceField(
         queryset=SuiteVersion.objects.none(), help_text="Its train split is the training data."
     )
+    backend = forms.ChoiceField(
+        choices=[("local", "Local (LoRA on this machine)"), ("openai", "OpenAI-compatible API")],
+        initial="local",
+        required=False,
+        help_text="Local: LoRA on a local base model, trained by a worker on this machine's CPU. "
+        "OpenAI-compatible API: the base endpoint's provider fine-tunes it, at the endpoint's base URL "
+        "with the key in its key variable (the LoRA fields below do not apply).",
+    )
     base_endpoint = forms.ModelChoiceField(
-        queryset=Endpoint.objects.none(), help_text="A local base model (hosted models: see below)."
+        queryset=Endpoint.objects.none(),
+        help_text="A base model: a local one for the local backend, an OpenAI-compatible one for the API.",
     )
     epochs = forms.IntegerField(min_value=1, max_value=50, initial=2)
     learning_rate = forms.FloatField(min_value=1e-6, max_value=1, initial=1e-3)
@@ -361,6 +370,19 @@ class FineTuneForm(SafeForm):
         min_value=16, max_value=4096, initial=256, help_text="Tokens per example."
     )
     seed = forms.IntegerField(min_value=0, max_value=MAX_POSITIVE_INT, initial=0)
+    learning_rate_multiplier = forms.FloatField(
+        min_value=1e-6,
+        max_value=10,
+        required=False,
+        help_text="OpenAI-compatible API only; empty: its default.",
+    )
+    suffix = forms.RegexField(
+        regex=r"^[A-Za-z0-9_-]+$",
+        max_length=64,
+        required=False,
+        help_text="OpenAI-compatible API only: added to the fine-tuned model's name "
+        "(letters, digits, - and _).",
+    )
 
     HYPERPARAMETERS = (
         "epochs",
@@ -379,11 +401,31 @@ class FineTuneForm(SafeForm):
             "suite__name", "-number"
         )
         self.fields["base_endpoint"].queryset = Endpoint.objects.filter(
-            provider=Provider.LOCAL, kind=EndpointKind.BASE
+            provider__in=[Provider.LOCAL, Provider.OPENAI], kind=EndpointKind.BASE
         ).order_by("name")
 
+    HOSTED_HYPERPARAMETERS = ("epochs", "batch_size", "seed", "learning_rate_multiplier", "suffix")
+
+    def clean_backend(self) -> str:
+        return self.cleaned_data.get("backend") or "local"
+
+    def clean(self):
+        cleaned = super().clean()
+        endpoint, backend = cleaned.get("base_endpoint"), cleaned.get("backend") or "local"
+        wanted = Provider.LOCAL if backend == "local" else Provider.OPENAI
+        if endpoint is not None and endpoint.provider != wanted:
+            self.add_error(
+                "base_endpoint",
+                f"{endpoint.name} is a {endpoint.get_provider_display()} endpoint; the chosen backend "
+                f"fine-tunes a {Provider(wanted).label} base model",
+            )
+        return cleaned
+
     def hyperparameters(self) -> dict:
-        return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}
+        if self.cleaned_data.get("backend", "local") == "local":
+            return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}
+        given = {k: self.cleaned_data.get(k) for k in self.HOSTED_HYPERPARAMETERS}
+        return {k: v for k, v in given.items() if v is not None and v != ""}
 
 
 class AlertChannelForm(SafeForm):

@@ -278,6 +278,12 @@ class Endpoint(models.Model):
         blank=True,
         help_text="Local fine-tunes: the LoRA adapter's folder, relative to the media directory.",
     )
+    price_train = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        default=0,
+        help_text="USD per 1M training tokens (hosted fine-tuning of this base model).",
+    )
     max_concurrency = models.PositiveIntegerField(default=4)
     timeout_seconds = models.PositiveIntegerField(default=60)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -301,6 +307,7 @@ class Endpoint(models.Model):
                 & (Q(training_cost__isnull=True) | Q(training_cost__gte=0)),
                 name="endpoint_prices_non_negative",
             ),
+            models.CheckConstraint(condition=Q(price_train__gte=0), name="endpoint_price_train_non_negative"),
         ]
 
     def __str__(self) -> str:
@@ -593,11 +600,18 @@ class FineTuneStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class FineTuneBackend(models.TextChoices):
+    LOCAL = "local", "Local LoRA"
+    OPENAI = "openai", "OpenAI-compatible fine-tuning API"
+
+
 class FineTuneJob(models.Model):
-    """LoRA fine-tuning of a local base model on a suite's train split, run on the `training` queue."""
+    """Fine-tuning on a suite's train split: LoRA of a local base model on the `training` queue, or a
+    job of an OpenAI-compatible fine-tuning API followed by a poller (docs/finetuning.md)."""
 
     suite_version = models.ForeignKey(SuiteVersion, on_delete=models.PROTECT, related_name="finetunes")
     base_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="finetune_jobs")
+    backend = models.CharField(max_length=10, choices=FineTuneBackend.choices, default=FineTuneBackend.LOCAL)
     hyperparameters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=FineTuneStatus.choices, default=FineTuneStatus.QUEUED)
     examples = models.PositiveIntegerField(default=0)
@@ -617,6 +631,31 @@ class FineTuneJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Hosted jobs (backend openai): the remote ids, stored as soon as they are known so that nothing
+    # is uploaded or submitted twice; what the poller saw; when it looks next.
+    remote_job_id = models.CharField(max_length=200, blank=True)
+    remote_training_file = models.CharField(max_length=200, blank=True)
+    remote_validation_file = models.CharField(max_length=200, blank=True)
+    remote_status = models.CharField(max_length=30, blank=True)
+    submitted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the job was first sent (a lost answer is looked up, not re-sent).",
+    )
+    fine_tuned_model = models.CharField(max_length=300, blank=True)
+    trained_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    validation_examples = models.PositiveIntegerField(default=0)
+    events = models.JSONField(default=list, blank=True, help_text="The provider's job events, oldest first.")
+    checkpoints = models.JSONField(
+        default=list, blank=True, help_text="Metrics per step: train/valid loss and token accuracy."
+    )
+    poll_attempts = models.PositiveIntegerField(
+        default=0, help_text="The poller's token: looks claimed so far."
+    )
+    poll_interval = models.FloatField(default=0, help_text="Seconds between the last two looks.")
+    next_poll_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the poller looks next; empty once nothing is left to follow."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -625,6 +664,7 @@ class FineTuneJob(models.Model):
                 condition=Q(step__lte=models.F("total_steps")), name="finetune_step_le_total"
             )
         ]
+        indexes = [models.Index(fields=["backend", "status"])]
 
     def __str__(self) -> str:
         return f"Fine-tune #{self.pk} of {self.base_endpoint}"

@@ -41,6 +41,7 @@ class Hyperparameters:
     batch_size: int = 8
     max_length: int = 256
     seed: int = 0
+    qlora: bool = False  # QLoRA: the base model loaded in 4 bits (bitsandbytes, CUDA only) + LoRA
 
     LIMITS = {
         "rank": (1, 256),
@@ -64,6 +65,13 @@ class Hyperparameters:
         out = {}
         for name, value in values.items():
             if value is None or value == "":
+                continue
+            if name == "qlora":
+                if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+                    value = value.strip().lower() in ("true", "1")
+                if not isinstance(value, bool):
+                    raise TrainingError(f"qlora: {value!r} is not true or false")
+                out[name] = value
                 continue
             if name == "target_modules":
                 modules = value.split(",") if isinstance(value, str) else list(value)
@@ -91,6 +99,27 @@ class Hyperparameters:
         d = asdict(self)
         d["target_modules"] = list(self.target_modules)
         return d
+
+
+QLORA_ON_CPU = (
+    "QLoRA (qlora: true) needs a CUDA GPU with bitsandbytes installed: {why}; "
+    "this worker trains on the CPU, so leave qlora out (plain LoRA) or run the training queue on a GPU"
+)
+
+
+def qlora_unavailable() -> str | None:
+    """Why QLoRA cannot run in this process (a sentence), or None when bitsandbytes and CUDA are here."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return QLORA_ON_CPU.format(why="bitsandbytes is not installed")
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return QLORA_ON_CPU.format(why="torch is not installed")
+    if not torch.cuda.is_available():
+        return QLORA_ON_CPU.format(why="no CUDA device is available")
+    return None
 
 
 @dataclass
@@ -130,6 +159,27 @@ def train_lora(
 _one_at_a_time = threading.Lock()
 
 
+def _load_4bit(base_model: str):  # pragma: no cover - needs a CUDA GPU
+    """The base model quantised to 4 bits (NF4, bf16 compute) and prepared for k-bit training."""
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        base_model, quantization_config=quantization, device_map="auto"
+    )
+    return prepare_model_for_kbit_training(model), tokenizer
+
+
 def _train(*, base_model, examples, out_dir, hp, progress) -> TrainResult:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -139,7 +189,13 @@ def _train(*, base_model, examples, out_dir, hp, progress) -> TrainResult:
     started = time.monotonic()
     random.seed(hp.seed)
     torch.manual_seed(hp.seed)
-    model, tokenizer = load_pretrained(base_model)
+    if hp.qlora:
+        reason = qlora_unavailable()
+        if reason:
+            raise TrainingError(reason)
+        model, tokenizer = _load_4bit(base_model)
+    else:
+        model, tokenizer = load_pretrained(base_model)
     rows = [_encode(tokenizer, messages, answer, hp.max_length) for messages, answer in examples]
     config = LoraConfig(
         r=hp.rank,
@@ -178,6 +234,9 @@ def _train(*, base_model, examples, out_dir, hp, progress) -> TrainResult:
             input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
             labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
             mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+            if hp.qlora:  # pragma: no cover - the 4-bit model sits on the GPU
+                device = next(model.parameters()).device
+                input_ids, labels, mask = input_ids.to(device), labels.to(device), mask.to(device)
             out = model(input_ids=input_ids, attention_mask=mask, labels=labels)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

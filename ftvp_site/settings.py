@@ -356,6 +356,7 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.run_batch": {"queue": "llm"},
     "workers.tasks.optimize_fewshot": {"queue": "llm"},  # the few-shot search calls the model
     "workers.tasks.finetune": {"queue": "training"},
+    "workers.tasks.finetune_poll": {"queue": "scoring"},  # hosted fine-tuning: a few short HTTP calls
     "workers.tasks.scheduled_run": {"queue": "scoring"},  # sent by beat; only creates the run
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -379,6 +380,9 @@ if FTVP_EMBEDDER not in {"minilm", "hashing"} and not (Path(FTVP_EMBEDDER) / "mo
 FTVP_JUDGE_ENDPOINT = os.environ.get("FTVP_JUDGE_ENDPOINT", "").strip()
 FTVP_LOCAL_MAX_NEW_TOKENS = env_int("FTVP_LOCAL_MAX_NEW_TOKENS", 96, minimum=1)
 FTVP_LOCAL_BATCH = env_int("FTVP_LOCAL_BATCH", 16, minimum=1)
+# Hosted fine-tuning jobs: seconds to the first look at the provider after a change (then doubling
+# while nothing changes, up to 300).
+FTVP_FINETUNE_POLL_SECONDS = env_int("FTVP_FINETUNE_POLL_SECONDS", 5, minimum=1)
 FTVP_HTTP_RETRIES = env_int("FTVP_HTTP_RETRIES", 4, minimum=0)
 # Score trends: the Mann-Kendall test looks at this many latest runs of an arm's series (at least
 # 6: fewer can never reach the test's significance level of 0.01).

@@ -73,9 +73,12 @@ class TaskQueue:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, tuple]] = []
+        self.countdowns: list[tuple[str, float]] = []  # tasks sent with a countdown (run at once here)
 
-    def __call__(self, task: str, *args) -> None:
+    def __call__(self, task: str, *args, countdown: float | None = None) -> None:
         self.sent.append((task, args))
+        if countdown is not None:
+            self.countdowns.append((task, countdown))
 
     def names(self) -> list[str]:
         return [name for name, _ in self.sent]

@@ -43,6 +43,12 @@ def finetune(job_id: int) -> None:
     finetunes.finetune_execute(job_id=job_id)
 
 
+@shared_task(name="workers.tasks.finetune_poll", acks_late=True)
+def finetune_poll(job_id: int, attempt: int = 0) -> None:
+    """A hosted fine-tuning job: submitted (once), then followed; re-sent with a countdown until final."""
+    finetunes.finetune_poll(job_id=job_id, attempt=attempt)
+
+
 @shared_task(name="workers.tasks.send_alert", acks_late=True)
 def send_alert(delivery_id: int) -> None:
     alerts.alert_send(delivery_id=delivery_id)

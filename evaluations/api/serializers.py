@@ -692,3 +692,169 @@ class SignOffDecisionInput(serializers.Serializer):
     def validate_comment(self, value):
         _no_nul(value)
         return value
+
+
+# --- fine-tuning jobs -------------------------------------------------------------------------------
+
+FINETUNE_BACKENDS = (
+    ("local", "local: LoRA on a local base model, trained by a worker on the `training` queue"),
+    (
+        "openai",
+        "openai: the base endpoint's OpenAI-compatible fine-tuning API (its base URL and key variable)",
+    ),
+)
+SUFFIX_MAX = 64  # the service's HostedHyperparameters limit, for the help text
+
+
+def _hyperparameter_checker(backend: str):
+    """(known names, check(name, value) -> problem or None) of a backend's hyperparameters: the
+    classes the service validates with, one key at a time so that every bad key is named."""
+    from evaluations.services import finetune
+    from evaluations.training import Hyperparameters, TrainingError
+
+    cls = Hyperparameters if backend == "local" else finetune.HostedHyperparameters
+
+    def check(name: str, value) -> str | None:
+        try:
+            cls.from_dict({name: value})
+        except (TrainingError, finetune.FineTuneError) as exc:
+            return str(exc).removeprefix(f"{name}: ")
+        return None
+
+    return tuple(f for f in cls.__dataclass_fields__ if f != "LIMITS"), check
+
+
+def hyperparameter_errors(backend: str, values: dict) -> dict[str, str]:
+    """name -> what is wrong with it, for every bad or unknown hyperparameter of `backend`."""
+    known, check = _hyperparameter_checker(backend)
+    errors = {}
+    for name, value in values.items():
+        if name not in known:
+            errors[str(name)] = f"unknown for the {backend} backend; known: {', '.join(known)}"
+        elif value is not None and value != "":
+            problem = check(name, value)
+            if problem:
+                errors[name] = problem
+    return errors
+
+
+class FineTuneSerializer(JsonReady, serializers.Serializer):
+    id = serializers.IntegerField()
+    suite = SuiteRefSerializer(source="suite_version.suite")
+    suite_version = serializers.IntegerField(source="suite_version.number")
+    base_endpoint = EndpointRefSerializer()
+    backend = serializers.SerializerMethodField()
+    status = serializers.CharField(help_text="queued, running, succeeded, failed or cancelled")
+    hyperparameters = serializers.DictField()
+    examples = serializers.IntegerField(help_text="training examples (train cases with an expected output)")
+    step = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    percent = serializers.FloatField()
+    trained_tokens = serializers.SerializerMethodField()
+    compute_seconds = serializers.FloatField(allow_null=True)
+    training_cost = serializers.FloatField(allow_null=True, help_text="USD, once trained")
+    endpoint = EndpointRefSerializer(allow_null=True, help_text="the fine-tuned endpoint, once registered")
+    run = serializers.IntegerField(
+        source="run_id",
+        allow_null=True,
+        help_text="the evaluation run of the fine-tuned endpoint, once started",
+    )
+    error = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_backend(self, job) -> str:
+        return job.backend
+
+    def get_trained_tokens(self, job) -> int | None:
+        """Tokens the hosted backend trained on (null for local jobs and until it says)."""
+        return job.trained_tokens
+
+
+class FineTuneDetailSerializer(FineTuneSerializer):
+    losses = serializers.ListField(child=serializers.FloatField(), help_text="training loss per step")
+    remote_job_id = serializers.SerializerMethodField()
+    fine_tuned_model = serializers.SerializerMethodField()
+    events = serializers.SerializerMethodField()
+    checkpoints = serializers.SerializerMethodField()
+
+    def get_remote_job_id(self, job) -> str:
+        """The hosted backend's job id (empty for local jobs)."""
+        return job.remote_job_id
+
+    def get_fine_tuned_model(self, job) -> str:
+        """The model the hosted backend trained (empty for local jobs: see endpoint)."""
+        return job.fine_tuned_model
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_events(self, job) -> list:
+        """The hosted backend's job events, oldest first (empty for local jobs: see losses)."""
+        return list(job.events or [])
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_checkpoints(self, job) -> list:
+        """The hosted backend's checkpoints (empty for local jobs)."""
+        return list(job.checkpoints or [])
+
+
+class FineTuneFilter(serializers.Serializer):
+    suite = id_field(required=False, help_text="only jobs of this suite (id)")
+    status = serializers.ChoiceField(
+        choices=["queued", "running", "succeeded", "failed", "cancelled"], required=False
+    )
+    backend = serializers.ChoiceField(choices=FINETUNE_BACKENDS, required=False)
+
+
+class FineTuneCreateInput(serializers.Serializer):
+    suite = id_field(help_text="suite id: its train split is the training data")
+    suite_version = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, required=False, allow_null=True,
+        help_text="version number; default: the suite's latest version",
+    )  # fmt: skip
+    base_endpoint = id_field(
+        help_text="id of a base-model endpoint: a local model (backend local) or an OpenAI-compatible "
+        "one (backend openai: its base URL and key variable are used)"
+    )
+    backend = serializers.ChoiceField(choices=FINETUNE_BACKENDS, default="local")
+    hyperparameters = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="local: epochs (1-50), batch_size (1-256), learning_rate (0-1], rank, alpha, dropout, "
+        "target_modules, max_length, seed (qlora where CUDA is); openai: epochs, batch_size, "
+        f"learning_rate_multiplier (0-10], suffix (up to {SUFFIX_MAX} letters, digits, - and _), seed, "
+        "validation_fraction. Unknown keys are refused, naming them.",
+    )
+
+    def validate_hyperparameters(self, value):
+        _json_safe(value)
+        _no_nul(value)
+        return value
+
+    def validate(self, attrs):
+        suite = Suite.objects.filter(pk=attrs["suite"]).first()
+        if suite is None:
+            raise serializers.ValidationError({"suite": f"no suite #{attrs['suite']} (GET /api/v1/suites/)"})
+        attrs["suite_version"] = resolve_version(suite, attrs.get("suite_version"))
+        backend = attrs["backend"]
+        endpoint = Endpoint.objects.filter(pk=attrs["base_endpoint"]).first()
+        if endpoint is None:
+            missing = f"no endpoint #{attrs['base_endpoint']} (GET /api/v1/endpoints/ lists them)"
+            raise serializers.ValidationError({"base_endpoint": missing})
+        if endpoint.kind != EndpointKind.BASE:
+            raise serializers.ValidationError(
+                {"base_endpoint": f"{endpoint.name!r} is a fine-tuned endpoint; fine-tune its base model"}
+            )
+        wanted = Provider.LOCAL if backend == "local" else Provider.OPENAI
+        if endpoint.provider != wanted:
+            wrong = (
+                f"{endpoint.name!r} is a {endpoint.get_provider_display()} endpoint; the {backend} "
+                f"backend fine-tunes a {Provider(wanted).label} base model"
+            )
+            raise serializers.ValidationError({"base_endpoint": wrong})
+        attrs["base_endpoint"] = endpoint
+        errors = hyperparameter_errors(backend, attrs.get("hyperparameters") or {})
+        if errors:
+            raise serializers.ValidationError({"hyperparameters": errors})
+        return attrs

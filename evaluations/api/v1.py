@@ -20,6 +20,7 @@ router.register("strategies", viewsets.StrategyViewSet, basename="strategy")
 router.register("runs", viewsets.RunViewSet, basename="run")
 router.register("findings", viewsets.FindingViewSet, basename="finding")
 router.register("schedules", viewsets.ScheduleViewSet, basename="schedule")
+router.register("finetunes", viewsets.FineTuneViewSet, basename="finetune")
 
 urlpatterns = [
     path("suites/<int:id>/decision", SuiteDecisionView.as_view(), name="suite-decision"),

@@ -1,4 +1,4 @@
-"""API v1 resources: suites, endpoints, strategies, runs, findings, schedules.
+"""API v1 resources: suites, endpoints, strategies, runs, findings, schedules, fine-tuning jobs.
 
 Thin: parse and validate the request (serializers.py), call a service (writes) or a selector or a
 queryset (reads), answer. Service errors become 400s naming the field; unknown ids 404s.
@@ -26,6 +26,7 @@ from evaluations.models import (
     Endpoint,
     EndpointKind,
     Finding,
+    FineTuneJob,
     Run,
     Schedule,
     ScheduleArm,
@@ -40,6 +41,7 @@ from evaluations.services import signoffs as signoff_services
 from evaluations.services.endpoints import endpoint_create, endpoint_update
 from evaluations.services.fewshot_optimize import OptimizeError, strategy_optimize_request
 from evaluations.services.findings import BaselineError, baseline_set, finding_acknowledge, run_regressions
+from evaluations.services.finetune import FineTuneError, finetune_cancel, finetune_create
 from evaluations.services.runs import RunError, run_cancel, run_create, run_delete, run_resume
 from evaluations.services.schedules import ScheduleError, schedule_create, schedule_delete, schedule_update
 
@@ -714,3 +716,95 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
         with service_errors(ScheduleError):
             schedule_delete(schedule=self.get_object(), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- fine-tuning jobs -------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Fine-tuning jobs, newest first", tags=["finetunes"], parameters=[s.FineTuneFilter]
+    ),
+    retrieve=extend_schema(
+        summary="A fine-tuning job: status, progress, losses, the hosted backend's events and checkpoints",
+        tags=["finetunes"],
+    ),
+)
+class FineTuneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Fine-tuning jobs, as on the fine-tuning page: the page's role starts and cancels them, the
+    services audit both (finetune.create, finetune.cancel)."""
+
+    action_permissions = {"create": roles.FINETUNE, "cancel": roles.FINETUNE}
+    queryset = FineTuneJob.objects.select_related(
+        "suite_version__suite", "base_endpoint", "endpoint", "created_by"
+    ).order_by("-created_at", "-id")
+
+    def get_serializer_class(self):
+        return s.FineTuneSerializer if self.action == "list" else s.FineTuneDetailSerializer
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        filters = query(self.request, s.FineTuneFilter)
+        if "suite" in filters:
+            queryset = queryset.filter(suite_version__suite_id=filters["suite"])
+        if "status" in filters:
+            queryset = queryset.filter(status=filters["status"])
+        if "backend" in filters:
+            if any(f.name == "backend" for f in FineTuneJob._meta.get_fields()):
+                queryset = queryset.filter(backend=filters["backend"])
+            elif filters["backend"] != "local":
+                queryset = queryset.none()  # every job is local before the hosted backend exists
+        return queryset
+
+    def _detail(self, job: FineTuneJob, code: int = status.HTTP_200_OK, headers=None) -> Response:
+        return Response(
+            s.FineTuneDetailSerializer(self.get_queryset().get(pk=job.pk)).data, status=code, headers=headers
+        )
+
+    @extend_schema(
+        operation_id="finetune_create",
+        summary="Start a fine-tuning job",
+        description="Fine-tune a base model on the suite's train split (its latest version, or "
+        "`suite_version`). Backend `local`: LoRA on a local base model, trained by a worker on the "
+        "`training` queue. Backend `openai`: the base endpoint's OpenAI-compatible fine-tuning API, with "
+        "its base URL and key variable. When training succeeds the fine-tuned endpoint is registered and "
+        "evaluated next to the base model's prompting ladder (the job's `run`). Poll "
+        "`GET /api/v1/finetunes/{id}/`.",
+        tags=["finetunes"],
+        request=s.FineTuneCreateInput,
+        responses={
+            201: s.FineTuneDetailSerializer,
+            400: OpenApiResponse(s.ErrorSerializer, description="`detail` names the field at fault"),
+        },
+    )
+    def create(self, request):
+        data = body(request, s.FineTuneCreateInput)
+        with service_errors(FineTuneError):
+            job = finetune_create(
+                suite_version=data["suite_version"],
+                base_endpoint=data["base_endpoint"],
+                hyperparameters=data["hyperparameters"],
+                user=request.user,
+                backend=data["backend"],
+            )
+        url = request.build_absolute_uri(reverse("api-v1:finetune-detail", args=[job.pk]))
+        return self._detail(job, status.HTTP_201_CREATED, headers={"Location": url})
+
+    @extend_schema(
+        operation_id="finetune_cancel",
+        summary="Cancel a queued or training job",
+        tags=["finetunes"],
+        request=None,
+        responses={
+            200: s.FineTuneDetailSerializer,
+            409: OpenApiResponse(s.ErrorSerializer, description="the job had already finished"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = self.get_object()
+        if not finetune_cancel(job_id=job.pk, user=request.user):
+            job.refresh_from_db(fields=["status"])
+            raise Conflict(f"fine-tune #{job.pk} had already finished ({job.status}): nothing to cancel")
+        return self._detail(job)

@@ -36,6 +36,7 @@ from .base import (
 from .csv_format import read_csv
 from .jsonl_format import read_jsonl
 from .knowledge import KnowledgeDocument, is_knowledge_path, read_knowledge
+from .openai_evals_platform import looks_like_eval_definition, read_eval_definition
 from .peers import (
     looks_like_ftvp_yaml,
     looks_like_openai_evals_registry,
@@ -54,6 +55,7 @@ FORMAT_CHOICES = (
     ("promptfoo", "promptfoo (config, test CSV/JSONL/YAML)"),
     ("openai-evals", "OpenAI evals (samples JSONL or registry YAML)"),
     ("openai-chat", "OpenAI chat fine-tuning JSONL"),
+    ("openai-evals-platform", "OpenAI Evals platform (eval definition JSON with its items JSONL)"),
     ("deepeval", "DeepEval goldens (JSON or CSV)"),
     ("langfuse", "Langfuse dataset items (JSON or JSON Lines)"),
 )
@@ -80,9 +82,11 @@ def read_sources(
     seed: int = 0,
     max_errors: int = DEFAULT_MAX_ERRORS,
     max_bytes: int = 200 * 1024 * 1024,
+    input_field: str | None = None,
 ) -> ImportResult:
     """Read an upload of one or more files (zips are opened) into validated cases; the files of a
-    `knowledge/` folder in a zip are the version's knowledge documents (`result.knowledge`), not cases."""
+    `knowledge/` folder in a zip are the version's knowledge documents (`result.knowledge`), not cases.
+    `input_field` names the item field that is the prompt (OpenAI Evals platform definitions)."""
     if fmt and fmt not in FORMATS:
         raise SuiteFormatError("--format", f"{fmt!r} is not a format; use one of: {', '.join(FORMATS)}")
     if test_fraction is not None and not 0 < test_fraction < 1:
@@ -100,7 +104,10 @@ def read_sources(
     entry, kind = _entry(files, fmt)
     reader = SuiteReader(entry.name, max_errors=max_errors)
     try:
-        extras = READERS[kind](entry, by_name, reader) or SuiteExtras()
+        if kind == "openai-evals-platform":
+            extras = read_eval_definition(entry, by_name, reader, input_field=input_field)
+        else:
+            extras = READERS[kind](entry, by_name, reader) or SuiteExtras()
         for index, assertion in enumerate(extras.default_assertions):
             if reader.numbers_check(None, assertion, f"default assertions[{index}]"):
                 continue
@@ -221,6 +228,7 @@ def _entry(files: list[SourceFile], fmt: str | None) -> tuple[SourceFile, str]:
         entry = files[0]
     else:
         roots = [f for f in configs if _config_kind(f) in ("promptfoo", "openai-evals")]
+        roots += [f for f in files if _suffix(f.name) == ".json" and _is_eval_definition(f)]
         if len(roots) > 1:  # e.g. a tests.yaml written as {tests: [...]}: the config is the one named so
             named = [f for f in roots if PurePosixPath(f.name).stem.startswith("promptfooconfig")]
             roots = named or roots
@@ -228,8 +236,9 @@ def _entry(files: list[SourceFile], fmt: str | None) -> tuple[SourceFile, str]:
             names = ", ".join(f.name for f in files[:5])
             raise SuiteFormatError(
                 names,
-                "are several files but not one promptfoo config or OpenAI evals registry that refers to the "
-                "others; upload one suite file, or the config together with its files",
+                "are several files but not one promptfoo config, OpenAI evals registry or OpenAI Evals "
+                "definition that refers to the others; upload one suite file, or the config together with "
+                "its files",
             )
         entry = roots[0]
     if entry.data == b"" or not entry.data.strip():
@@ -255,6 +264,16 @@ def _config_kind(source: SourceFile) -> str | None:
     if isinstance(data, list):
         return "promptfoo-tests"
     return None
+
+
+def _is_eval_definition(source: SourceFile) -> bool:
+    """An OpenAI Evals platform definition (the JSON GET /v1/evals/{id} returned)."""
+    from .peers import load_json
+
+    try:
+        return looks_like_eval_definition(load_json(source))
+    except SuiteFormatError:
+        return False
 
 
 def _first_object(source: SourceFile) -> dict | None:
@@ -294,6 +313,8 @@ def _detect(entry: SourceFile) -> str:
         from .peers import load_json
 
         data = load_json(entry)
+        if looks_like_eval_definition(data):
+            return "openai-evals-platform"
         items = data if isinstance(data, list) else []
         keys = {k for item in items[:20] if isinstance(item, dict) for k in item}
         if keys & {"expected_output", "actual_output", "retrieval_context", "context"}:
@@ -338,6 +359,12 @@ def _forced(entry: SourceFile, fmt: str) -> str:
         return "json" if suffix == ".json" else "langfuse-jsonl"
     if fmt == "openai-chat":
         return "openai-chat"
+    if fmt == "openai-evals-platform" and suffix != ".json":
+        raise SuiteFormatError(
+            entry.name,
+            "is not the eval definition; the OpenAI Evals platform format starts from the eval's JSON "
+            "(GET /v1/evals/{id}), uploaded with its items JSON Lines",
+        )
     return fmt
 
 
@@ -415,4 +442,5 @@ READERS: dict[str, Callable[..., SuiteExtras]] = {
     "langfuse-jsonl": _peer_jsonl,
     "deepeval": _json,
     "langfuse": _json,
+    "openai-evals-platform": read_eval_definition,
 }

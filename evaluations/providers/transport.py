@@ -230,19 +230,34 @@ def _transport(target: Target) -> httpx2.HTTPTransport:
 
 def post_json(target: Target, path: str, payload: Any, headers: Mapping[str, str], timeout: float) -> Reply:
     """POST `payload` as JSON to `target.prefix + path`, on a kept-alive connection when one is free."""
-    body = json.dumps(payload).encode()
+    return send(target, "POST", path, headers, timeout, json.dumps(payload).encode(), "application/json")
+
+
+def send(
+    target: Target,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    timeout: float,
+    body: bytes | None = None,
+    content_type: str | None = None,
+) -> Reply:
+    """Any request (GET, a multipart upload...) with the same deadline, errors and size limit as
+    `post_json`; `path` may carry a query string."""
     transport = _transport(target)
+    request_headers = {
+        "Accept": "application/json",
+        "Accept-Encoding": ACCEPT_ENCODING,
+        "User-Agent": USER_AGENT,
+        **headers,
+    }
+    if content_type:
+        request_headers = {"Content-Type": content_type, **request_headers}
     request = httpx2.Request(
-        "POST",
+        method,
         target.origin + target.prefix + path,
         content=body,
-        headers={
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Accept-Encoding": ACCEPT_ENCODING,
-            "User-Agent": USER_AGENT,
-            **headers,
-        },
+        headers=request_headers,
         extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
     )
     _call.deadline = time.monotonic() + timeout

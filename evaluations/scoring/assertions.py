@@ -767,6 +767,7 @@ UNRUNNABLE = {
     "human": "needs a human grader (use ftvp's review queue)",
     "max-score": "compares several outputs",
     "skill-used": "needs agent traces",
+    "openai-grader": "is an OpenAI Evals grader ftvp has no equivalent for",
 }
 
 

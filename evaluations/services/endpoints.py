@@ -48,6 +48,7 @@ RESERVED_ENV = frozenset(
         "FTVP_BATCH_SIZE", "FTVP_STALL_SECONDS", "FTVP_LIVE_SECONDS", "FTVP_WORKER_BEAT_SECONDS",
         "FTVP_EMBEDDER",
         "FTVP_JUDGE_ENDPOINT", "FTVP_LOCAL_MAX_NEW_TOKENS", "FTVP_LOCAL_BATCH", "FTVP_HTTP_RETRIES",
+        "FTVP_FINETUNE_POLL_SECONDS",
         "FTVP_TREND_RUNS", "FTVP_BASE_URL", "FTVP_WEBHOOK_TIMEOUT", "FTVP_LOG_LEVEL",
         "FTVP_ENV_ALLOWLIST", "FTVP_IMAGE", "FTVP_WEB_PORT",
         "FTVP_HTTPS", "FTVP_HSTS_SECONDS", "FTVP_HSTS_INCLUDE_SUBDOMAINS", "FTVP_HSTS_PRELOAD",
@@ -464,6 +465,7 @@ def endpoint_create(
     price_in: object = 0,
     price_out: object = 0,
     price_hour: object = 0,
+    price_train: object = 0,
     training_cost: object = None,
     hosting_monthly: object = 0,
     adapter: str = "",
@@ -489,6 +491,7 @@ def endpoint_create(
         price_in=_decimal(price_in, "price_in"),
         price_out=_decimal(price_out, "price_out"),
         price_hour=_decimal(price_hour, "price_hour"),
+        price_train=_decimal(price_train, "price_train"),
         training_cost=training,
         hosting_monthly=_decimal(hosting_monthly, "hosting_monthly"),
         adapter=adapter,
@@ -525,8 +528,8 @@ def _check(endpoint: Endpoint) -> None:
 # What an endpoint's audit events record: names of key variables, never a key (none is stored).
 AUDITED = (
     "name", "provider", "model", "base_url", "api_key_env", "kind", "base_endpoint", "params", "price_in",
-    "price_out", "price_hour", "training_cost", "hosting_monthly", "adapter", "max_concurrency",
-    "timeout_seconds",
+    "price_out", "price_hour", "price_train", "training_cost", "hosting_monthly", "adapter",
+    "max_concurrency", "timeout_seconds",
 )  # fmt: skip
 
 
@@ -534,7 +537,7 @@ AUDITED = (
 # another model: register a new endpoint for that, so past runs keep saying what they ran.
 UPDATABLE = (
     "name", "model", "base_url", "api_key_env", "params", "price_in", "price_out", "price_hour",
-    "training_cost", "hosting_monthly", "max_concurrency", "timeout_seconds",
+    "price_train", "training_cost", "hosting_monthly", "max_concurrency", "timeout_seconds",
 )  # fmt: skip
 
 
@@ -565,7 +568,7 @@ def endpoint_update(*, endpoint: Endpoint, user=None, **changes) -> Endpoint:
                 "or empty to send no key)"
             }
         )
-    for field in ("price_in", "price_out", "price_hour", "hosting_monthly"):
+    for field in ("price_in", "price_out", "price_hour", "price_train", "hosting_monthly"):
         if field in changes:
             changes[field] = _decimal(changes[field], field)
     if "training_cost" in changes:
@@ -662,6 +665,7 @@ def endpoint_update_costs(
     price_hour: object,
     hosting_monthly: object,
     training_cost: object = None,
+    price_train: object = None,
     user=None,
 ) -> Endpoint:
     """Set what an endpoint costs: per-token and compute prices, hosting, and (fine-tuned models)
@@ -670,12 +674,15 @@ def endpoint_update_costs(
     endpoint.price_out = _decimal(price_out, "price_out")
     endpoint.price_hour = _decimal(price_hour, "price_hour")
     endpoint.hosting_monthly = _decimal(hosting_monthly, "hosting_monthly")
+    if price_train is not None:  # None keeps it (callers that predate the training price)
+        endpoint.price_train = _decimal(price_train, "price_train")
     if endpoint.kind == EndpointKind.FINE_TUNED:
         endpoint.training_cost = _optional_decimal(training_cost, "training_cost")
     elif training_cost not in (None, ""):
         raise ValidationError({"training_cost": "only a fine-tuned endpoint has a training cost"})
     before = stored_snapshot(endpoint, AUDITED)
     endpoint.full_clean()
-    endpoint.save(update_fields=["price_in", "price_out", "price_hour", "hosting_monthly", "training_cost"])
+    fields = ["price_in", "price_out", "price_hour", "price_train", "hosting_monthly", "training_cost"]
+    endpoint.save(update_fields=fields)
     audit_update(actor=user, action="endpoint.update", obj=endpoint, before=before, fields=AUDITED)
     return endpoint

@@ -12,9 +12,11 @@ from celery import current_app
 from django.db import transaction
 
 
-def enqueue(task: str, *args: object) -> None:
-    """Send `workers.tasks.<task>(*args)` once the current transaction commits (at once outside one)."""
+def enqueue(task: str, *args: object, countdown: float | None = None) -> None:
+    """Send `workers.tasks.<task>(*args)` once the current transaction commits (at once outside one);
+    with `countdown`, to be run that many seconds later (a poller's next look)."""
     name = f"workers.tasks.{task}"
+    options = {} if countdown is None else {"countdown": max(0.0, float(countdown))}
     # robust: a broker that is down must not stop the callbacks after this one (nor fail the request
     # that committed); the workers' recovery sweep re-sends what was not sent.
-    transaction.on_commit(lambda: current_app.send_task(name, args=list(args)), robust=True)
+    transaction.on_commit(lambda: current_app.send_task(name, args=list(args), **options), robust=True)

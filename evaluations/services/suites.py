@@ -40,6 +40,7 @@ def suite_import(
     description: str | None = None,
     quality_target: float | None = None,
     monthly_volume: int | None = None,
+    input_field: str | None = None,
     user=None,
 ) -> SuiteVersion:
     """Read a suite file and store it as the suite's next version (creating the suite if new).
@@ -65,6 +66,7 @@ def suite_import(
         test_fraction=test_fraction,
         seed=seed,
         max_bytes=settings.FTVP_MAX_UPLOAD_BYTES,
+        input_field=input_field,
     )
     cases = result.cases
     filename = ", ".join(result.files)[:255] if len(result.files) > 1 else result.files[0]

@@ -30,6 +30,7 @@ def finetune_list(request: HttpRequest) -> HttpResponse:
                 base_endpoint=form.cleaned_data["base_endpoint"],
                 hyperparameters=form.hyperparameters(),
                 user=request.user,
+                backend=form.cleaned_data["backend"],
             )
         except FineTuneError as exc:
             form.add_error(None, str(exc))

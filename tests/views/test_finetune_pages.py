@@ -139,7 +139,7 @@ def test_a_job_whose_worker_died_fails_and_a_lost_message_is_sent_again(version,
     FineTuneJob.objects.filter(pk=running.pk).update(status=FineTuneStatus.RUNNING, heartbeat_at=long_ago)
     FineTuneJob.objects.filter(pk=queued.pk).update(created_at=long_ago)
     queue.sent.clear()
-    assert finetunes_recover() == {"failed": 1, "requeued": 1}
+    assert finetunes_recover() == {"failed": 1, "requeued": 1, "polled": 0}
     running.refresh_from_db()
     assert running.status == FineTuneStatus.FAILED and "the worker training it stopped" in running.error
     assert queue.sent == [("finetune", (queued.pk,))]

@@ -138,6 +138,9 @@ ROUTES: dict[str, dict[str, str]] = {
     "api-v1:finding-acknowledge": {"POST": roles.ACK_FINDING},
     "api-v1:schedule-list": {"GET": R, "POST": roles.SCHEDULE},
     "api-v1:schedule-detail": {"GET": R, "PATCH": roles.SCHEDULE, "DELETE": roles.SCHEDULE},
+    "api-v1:finetune-list": {"GET": R, "POST": roles.FINETUNE},
+    "api-v1:finetune-detail": {"GET": R},
+    "api-v1:finetune-cancel": {"POST": roles.FINETUNE},
     # --- the read-only API of runs
     "api:run-list": {"GET": R},
     "api:run-detail": {"GET": R},
@@ -146,7 +149,7 @@ ROUTES: dict[str, dict[str, str]] = {
 # What a route's `pk` (or `id`) is, when it is not the run (the default, as under runs/).
 PK_OF = {
     "suite": ("evaluations:suite-", "api-v1:suite-", "evaluations:schedule-new"),
-    "finetune": ("evaluations:finetune-",),
+    "finetune": ("evaluations:finetune-", "api-v1:finetune-"),
     "finding": ("evaluations:finding-", "api-v1:finding-"),
     "channel": ("evaluations:alert-channel-",),
     "delivery": ("evaluations:alert-retry",),

@@ -29,6 +29,9 @@ class Command(BaseCommand):
             default=None,
             help="one-time USD (fine-tuned); omit when unknown (then estimated)",
         )
+        parser.add_argument(
+            "--price-train", default="0", help="USD per 1M training tokens (hosted fine-tuning of this base)"
+        )
         parser.add_argument("--hosting-monthly", default="0", help="USD a month to host it (self-hosted)")
         parser.add_argument("--max-concurrency", type=int, default=4)
         parser.add_argument("--timeout", type=int, default=60, help="seconds per request")
@@ -54,6 +57,7 @@ class Command(BaseCommand):
                 price_out=opts["price_out"],
                 price_hour=opts["price_hour"],
                 training_cost=opts["training_cost"],
+                price_train=opts["price_train"],
                 hosting_monthly=opts["hosting_monthly"],
                 max_concurrency=opts["max_concurrency"],
                 timeout_seconds=opts["timeout"],

@@ -32,6 +32,11 @@ class Command(BaseCommand):
         parser.add_argument("--task-type", choices=TaskType.values, default=None)
         parser.add_argument("--quality-target", type=float, default=None, help="mean score goal, 0..1")
         parser.add_argument("--monthly-volume", type=int, default=None, help="production requests per month")
+        parser.add_argument(
+            "--input-field", default=None,
+            help="OpenAI Evals platform definitions: the item field that is the prompt (default: input, "
+            "question, prompt or query, else the field the model graders read)",
+        )  # fmt: skip
 
     def handle(self, *args, **opts):
         paths = []
@@ -54,6 +59,7 @@ class Command(BaseCommand):
                 task_type=opts["task_type"],
                 quality_target=opts["quality_target"],
                 monthly_volume=opts["monthly_volume"],
+                input_field=opts["input_field"],
             )
         except SuiteFormatError as exc:
             raise CommandError(f"nothing imported: {exc}", returncode=2) from None
