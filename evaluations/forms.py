@@ -424,8 +424,16 @@ class FineTuneForm(SafeForm):
     def hyperparameters(self) -> dict:
         if self.cleaned_data.get("backend", "local") == "local":
             return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}
+        # Epochs, batch size and seed show the local trainer's defaults: the provider gets them only
+        # when changed here, else it picks its own ("auto").
         given = {k: self.cleaned_data.get(k) for k in self.HOSTED_HYPERPARAMETERS}
-        return {k: v for k, v in given.items() if v is not None and v != ""}
+        return {
+            k: v
+            for k, v in given.items()
+            if v is not None
+            and v != ""
+            and (k in ("learning_rate_multiplier", "suffix") or k in self.changed_data)
+        }
 
 
 class AlertChannelForm(SafeForm):

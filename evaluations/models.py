@@ -643,6 +643,9 @@ class FineTuneJob(models.Model):
         help_text="When the job was first sent (a lost answer is looked up, not re-sent).",
     )
     fine_tuned_model = models.CharField(max_length=300, blank=True)
+    poll_lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="Hosted jobs: until when the poll working on it holds it."
+    )
     trained_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     validation_examples = models.PositiveIntegerField(default=0)
     events = models.JSONField(default=list, blank=True, help_text="The provider's job events, oldest first.")

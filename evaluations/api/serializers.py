@@ -195,6 +195,9 @@ class EndpointSerializer(JsonReady, serializers.ModelSerializer):
     price_in = serializers.FloatField(read_only=True, help_text="USD per 1M input tokens")
     price_out = serializers.FloatField(read_only=True, help_text="USD per 1M output tokens")
     price_hour = serializers.FloatField(read_only=True, help_text="USD per compute hour (local models)")
+    price_train = serializers.FloatField(
+        read_only=True, help_text="USD per 1M training tokens: prices a hosted fine-tune of this base model"
+    )
     training_cost = serializers.FloatField(read_only=True, allow_null=True)
     hosting_monthly = serializers.FloatField(read_only=True)
 
@@ -202,8 +205,8 @@ class EndpointSerializer(JsonReady, serializers.ModelSerializer):
         model = Endpoint
         fields = [
             "id", "name", "provider", "model", "base_url", "api_key_env", "params", "price_in", "price_out",
-            "price_hour", "kind", "base_endpoint", "training_cost", "hosting_monthly", "adapter",
-            "max_concurrency", "timeout_seconds", "created_at", "warnings",
+            "price_hour", "price_train", "kind", "base_endpoint", "training_cost", "hosting_monthly",
+            "adapter", "max_concurrency", "timeout_seconds", "created_at", "warnings",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -237,6 +240,10 @@ class EndpointInput(serializers.Serializer):
     price_in = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, required=False)
     price_out = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, required=False)
     price_hour = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, required=False)
+    price_train = serializers.DecimalField(
+        max_digits=12, decimal_places=6, min_value=0, required=False,
+        help_text="USD per 1M training tokens (hosted fine-tuning of this base model)",
+    )  # fmt: skip
     training_cost = serializers.DecimalField(
         max_digits=12, decimal_places=4, min_value=0, required=False, allow_null=True
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from evaluations import strategies
@@ -61,6 +62,8 @@ from evaluations.training import (
 log = logging.getLogger(__name__)
 
 MIN_EXAMPLES = 4
+# The OpenAI fine-tuning API refuses a training file of fewer than 10 examples.
+MIN_HOSTED_EXAMPLES = 10
 # The base model's prompting ladder, evaluated next to the new fine-tuned endpoint; with knowledge
 # documents, retrieval on the base model and on the fine-tuned one as well; with a frozen optimised
 # few-shot strategy for the suite, that too (docs/decision.md, the ladder).
@@ -113,7 +116,8 @@ def _content_text(content: object) -> str:
 
 def normalised_input(case_input: object) -> str:
     """A case's input as the guard compares it: the messages' texts (a string input as it is),
-    Unicode NFKC, case-folded, every run of whitespace one space."""
+    Unicode NFKC, case-folded, invisible format characters (zero-width spaces, soft hyphens) dropped,
+    every run of whitespace one space."""
     if isinstance(case_input, list):
         text = "\n".join(
             f"{m.get('role', '')}: {_content_text(m.get('content'))}" if isinstance(m, dict) else str(m)
@@ -126,7 +130,8 @@ def normalised_input(case_input: object) -> str:
         text = json.dumps(case_input, ensure_ascii=False, sort_keys=True)
     else:
         text = "" if case_input is None else str(case_input)
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    text = "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
+    return " ".join(text.casefold().split())
 
 
 def finetune_leaks(version: SuiteVersion, train_rows=None) -> list[tuple[str, str]]:
@@ -241,10 +246,11 @@ class HostedHyperparameters:
 
 def hosted_split(rows: list, fraction: float) -> tuple[list, list]:
     """(training, validation) rows: the validation file is the train split's last cases, as many as
-    `fraction` of it (rounded), and only while MIN_EXAMPLES are left to train on."""
+    `fraction` of it (rounded), and only while MIN_HOSTED_EXAMPLES are left to train on (else no
+    validation file: the provider refuses a smaller training file)."""
     n_valid = round(len(rows) * fraction) if fraction > 0 else 0
-    if n_valid and len(rows) - n_valid < MIN_EXAMPLES:
-        n_valid = max(0, len(rows) - MIN_EXAMPLES)
+    if n_valid and len(rows) - n_valid < MIN_HOSTED_EXAMPLES:
+        n_valid = max(0, len(rows) - MIN_HOSTED_EXAMPLES)
     if not n_valid:
         return list(rows), []
     return list(rows[:-n_valid]), list(rows[-n_valid:])
@@ -350,10 +356,10 @@ def _create_hosted(version: SuiteVersion, base: Endpoint, hyperparameters, user)
         raise FineTuneError(f"endpoint {base.name!r}: {' '.join(exc.messages)}") from None
     rows = _train_rows(version)
     train, valid = hosted_split(rows, hp.validation_fraction)
-    if len(rows) < MIN_EXAMPLES:
+    if len(rows) < MIN_HOSTED_EXAMPLES:
         raise FineTuneError(
-            f"{version} has {len(rows)} train case(s) with an expected output; fine-tuning needs at "
-            f"least {MIN_EXAMPLES} (upload cases with split=train)"
+            f"{version} has {len(rows)} train case(s) with an expected output; the fine-tuning API "
+            f"needs at least {MIN_HOSTED_EXAMPLES} (upload cases with split=train)"
         )
     _leak_check(version, rows)  # the validation file is a slice of the train split: checked too
     job = FineTuneJob.objects.create(
@@ -545,10 +551,17 @@ def finetune_poll(*, job_id: int, attempt: int = 0) -> None:
 
     `attempt` is the poll's token: a poll claims it with a conditional UPDATE, so a message delivered
     twice, or re-sent by the recovery sweep while the original waits, is dropped."""
-    lease = timezone.now() + timedelta(seconds=settings.FTVP_STALL_SECONDS)
-    claimed = FineTuneJob.objects.filter(
-        pk=job_id, backend=FineTuneBackend.OPENAI, poll_attempts=attempt, next_poll_at__isnull=False
-    ).update(poll_attempts=attempt + 1, next_poll_at=lease)
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.FTVP_STALL_SECONDS)
+    # One poll at a time: a poll still working (its lease live, renewed before each remote call)
+    # keeps any other out, whatever token the other carries (a sweep's re-send, a redelivery).
+    claimed = (
+        FineTuneJob.objects.filter(
+            pk=job_id, backend=FineTuneBackend.OPENAI, poll_attempts=attempt, next_poll_at__isnull=False
+        )
+        .filter(Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now))
+        .update(poll_attempts=attempt + 1, next_poll_at=lease, poll_lease_until=lease)
+    )
     if not claimed:
         return
     job = FineTuneJob.objects.select_related("base_endpoint", "suite_version").get(pk=job_id)
@@ -588,7 +601,9 @@ def _next_poll(job_id: int, attempt: int, changed: bool) -> None:
     first = float(settings.FTVP_FINETUNE_POLL_SECONDS)
     interval = first if changed else min(POLL_MAX_SECONDS, max(first, job["poll_interval"] * 2))
     FineTuneJob.objects.filter(pk=job_id, poll_attempts=attempt).update(
-        poll_interval=interval, next_poll_at=timezone.now() + timedelta(seconds=interval)
+        poll_interval=interval,
+        next_poll_at=timezone.now() + timedelta(seconds=interval),
+        poll_lease_until=None,
     )
     queue.enqueue("finetune_poll", job_id, attempt, countdown=interval)
 
@@ -599,10 +614,12 @@ def _submit(job: FineTuneJob, client: FineTuneClient) -> None:
     train_rows = _train_rows(job.suite_version)
     _leak_check(job.suite_version, train_rows)  # again: the version is immutable, but be sure
     if not job.remote_training_file:
+        _renew_lease(job)
         uploaded = client.upload_file(f"ftvp-finetune-{job.pk}-train.jsonl", train_file)
         job.remote_training_file = uploaded["id"]
         FineTuneJob.objects.filter(pk=job.pk).update(remote_training_file=job.remote_training_file)
     if valid_file and not job.remote_validation_file:
+        _renew_lease(job)
         uploaded = client.upload_file(f"ftvp-finetune-{job.pk}-validation.jsonl", valid_file)
         job.remote_validation_file = uploaded["id"]
         FineTuneJob.objects.filter(pk=job.pk).update(remote_validation_file=job.remote_validation_file)
@@ -613,6 +630,7 @@ def _submit(job: FineTuneJob, client: FineTuneClient) -> None:
             if remote.get("training_file") == job.remote_training_file and isinstance(remote.get("id"), str):
                 _store_remote_id(job, remote["id"])
                 return
+    _renew_lease(job)
     job.submitted_at = timezone.now()
     FineTuneJob.objects.filter(pk=job.pk).update(submitted_at=job.submitted_at)
     payload = {
@@ -624,6 +642,12 @@ def _submit(job: FineTuneJob, client: FineTuneClient) -> None:
         payload["validation_file"] = job.remote_validation_file
     created = client.create_job(payload, retry=False)  # never re-sent blindly: looked up next time
     _store_remote_id(job, created["id"])
+
+
+def _renew_lease(job: FineTuneJob) -> None:
+    """Before a slow remote call: this poll keeps the job for another FTVP_STALL_SECONDS."""
+    lease = timezone.now() + timedelta(seconds=settings.FTVP_STALL_SECONDS)
+    FineTuneJob.objects.filter(pk=job.pk).update(poll_lease_until=lease, next_poll_at=lease)
 
 
 def _store_remote_id(job: FineTuneJob, remote_id: str) -> None:
@@ -688,7 +712,7 @@ def _record(job: FineTuneJob, remote: dict, client: FineTuneClient, *, events: b
     if events:
         known = {e.get("id") for e in job.events}
         merged = list(job.events)
-        for event in _new_events(client, job.remote_job_id, known):
+        for event in _best_effort(job, "events", lambda: _new_events(client, job.remote_job_id, known)):
             data = event.get("data") if isinstance(event.get("data"), dict) else None
             merged.append(
                 {
@@ -715,7 +739,9 @@ def _record(job: FineTuneJob, remote: dict, client: FineTuneClient, *, events: b
             points.setdefault(int(step), {"step": int(step)}).update(_metrics(data))
             if (total := _number(data.get("total_steps"))) is not None:
                 total_steps = max(total_steps, int(total))
-        for checkpoint in client.list_checkpoints(job.remote_job_id):
+        for checkpoint in _best_effort(
+            job, "checkpoints", lambda: client.list_checkpoints(job.remote_job_id)
+        ):
             step = _number(checkpoint.get("step_number"))
             if step is None:
                 continue
@@ -742,6 +768,17 @@ def _record(job: FineTuneJob, remote: dict, client: FineTuneClient, *, events: b
 
 
 MAX_EVENT_PAGES = 10
+
+
+def _best_effort(job: FineTuneJob, what: str, read) -> list[dict]:
+    """Events and checkpoints are for the chart: a server without them, or an error reading them, is
+    logged and the job followed on by its status alone (only the job itself can fail it)."""
+    try:
+        got = read()
+    except FineTuneApiError as exc:
+        log.warning("fine-tune #%s: %s not read (%s)", job.pk, what, redact_stored(str(exc)))
+        return []
+    return [item for item in got if isinstance(item, dict)]
 
 
 def _new_events(client: FineTuneClient, remote_id: str, known: set) -> list[dict]:
@@ -828,8 +865,10 @@ def _register_hosted(job_id: int, remote: dict):
     base = job.base_endpoint
     tokens = _number(remote.get("trained_tokens"))
     cost = _provider_cost(remote)
-    if cost is None and tokens is not None:
+    if cost is None and tokens is not None and float(base.price_train) > 0:
         cost = tokens * float(base.price_train) / 1_000_000
+    # else unknown (None), never $0: the decision estimates it from the suite's training price, or
+    # says which price to set
     endpoint = endpoint_create(
         name=_endpoint_name(base, job),
         provider=Provider.OPENAI,

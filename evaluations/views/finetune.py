@@ -56,6 +56,7 @@ def _context(job: FineTuneJob) -> dict:
     return {
         "job": job,
         "chart": {"losses": job.losses, "total_steps": job.total_steps},
+        "events": list(reversed((job.events or [])[-20:])),  # a hosted job's provider events, newest first
     }
 
 

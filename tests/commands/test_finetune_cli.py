@@ -20,7 +20,7 @@ from tests.views.test_finetune_pages import _fake_training
 def version(db):
     version = SuiteVersionFactory(suite__name="routing")
     CaseFactory(version=version, key="t0", position=0, input="ticket", expected="billing")
-    for i in range(6):
+    for i in range(10):
         CaseFactory(version=version, key=f"x{i}", position=10 + i, input=f"train {i}", expected="access",
                     split="train")  # fmt: skip
     return version

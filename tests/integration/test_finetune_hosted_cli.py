@@ -32,7 +32,7 @@ def _model(body: dict) -> str:
 
 def test_a_hosted_fine_tune_from_the_command_line_is_trained_registered_and_evaluated(tmp_path):
     cases = []
-    for i in range(12):
+    for i in range(18):
         label = LABELS[i % 2]
         text = f"ticket {i}: " + ("I forgot my password" if label == "access" else "my invoice is wrong")
         cases.append({"id": f"c{i}", "input": text, "expected": label, "split": "test" if i < 6 else "train"})

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core import serializers
+from django.utils import timezone
 
 from evaluations.models import AuditEvent, Endpoint, EndpointKind, FineTuneJob, FineTuneStatus, Run, RunStatus
 from evaluations.services.endpoints import endpoint_create
@@ -42,7 +44,7 @@ def version(db):
     version = SuiteVersionFactory(suite__name="routing")
     for i in range(3):
         CaseFactory(version=version, key=f"t{i}", position=i, input=f"ticket {i}", expected="billing")
-    for i in range(10):
+    for i in range(12):
         CaseFactory(
             version=version, key=f"x{i}", position=10 + i, input=f"train {i}", expected=["access", "other"],
             split="train",
@@ -128,13 +130,13 @@ def test_the_uploaded_files_hold_exactly_the_train_split_in_chat_format(version,
     task_queue.drain(limit=1)  # the first poll submits
     job.refresh_from_db()
     assert job.remote_training_file and job.remote_validation_file and job.remote_job_id
-    assert job.examples == 8 and job.validation_examples == 2
+    assert job.examples == 10 and job.validation_examples == 2
     train = server.file_lines(job.remote_training_file)
     valid = server.file_lines(job.remote_validation_file)
     expected = [
         {"messages": [*m, {"role": "assistant", "content": a}]} for m, a in finetune_examples(version)
     ]
-    assert train + valid == expected and len(expected) == 10
+    assert train + valid == expected and len(expected) == 12
     assert {server.files[f]["purpose"] for f in server.files} == {"fine-tune"}
     sent = json.dumps(train + valid)
     assert "train 3" in sent and not any(f"ticket {i}" in sent for i in range(3))
@@ -146,7 +148,7 @@ def test_no_validation_file_when_the_fraction_is_zero(version, base, server, tas
     job = _create(version, base, validation_fraction=0)
     task_queue.drain(limit=1)
     job.refresh_from_db()
-    assert job.remote_validation_file == "" and len(server.file_lines(job.remote_training_file)) == 10
+    assert job.remote_validation_file == "" and len(server.file_lines(job.remote_training_file)) == 12
     assert "validation_file" not in server.creates[0]
 
 
@@ -211,7 +213,12 @@ def test_a_worker_killed_mid_poll_resumes_without_a_second_job(
     requests = len(server.api_requests)
     tasks.finetune_poll.run(job.pk, 0)
     assert len(server.api_requests) == requests
-    # The worker's start: the recovery sweep follows the job again.
+    # A worker's start while the killed poll's lease still runs: the sweep's poll is dropped.
+    assert finetunes_recover(startup=True) == {"failed": 0, "requeued": 0, "polled": 1}
+    task_queue.drain()
+    assert len(server.api_requests) == requests
+    # The lease runs out (FTVP_STALL_SECONDS after the killed poll's last call): the sweep follows it.
+    FineTuneJob.objects.filter(pk=job.pk).update(poll_lease_until=timezone.now() - timedelta(seconds=1))
     assert finetunes_recover(startup=True) == {"failed": 0, "requeued": 0, "polled": 1}
     assert task_queue.names() == ["finetune_poll"]
     task_queue.sent.append(task_queue.sent[0])  # and a duplicate of it: harmless
@@ -407,3 +414,73 @@ def test_events_are_read_page_by_page_back_to_the_last_one_stored(version, base,
     remote = server.events[job.remote_job_id]
     assert [e["id"] for e in job.events] == [e["id"] for e in remote] and len(remote) > 4
     assert [p["step"] for p in job.checkpoints] == [1, 2, 3, 4, 5]
+
+
+def test_the_job_page_shows_the_hosted_job_and_its_provider_events(
+    version, base, server, task_queue, admin_client
+):
+    job = finetune_create(suite_version=version, base_endpoint=base, backend="openai")
+    while task_queue.sent and task_queue.sent[0][0] == "finetune_poll":
+        task_queue.drain(limit=1)
+    job.refresh_from_db()
+
+    html = admin_client.get(f"/finetunes/{job.pk}/").content.decode()
+    assert f"hosted job <code>{job.remote_job_id}</code> (succeeded), 12000 tokens trained" in html
+    assert "Provider events" in html and "successfully completed" in html
+    assert KEY not in html
+
+
+def test_a_poll_sent_while_another_is_still_submitting_creates_nothing(
+    version, base, server, task_queue, monkeypatch
+):
+    """A worker starting (its recovery sweep) while a slow poll uploads the files: the sweep's poll
+    finds the job held and is dropped; one job is created, each file uploaded once."""
+    job = _create(version, base)
+    from evaluations.providers.finetune_api import FineTuneClient
+
+    real_upload = FineTuneClient.upload_file
+    seen = {"n": 0}
+
+    def slow_upload(self, name, content):
+        seen["n"] += 1
+        if seen["n"] == 1:  # meanwhile another worker starts and follows the job
+            finetunes_recover(startup=True)
+            second = [args for name_, args in task_queue.sent if name_ == "finetune_poll"]
+            task_queue.sent.clear()
+            for args in second:
+                tasks.finetune_poll.run(*args)
+        return real_upload(self, name, content)
+
+    monkeypatch.setattr(FineTuneClient, "upload_file", slow_upload)
+    task_queue.drain()
+    job.refresh_from_db()
+    assert job.status == FineTuneStatus.SUCCEEDED
+    assert len(server.creates) == 1 and len(server.files) == 2  # training and validation, once each
+
+
+def test_the_fine_tuning_api_needs_ten_training_examples_and_keeps_them_all_when_few(db, base):
+    from evaluations.services.finetune import FineTuneError, hosted_split
+
+    small = SuiteVersionFactory(suite__name="small")
+    CaseFactory(version=small, key="t", position=0, input="ticket", expected="billing")
+    for i in range(9):
+        CaseFactory(
+            version=small, key=f"x{i}", position=1 + i, input=f"train {i}", expected="access", split="train"
+        )
+    with pytest.raises(
+        FineTuneError,
+        match=r"has 9 train case\(s\) with an expected output; the fine-tuning API needs at least 10",
+    ):
+        finetune_create(suite_version=small, base_endpoint=base, backend="openai")
+    assert hosted_split(list(range(10)), 0.1) == (list(range(10)), [])  # no validation below 10 to train
+    assert hosted_split(list(range(12)), 0.1) == (list(range(11)), [11])
+
+
+def test_the_leakage_guard_sees_through_invisible_characters():
+    from evaluations.services.finetune import normalised_input
+
+    assert (
+        normalised_input("Ticket\u200b 1")
+        == normalised_input("ticket  1")
+        == normalised_input("tick\u00adet 1")
+    )

@@ -17,7 +17,7 @@ V1 = "/api/v1"
 def version(db):
     version = SuiteVersionFactory(suite__name="routing")
     CaseFactory(version=version, key="t0", position=0, input="ticket", expected="billing")
-    for i in range(6):
+    for i in range(10):
         CaseFactory(version=version, key=f"x{i}", position=10 + i, input=f"train {i}", expected="access",
                     split="train")  # fmt: skip
     return version
@@ -59,7 +59,7 @@ def test_an_editor_creates_reads_lists_and_cancels_a_job(editor, version, local,
         body["suite"] == {"id": version.suite.pk, "name": "routing"}
         and body["suite_version"] == version.number
     )
-    assert body["base_endpoint"] == {"id": local.pk, "name": "smol"} and body["examples"] == 6
+    assert body["base_endpoint"] == {"id": local.pk, "name": "smol"} and body["examples"] == 10
     assert body["hyperparameters"]["epochs"] == 3 and body["hyperparameters"]["batch_size"] == 2
     assert body["events"] == [] and body["checkpoints"] == [] and body["trained_tokens"] is None
     assert body["created_by"] == user.username

@@ -269,6 +269,11 @@ def test_endpoints_list_detail_create_and_update(api, data):
     assert changed.status_code == 200, changed.content
     row = Endpoint.objects.get(pk=endpoint["id"])
     assert row.model == "gpt-4o" and float(row.price_out) == 1.2 and float(row.price_in) == 0.15
+    # The price of training a hosted fine-tune of it (USD per 1M training tokens).
+    priced = api.patch(
+        f"{V1}/endpoints/{endpoint['id']}/", {"price_train": "3"}, content_type="application/json"
+    )
+    assert priced.status_code == 200 and priced.json()["price_train"] == 3.0
 
 
 def test_endpoint_errors_name_the_field(api, data):

@@ -15,7 +15,7 @@ from tests.views.test_finetune_pages import _form
 @pytest.fixture
 def version(db):
     version = SuiteVersionFactory(suite__name="routing")
-    for i in range(6):
+    for i in range(10):
         CaseFactory(version=version, key=f"x{i}", position=i, input=f"train {i}", expected="access",
                     split="train")  # fmt: skip
     return version
@@ -63,4 +63,7 @@ def test_the_openai_backend_is_passed_through(auth_client, version, task_queue, 
     assert (
         job.hyperparameters["learning_rate_multiplier"] == 0.5 and job.hyperparameters["suffix"] == "routing"
     )
-    assert job.hyperparameters["epochs"] == 2 and "rank" not in job.hyperparameters
+    # The local trainer's defaults left as they were (epochs 2) are not sent: the provider picks its
+    # own; the ones changed on the form are (batch size 4, seed 1).
+    assert job.hyperparameters.get("epochs") is None and "rank" not in job.hyperparameters
+    assert job.hyperparameters["batch_size"] == 4 and job.hyperparameters["seed"] == 1
