@@ -49,16 +49,15 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from .base import (
-    JSONTooDeep,
     SourceFile,
     SuiteExtras,
     SuiteFormatError,
     SuiteReader,
-    decode_utf8,
     json_problem,
     json_type,
     loads_json,
 )
+from .peers import load_json
 
 FORMAT = "openai-evals-platform"
 INPUT_FIELD_NAMES = ("input", "question", "prompt", "query")
@@ -102,16 +101,7 @@ def looks_like_run(data: object) -> bool:
 
 
 def _load_json(source: SourceFile) -> Any:
-    text = decode_utf8(source)
-    if not text.strip():
-        raise SuiteFormatError(source.name, "is empty; it should hold the eval's JSON")
-    try:
-        return loads_json(text)
-    except json.JSONDecodeError as exc:
-        line = None if isinstance(exc, JSONTooDeep) else exc.lineno
-        raise SuiteFormatError(
-            source.name, json_problem(exc, "fix it and upload the file again"), line
-        ) from None
+    return load_json(source, holds="the eval's JSON")
 
 
 # -- templates ---------------------------------------------------------------------------------------------

@@ -39,11 +39,12 @@ DEEPEVAL_FIELDS = (
 )
 
 
-def load_json(source: SourceFile) -> Any:
-    """Parse a JSON file (UTF-8); SuiteFormatError with the line and column, or for deep nesting."""
+def load_json(source: SourceFile, *, holds: str = "a JSON list of cases") -> Any:
+    """Parse a JSON file (UTF-8); SuiteFormatError with the line and column, or for deep nesting.
+    `holds`: what the file should hold, for the sentence when it is empty."""
     text = decode_utf8(source)
     if not text.strip():
-        raise SuiteFormatError(source.name, "is empty; it should hold a JSON list of cases")
+        raise SuiteFormatError(source.name, f"is empty; it should hold {holds}")
     try:
         return loads_json(text)
     except json.JSONDecodeError as exc:
