@@ -79,7 +79,7 @@ class RunAdmin(admin.ModelAdmin):
     list_filter = ("status", "trigger")
     inlines = [ArmInline]
     # A sign-off sets signed_off_at (services/signoffs.py); who started a run decides who may approve it.
-    readonly_fields = ("suite_version", "created_by", "signed_off_at")
+    readonly_fields = ("suite_version", "split", "created_by", "signed_off_at")
 
 
 @admin.register(models.Result)

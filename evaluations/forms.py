@@ -214,6 +214,13 @@ class RunForm(SafeForm):
         widget=forms.CheckboxSelectMultiple, help_text="Each arm is one endpoint with one strategy."
     )
     repeats = forms.IntegerField(min_value=1, max_value=20, initial=1, help_text="Samples per case and arm.")
+    split = forms.ChoiceField(
+        choices=[("test", "Test cases: an evaluation"), ("train", "Train cases: a labelling run")],
+        initial="test",
+        required=False,
+        help_text="A labelling run has a teacher (a strong endpoint with its best prompt) answer the "
+        "train cases: review its answers, then distil them into a fine-tune.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -221,7 +228,7 @@ class RunForm(SafeForm):
             "suite__name", "-number"
         )
         endpoints = list(Endpoint.objects.order_by("name"))
-        strategies = list(Strategy.objects.order_by("name", "-version"))
+        strategies = list(Strategy.objects.exclude(kind="synthesize").order_by("name", "-version"))
         self.fields["arms"].choices = [
             (f"{e.pk}:{s.pk}", f"{e.name} · {s}") for e in endpoints for s in strategies
         ]
@@ -358,6 +365,14 @@ class FineTuneForm(SafeForm):
         queryset=Endpoint.objects.none(),
         help_text="A base model: a local one for the local backend, an OpenAI-compatible one for the API.",
     )
+    source = forms.CharField(
+        initial="train",
+        max_length=500,
+        required=False,
+        help_text="What it trains on: train (the train split) · run:RUN:ARM (a labelling run's passing "
+        "answers; add :all for all of them: distillation from that teacher) · reviewed:RUN (what "
+        "reviewers accepted or corrected) · several joined by commas (duplicates removed).",
+    )
     epochs = forms.IntegerField(min_value=1, max_value=50, initial=2)
     learning_rate = forms.FloatField(min_value=1e-6, max_value=1, initial=1e-3)
     rank = forms.IntegerField(min_value=1, max_value=256, initial=8, help_text="LoRA rank r.")
@@ -408,6 +423,14 @@ class FineTuneForm(SafeForm):
 
     def clean_backend(self) -> str:
         return self.cleaned_data.get("backend") or "local"
+
+    def clean_source(self) -> str:
+        from evaluations.selectors.training_data import TrainingSourceError, parse_source
+
+        try:
+            return ",".join(p.spec for p in parse_source(self.cleaned_data.get("source")))
+        except TrainingSourceError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean(self):
         cleaned = super().clean()
@@ -488,7 +511,7 @@ class ApiTokenForm(SafeForm):
 
 def _arm_choices() -> list[tuple[str, str]]:
     endpoints = list(Endpoint.objects.order_by("name"))
-    strategies = list(Strategy.objects.order_by("name", "-version"))
+    strategies = list(Strategy.objects.exclude(kind="synthesize").order_by("name", "-version"))
     return [(f"{e.pk}:{s.pk}", f"{e.name} · {s}") for e in endpoints for s in strategies]
 
 
@@ -532,3 +555,60 @@ class ScheduleForm(SafeForm):
 
     def clean_arms(self):
         return arms_from_choices(self.cleaned_data["arms"])
+
+
+class SyntheticForm(SafeForm):
+    """A synthetic-examples generation of a suite (services/synthetic.py checks the seeds and the rest)."""
+
+    suite_version = forms.ModelChoiceField(queryset=SuiteVersion.objects.none(), label="Version")
+    seeds = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="The keys of the seed train cases, separated by commas, spaces or new lines (k of them).",
+    )
+    n = forms.IntegerField(
+        min_value=1, max_value=1000, initial=20, label="N", help_text="Candidates to write."
+    )
+    endpoint = forms.ModelChoiceField(
+        queryset=Endpoint.objects.order_by("name"), help_text="The model that writes them."
+    )
+    strategy = forms.ModelChoiceField(
+        queryset=Strategy.objects.none(), label="Prompt", help_text="A version of the synthesize strategy."
+    )
+    threshold = forms.FloatField(
+        min_value=0.01, max_value=1, initial=0.92,
+        help_text="Cosine similarity above which a candidate is dropped as a near-duplicate (of a case or "
+        "an earlier candidate) or a test case's copy.",
+    )  # fmt: skip
+
+    def __init__(self, *args, suite: Suite, **kwargs):
+        from evaluations.selectors.synthetic import synthesize_strategies
+
+        super().__init__(*args, **kwargs)
+        self.fields["suite_version"].queryset = suite.versions.order_by("-number")
+        self.fields["suite_version"].label_from_instance = lambda v: f"v{v.number}"
+        self.fields["strategy"].queryset = synthesize_strategies()
+        if not self.is_bound:
+            latest = suite.latest_version()
+            self.fields["suite_version"].initial = latest.pk if latest else None
+            newest = synthesize_strategies().order_by("-version").first()
+            self.fields["strategy"].initial = newest.pk if newest else None
+
+    def clean_seeds(self) -> list[str]:
+        keys = [k for k in self.cleaned_data["seeds"].replace(",", " ").split() if k]
+        if not keys:
+            raise ValidationError("give at least one seed case's key")
+        return keys
+
+
+class SyntheticPromptForm(SafeForm):
+    """A new version of the synthetic-examples prompt (the `synthesize` strategy)."""
+
+    system = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=20_000)
+    instruction = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8}),
+        max_length=20_000,
+        help_text="Placeholders: {task}, {examples} (the seeds as JSON lines), {n}, {labels}, {batch}; "
+        "double a literal brace ({{ and }}).",
+    )
+    per_call = forms.IntegerField(min_value=1, max_value=20, help_text="Pairs asked for in one call.")
+    description = forms.CharField(required=False, max_length=2000, help_text="What changed, for the list.")

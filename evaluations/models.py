@@ -326,6 +326,7 @@ class StrategyKind(models.TextChoices):
     STRUCTURED = "structured", "Structured JSON"
     PLAIN = "plain", "Plain (fine-tuned models)"
     TEMPLATE = "template", "Template (imported prompt with the case's vars)"
+    SYNTHESIZE = "synthesize", "Synthetic examples (the generation prompt; never a run's arm)"
 
 
 class Strategy(models.Model):
@@ -369,6 +370,11 @@ class Run(models.Model):
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     repeats = models.PositiveIntegerField(default=1)
+    split = models.CharField(
+        max_length=5, choices=Split.choices, default=Split.TEST,
+        help_text="The cases run: test (an evaluation), or train (a labelling run: a teacher's answers "
+        "on the train split, reviewed before they train anything; never a decision's evidence).",
+    )  # fmt: skip
     use_cache = models.BooleanField(
         default=True,
         help_text="Serve temperature-0 answers already seen from the cache. Off for runs that must call "
@@ -533,6 +539,9 @@ class Scoring(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="The lease of the pairwise judging step while one holds it."
+    )
 
     class Meta:
         ordering = ["run", "-number"]
@@ -658,6 +667,22 @@ class FineTuneJob(models.Model):
     poll_interval = models.FloatField(default=0, help_text="Seconds between the last two looks.")
     next_poll_at = models.DateTimeField(
         null=True, blank=True, help_text="When the poller looks next; empty once nothing is left to follow."
+    )
+    # What the job trains on (docs/finetuning.md, training sources): {"spec": "train" | "run:R:A" |
+    # "reviewed:R" | several joined by ",", "parts": [{kind, ..., examples}], "examples",
+    # "duplicates", "sample": [{"input", "answer", "from"}]}; empty for jobs from before sources.
+    source = models.JSONField(default=dict, blank=True)
+    data_cost = models.FloatField(
+        null=True, blank=True,
+        help_text="What making the training data cost (USD): the teacher's labelling run, synthetic "
+        "generation; part of the training cost on the decision page.",
+    )  # fmt: skip
+    teacher_endpoint = models.ForeignKey(
+        Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Distillation: the endpoint whose answers it trains on (evaluated next to the student).",
+    )  # fmt: skip
+    teacher_strategy = models.ForeignKey(
+        Strategy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:
@@ -1051,3 +1076,129 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.seq}"
+
+
+# --- synthetic examples (docs/finetuning.md, "Synthetic examples") ---------------------------------
+
+
+class SyntheticStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Generating"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class CandidateStatus(models.TextChoices):
+    PENDING = "pending", "Pending review"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    DROPPED = "dropped", "Dropped (near-duplicate)"
+
+
+class DropReason(models.TextChoices):
+    DUPLICATE = "duplicate", "Near-duplicate of a seed, a train case or an earlier candidate"
+    TEST_COPY = "test-copy", "Copy of a test case"
+
+
+class SyntheticGeneration(models.Model):
+    """New train examples written by a model from k seed train cases with a few-shot prompt (a
+    `synthesize` strategy version); near-duplicates and copies of test cases are dropped and counted,
+    the rest are reviewed, and the accepted ones become train cases of a new suite version."""
+
+    suite_version = models.ForeignKey(
+        SuiteVersion, on_delete=models.PROTECT, related_name="synthetic_generations"
+    )
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
+    strategy = models.ForeignKey(
+        Strategy,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The generation prompt (kind synthesize).",
+    )
+    seed_keys = models.JSONField(default=list, help_text="The keys of the seed train cases, in order.")
+    requested = models.PositiveIntegerField(help_text="N: the candidates asked for.")
+    threshold = models.FloatField(
+        default=0.92, help_text="Cosine similarity above which a candidate is a near-duplicate."
+    )
+    status = models.CharField(max_length=10, choices=SyntheticStatus.choices, default=SyntheticStatus.QUEUED)
+    calls = models.PositiveIntegerField(default=0)
+    generated = models.PositiveIntegerField(default=0, help_text="Pairs parsed from the answers.")
+    dropped_duplicates = models.PositiveIntegerField(default=0)
+    dropped_test_copies = models.PositiveIntegerField(default=0)
+    unparseable = models.PositiveIntegerField(default=0, help_text="Answer lines that were not a pair.")
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.FloatField(
+        null=True, blank=True,
+        help_text="USD the generation cost (tokens x the endpoint's prices, or the local compute); part "
+        "of the training cost of a fine-tune on the version it was promoted into.",
+    )  # fmt: skip
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set by the worker generating it; stale once the worker is gone."
+    )
+    promoted_version = models.ForeignKey(
+        SuiteVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="synthetic_sources",
+        help_text="The suite version its accepted candidates became train cases of.",
+    )  # fmt: skip
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(threshold__gt=0) & Q(threshold__lte=1), name="synthetic_threshold_range"
+            ),
+            models.CheckConstraint(condition=Q(requested__gte=1), name="synthetic_requested_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Synthetic generation #{self.pk} of {self.suite_version}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (SyntheticStatus.SUCCEEDED, SyntheticStatus.FAILED, SyntheticStatus.CANCELLED)
+
+
+class SyntheticCandidate(models.Model):
+    """One generated input/expected pair: dropped (with the reason), or pending review, accepted or
+    rejected. An accepted one becomes a train case when its generation is promoted (never a test case)."""
+
+    generation = models.ForeignKey(SyntheticGeneration, on_delete=models.CASCADE, related_name="candidates")
+    position = models.PositiveIntegerField()
+    input = models.JSONField(help_text="A string, or a list of chat messages {role, content}.")
+    expected = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=CandidateStatus.choices, default=CandidateStatus.PENDING)
+    drop_reason = models.CharField(max_length=10, choices=DropReason.choices, blank=True)
+    nearest_similarity = models.FloatField(
+        null=True, blank=True, help_text="The highest cosine similarity to a seed, case or earlier candidate."
+    )
+    nearest = models.CharField(
+        max_length=220, blank=True, help_text="What it is nearest: test:key, train:key, #n."
+    )
+    edited = models.BooleanField(default=False)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    case_key = models.CharField(max_length=200, blank=True, help_text="The train case it became.")
+
+    class Meta:
+        ordering = ["generation", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["generation", "position"], name="syntheticcandidate_unique_position"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="dropped") | Q(drop_reason=""),
+                name="syntheticcandidate_reason_only_dropped",
+            ),
+        ]
+        indexes = [models.Index(fields=["generation", "status"])]
+
+    def __str__(self) -> str:
+        return f"candidate {self.position} of generation #{self.generation_id}"

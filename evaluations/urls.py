@@ -8,6 +8,7 @@ from evaluations.views import reviews as review_views
 from evaluations.views import schedules as schedule_views
 from evaluations.views import signoffs as signoff_views
 from evaluations.views import strategies as strategy_views
+from evaluations.views import synthetic as synthetic_views
 from evaluations.views import team as team_views
 from evaluations.views import tokens as token_views
 from evaluations.views import trends as trends_views
@@ -36,6 +37,7 @@ urlpatterns = [
     path("finetunes/<int:pk>/", finetune.finetune_detail, name="finetune-detail"),
     path("finetunes/<int:pk>/live/", finetune.finetune_live, name="finetune-live"),
     path("finetunes/<int:pk>/cancel/", finetune.finetune_cancel_view, name="finetune-cancel"),
+    path("finetunes/<int:pk>/training.jsonl", finetune.finetune_training_file, name="finetune-training-file"),
     path("endpoints/", pages.endpoint_list, name="endpoint-list"),
     path("strategies/", strategy_views.strategy_list, name="strategy-list"),
     path("strategies/<int:pk>/", strategy_views.strategy_detail, name="strategy-detail"),
@@ -73,6 +75,11 @@ urlpatterns = [
     path("runs/<int:pk>/review/", review_views.review_next, name="run-review"),
     path("runs/<int:pk>/review/summary/", review_views.review_summary, name="run-review-summary"),
     path("runs/<int:pk>/review/threshold/", review_views.review_threshold_apply, name="run-review-threshold"),
+    path(
+        "runs/<int:pk>/review/accept-passing/",
+        review_views.review_accept_passing,
+        name="run-review-accept-passing",
+    ),
     path("runs/<int:pk>/review/<int:result_pk>/", review_views.review_result, name="run-review-result"),
     path("runs/<int:pk>/export/reviewed.jsonl", review_views.run_export_reviewed, name="run-export-reviewed"),
     path("runs/<int:pk>/signoff/", signoff_views.run_signoff_request, name="run-signoff-request"),
@@ -81,4 +88,11 @@ urlpatterns = [
     path("signoffs/<int:pk>/decide/", signoff_views.signoff_decide_view, name="signoff-decide"),
     path("signoffs/<int:pk>/withdraw/", signoff_views.signoff_withdraw_view, name="signoff-withdraw"),
     path("audit/", audit_views.audit_list, name="audit-list"),
+    path("suites/<int:pk>/synthetic/", synthetic_views.suite_synthetic, name="suite-synthetic"),
+    path("synthetic/prompt/", synthetic_views.synthetic_prompt, name="synthetic-prompt"),
+    path("synthetic/<int:pk>/", synthetic_views.synthetic_detail, name="synthetic-detail"),
+    path("synthetic/<int:pk>/review/", synthetic_views.synthetic_review, name="synthetic-review"),
+    path("synthetic/<int:pk>/accept-all/", synthetic_views.synthetic_accept_all, name="synthetic-accept-all"),
+    path("synthetic/<int:pk>/promote/", synthetic_views.synthetic_promote_view, name="synthetic-promote"),
+    path("synthetic/<int:pk>/cancel/", synthetic_views.synthetic_cancel_view, name="synthetic-cancel"),
 ]

@@ -311,6 +311,7 @@ SPECTACULAR_SETTINGS = {
         "FindingKindEnum": "evaluations.models.FindingKind",
         "SignOffStatusEnum": "evaluations.models.SignOffStatus",
         "RunStatusEnum": "evaluations.models.RunStatus",
+        "SplitEnum": "evaluations.models.Split",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -355,6 +356,7 @@ CELERY_TASK_DEFAULT_QUEUE = "scoring"
 CELERY_TASK_ROUTES = {
     "workers.tasks.run_batch": {"queue": "llm"},
     "workers.tasks.optimize_fewshot": {"queue": "llm"},  # the few-shot search calls the model
+    "workers.tasks.synthesize": {"queue": "llm"},  # synthetic examples: the model writes them
     "workers.tasks.finetune": {"queue": "training"},
     "workers.tasks.finetune_poll": {"queue": "scoring"},  # hosted fine-tuning: a few short HTTP calls
     "workers.tasks.scheduled_run": {"queue": "scoring"},  # sent by beat; only creates the run

@@ -190,7 +190,9 @@ def _seed_builtin_strategies() -> None:
 
     from django.apps import apps
 
-    for migration in ("0002_builtin_strategies", "0015_few_shot_nearest", "0016_knowledge_rag"):
+    for migration in (
+        "0002_builtin_strategies", "0015_few_shot_nearest", "0016_knowledge_rag", "0020_synthetic_examples",
+    ):  # fmt: skip
         importlib.import_module(f"evaluations.migrations.{migration}").add(apps, None)
 
 

@@ -6,6 +6,7 @@ from celery import shared_task
 
 from evaluations.services import alerts, fewshot_optimize, generation, run_analysis, runs, schedules, scorings
 from evaluations.services import finetune as finetunes
+from evaluations.services import synthetic as synthetics
 
 
 @shared_task(name="workers.tasks.start_run", acks_late=True)
@@ -77,3 +78,9 @@ def optimize_fewshot(
         suite_id=suite_id, endpoint_id=endpoint_id, k=k, candidates=candidates, dev_size=dev_size, seed=seed,
         name=name, user_id=user_id, request_id=request_id,
     )  # fmt: skip
+
+
+@shared_task(name="workers.tasks.synthesize", acks_late=True)
+def synthesize(generation_id: int) -> None:
+    """A synthetic-examples generation (docs/finetuning.md): claimed once, however often delivered."""
+    synthetics.synthetic_execute(generation_id=generation_id)

@@ -137,6 +137,11 @@ class ArmEvidence:
     training_cost: float | None = None  # fine-tuned endpoints: one-time USD; None when unknown
     # prompting arms: what making the prompt cost once (an optimised few-shot's search), USD
     setup_cost: float = 0.0
+    # fine-tuned arms: what making the training data cost once (a teacher's labelling run, synthetic
+    # generation), USD; part of the training cost
+    data_cost: float = 0.0
+    # a distilled student: the key of the teacher's arm (the prompting it replaces), when it was run
+    distilled_from: str | None = None
     scores: Mapping[str, float] = field(default_factory=dict)  # per case key (mean of its samples)
 
     @property
@@ -228,13 +233,13 @@ def training_cost(arm: ArmEvidence, profile: Profile) -> tuple[float | None, str
     if arm.family == PROMPTING:
         return 0.0, "none"
     if arm.training_cost is not None:
-        return arm.training_cost, "set"
+        return arm.training_cost + arm.data_cost, "set"
     if not profile.train_tokens_per_example or not profile.examples_available:
         return None, "unknown: set the training cost on the endpoint, or add a train split to estimate it"
     if not profile.training_price_per_1m:
         return None, "unknown: set a price per 1M training tokens to estimate it"
     tokens = profile.train_tokens_per_example * profile.examples_available * profile.training_epochs
-    return tokens * profile.training_price_per_1m / 1_000_000, "estimated"
+    return tokens * profile.training_price_per_1m / 1_000_000 + arm.data_cost, "estimated"
 
 
 def horizon_cost(arm: ArmEvidence, profile: Profile) -> float | None:
@@ -275,6 +280,7 @@ def cost_table(arms: Sequence[ArmEvidence], profile: Profile) -> list[dict]:
                 "training_cost": train if arm.family != PROMPTING else None,
                 "setup_cost": arm.setup_cost if arm.family == PROMPTING and arm.setup_cost else None,
                 "training_cost_source": train_source if arm.family != PROMPTING else None,
+                "data_cost": arm.data_cost if arm.family != PROMPTING and arm.data_cost else None,
                 "horizon_cost": horizon_cost(arm, profile),
                 "prompt_tokens": arm.prompt_tokens,
                 "completion_tokens": arm.completion_tokens,
@@ -1238,9 +1244,11 @@ def _add_break_even(d: Decision, prompting, tuned, profile: Profile, ref: ArmEvi
         if not tuned:
             d.evidence.append("no fine-tuned arm was measured, so there is no break-even to compute")
         return
-    ref = ref or _cheapest_meeting(prompting, profile) or _best(prompting)
     named = [a for a in tuned if a.label == d.arm]
     ft = named[0] if named else (_cheapest_meeting(tuned, profile) or _best(tuned))
+    # A distilled student replaces its teacher: the teacher's cost per request is what it saves.
+    teacher = [a for a in prompting if ft.distilled_from is not None and a.key == ft.distilled_from]
+    ref = teacher[0] if teacher else (ref or _cheapest_meeting(prompting, profile) or _best(prompting))
     c_p, c_f = cost_per_request(ref), cost_per_request(ft)
     train, source = training_cost(ft, profile)
     info: dict = {
@@ -1251,6 +1259,8 @@ def _add_break_even(d: Decision, prompting, tuned, profile: Profile, ref: ArmEvi
         "prompt_tokens_saved": None,
         "prompt_tokens_saved_pct": None,
         "training_cost_source": source,
+        "distilled": bool(teacher),
+        "data_cost": ft.data_cost or None,
     }
     if ref.prompt_tokens is not None and ft.prompt_tokens is not None:
         saved = ref.prompt_tokens - ft.prompt_tokens
@@ -1287,6 +1297,13 @@ def _add_break_even(d: Decision, prompting, tuned, profile: Profile, ref: ArmEvi
         retrains_per_year=profile.retrains_per_year,
     )
     d.curves = curves.to_dict()
+    if teacher:
+        d.evidence.append(
+            f"{ft.label} was distilled from {ref.label}: the teacher's cost per request "
+            f"({_usd(c_p)}) is the prompting cost it saves"
+            + (f", and making its training data ({_usd(ft.data_cost)}: the teacher's labelling run"
+               " and any synthetic generation) is part of its training cost" if ft.data_cost else "")
+        )  # fmt: skip
     if source == "estimated":
         d.caveats.append(
             f"{ft.label}'s training cost is an estimate ({_usd(train)}: "

@@ -18,7 +18,7 @@ from evaluations.api.pagination import Pagination
 from evaluations.api.parsers import JsonSafeParser
 from evaluations.api.serializers import id_field
 from evaluations.models import Result, Review, Run, Verdict
-from evaluations.services.reviews import review_save
+from evaluations.services.reviews import review_save, reviews_accept_passing
 
 TEXT_LIMIT = 100_000
 
@@ -102,3 +102,40 @@ class RunReviewsView(APIView):
         return Response(
             ReviewSerializer(review).data, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED
         )
+
+
+class AcceptPassingInput(serializers.Serializer):
+    arm = id_field(required=False, allow_null=True, help_text="only this arm's results (its id)")
+
+
+class AcceptPassingOutput(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="results marked correct by the caller")
+
+
+class RunAcceptPassingView(APIView):
+    """The review shortcut of a labelling run: accept every answer that passed scoring and has no
+    verdict yet (the rest stays in the queue)."""
+
+    action_permissions = {"post": roles.REVIEW}
+    parser_classes = [JsonSafeParser]
+
+    @extend_schema(
+        operation_id="run_reviews_accept_passing",
+        summary="Accept every passing, unreviewed result of the run",
+        description="Marks each result that passed scoring and that nobody has given a verdict yet as "
+        "correct, reviewed by the caller (one audit event). Typical for a labelling run before "
+        "distilling it: `POST /api/v1/finetunes/` with `source` `reviewed:RUN` or `run:RUN:ARM`.",
+        tags=["runs"],
+        parameters=[RUN_ID],
+        request=AcceptPassingInput,
+        responses={200: AcceptPassingOutput},
+    )
+    def post(self, request, id: int):
+        run = get_object_or_404(Run.objects.select_related("suite_version"), pk=id)
+        checked = AcceptPassingInput(data=request.data or {})
+        checked.is_valid(raise_exception=True)
+        with service_errors():
+            accepted = reviews_accept_passing(
+                run=run, reviewer=request.user, arm_id=checked.validated_data.get("arm")
+            )
+        return Response({"accepted": accepted})

@@ -356,8 +356,9 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = [
-            "id", "suite", "suite_version", "status", "trigger", "repeats", "use_cache", "expected_results",
-            "schedule", "error", "arms", "created_by", "created_at", "started_at", "finished_at",
+            "id", "suite", "suite_version", "status", "trigger", "repeats", "use_cache", "split",
+            "expected_results", "schedule", "error", "arms", "created_by", "created_at", "started_at",
+            "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -474,6 +475,12 @@ class RunCreateInput(serializers.Serializer):
     )
     use_cache = serializers.BooleanField(
         default=True, help_text="serve temperature-0 answers already seen from the cache"
+    )
+    split = serializers.ChoiceField(
+        choices=["test", "train"],
+        default="test",
+        help_text="test: an evaluation; train: a labelling run (the arms answer the train cases: a "
+        "teacher's answers, reviewed, then distilled with a fine-tune of source `run:RUN:ARM`)",
     )
 
     def validate(self, attrs):
@@ -760,6 +767,13 @@ class FineTuneSerializer(JsonReady, serializers.Serializer):
     trained_tokens = serializers.SerializerMethodField()
     compute_seconds = serializers.FloatField(allow_null=True)
     training_cost = serializers.FloatField(allow_null=True, help_text="USD, once trained")
+    source = serializers.SerializerMethodField()
+    data_cost = serializers.FloatField(
+        allow_null=True,
+        help_text="USD: what making the training data cost (a teacher's labelling run, synthetic "
+        "generation); the decision adds it to the training cost",
+    )
+    teacher = serializers.SerializerMethodField()
     endpoint = EndpointRefSerializer(allow_null=True, help_text="the fine-tuned endpoint, once registered")
     run = serializers.IntegerField(
         source="run_id",
@@ -778,6 +792,18 @@ class FineTuneSerializer(JsonReady, serializers.Serializer):
     def get_trained_tokens(self, job) -> int | None:
         """Tokens the hosted backend trained on (null for local jobs and until it says)."""
         return job.trained_tokens
+
+    @extend_schema_field(serializers.DictField())
+    def get_source(self, job) -> dict:
+        """What it trains on: {spec, parts: [{spec, kind, label, examples, kept, cost}], examples,
+        duplicates, data_cost, teacher, sample: [{key, input, answer, from}]}."""
+        return dict(job.source or {"spec": "train"})
+
+    def get_teacher(self, job) -> str | None:
+        """Distillation: the endpoint · strategy whose answers it trains on (evaluated beside it)."""
+        if job.teacher_endpoint_id is None or job.teacher_strategy_id is None:
+            return None
+        return f"{job.teacher_endpoint.name} · {job.teacher_strategy}"
 
 
 class FineTuneDetailSerializer(FineTuneSerializer):
@@ -825,6 +851,16 @@ class FineTuneCreateInput(serializers.Serializer):
         "one (backend openai: its base URL and key variable are used)"
     )
     backend = serializers.ChoiceField(choices=FINETUNE_BACKENDS, default="local")
+    source = serializers.CharField(
+        required=False,
+        default="train",
+        max_length=500,
+        help_text="what it trains on: `train` (the train split) | `run:RUN:ARM` (a labelling run's "
+        "passing answers; `run:RUN:ARM:all` for all of them: distillation from that teacher, which is "
+        "then evaluated beside the student) | `reviewed:RUN` (what reviewers accepted or corrected) | "
+        "several joined by `,` (a union, duplicate inputs removed). ARM: the arm's id or its endpoint's "
+        "name.",
+    )
     hyperparameters = serializers.DictField(
         required=False,
         default=dict,
@@ -838,6 +874,15 @@ class FineTuneCreateInput(serializers.Serializer):
         _json_safe(value)
         _no_nul(value)
         return value
+
+    def validate_source(self, value):
+        from evaluations.selectors.training_data import TrainingSourceError, parse_source
+
+        _no_nul(value)
+        try:
+            return ",".join(part.spec for part in parse_source(value))
+        except TrainingSourceError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate(self, attrs):
         suite = Suite.objects.filter(pk=attrs["suite"]).first()

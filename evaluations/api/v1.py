@@ -9,7 +9,8 @@ from rest_framework.routers import SimpleRouter
 from evaluations.api import viewsets
 from evaluations.api.decision import SuiteDecisionView
 from evaluations.api.knowledge import SuiteKnowledgeView
-from evaluations.api.reviews import RunReviewsView
+from evaluations.api.reviews import RunAcceptPassingView, RunReviewsView
+from evaluations.api.synthetic import SuiteSyntheticView, SyntheticViewSet
 
 app_name = "api-v1"
 
@@ -21,10 +22,17 @@ router.register("runs", viewsets.RunViewSet, basename="run")
 router.register("findings", viewsets.FindingViewSet, basename="finding")
 router.register("schedules", viewsets.ScheduleViewSet, basename="schedule")
 router.register("finetunes", viewsets.FineTuneViewSet, basename="finetune")
+router.register("synthetic", SyntheticViewSet, basename="synthetic")
 
 urlpatterns = [
     path("suites/<int:id>/decision", SuiteDecisionView.as_view(), name="suite-decision"),
     path("suites/<int:id>/knowledge/", SuiteKnowledgeView.as_view(), name="suite-knowledge"),
+    path("suites/<int:id>/synthetic/", SuiteSyntheticView.as_view(), name="suite-synthetic"),
     path("runs/<int:id>/reviews/", RunReviewsView.as_view(), name="run-reviews"),
+    path(
+        "runs/<int:id>/reviews/accept-passing/",
+        RunAcceptPassingView.as_view(),
+        name="run-reviews-accept-passing",
+    ),
     *router.urls,
 ]

@@ -362,6 +362,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
                 use_cache=data["use_cache"],
                 trigger=Trigger.API,
                 user=request.user,
+                split=data["split"],
             )
         run = self.get_queryset().get(pk=run.pk)
         url = request.build_absolute_uri(reverse("api-v1:run-detail", args=[run.pk]))
@@ -736,7 +737,12 @@ class FineTuneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
 
     action_permissions = {"create": roles.FINETUNE, "cancel": roles.FINETUNE}
     queryset = FineTuneJob.objects.select_related(
-        "suite_version__suite", "base_endpoint", "endpoint", "created_by"
+        "suite_version__suite",
+        "base_endpoint",
+        "endpoint",
+        "created_by",
+        "teacher_endpoint",
+        "teacher_strategy",
     ).order_by("-created_at", "-id")
 
     def get_serializer_class(self):
@@ -766,11 +772,12 @@ class FineTuneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
         operation_id="finetune_create",
         summary="Start a fine-tuning job",
         description="Fine-tune a base model on the suite's train split (its latest version, or "
-        "`suite_version`). Backend `local`: LoRA on a local base model, trained by a worker on the "
-        "`training` queue. Backend `openai`: the base endpoint's OpenAI-compatible fine-tuning API, with "
-        "its base URL and key variable. When training succeeds the fine-tuned endpoint is registered and "
-        "evaluated next to the base model's prompting ladder (the job's `run`). Poll "
-        "`GET /api/v1/finetunes/{id}/`.",
+        "`suite_version`), or on another `source`: a labelling run's answers (distillation from a "
+        "teacher), reviewed answers, or a union. Backend `local`: LoRA on a local base model, trained "
+        "by a worker on the `training` queue. Backend `openai`: the base endpoint's OpenAI-compatible "
+        "fine-tuning API, with its base URL and key variable. When training succeeds the fine-tuned "
+        "endpoint is registered and evaluated next to the base model's prompting ladder (and the "
+        "teacher, when distilled): the job's `run`. Poll `GET /api/v1/finetunes/{id}/`.",
         tags=["finetunes"],
         request=s.FineTuneCreateInput,
         responses={
@@ -787,6 +794,7 @@ class FineTuneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
                 hyperparameters=data["hyperparameters"],
                 user=request.user,
                 backend=data["backend"],
+                source=data["source"],
             )
         url = request.build_absolute_uri(reverse("api-v1:finetune-detail", args=[job.pk]))
         return self._detail(job, status.HTTP_201_CREATED, headers={"Location": url})

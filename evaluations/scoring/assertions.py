@@ -29,6 +29,8 @@ from typing import Any
 import jsonschema
 import numpy as np
 
+from evaluations.scoring.pairwise import PENDING_REASON as _PAIRWISE_PENDING
+from evaluations.scoring.pairwise import check as _check_pairwise
 from evaluations.scoring.scorers import _json_same, extract_label, normalise_text
 
 NOT_PREFIX = "not-"
@@ -645,6 +647,12 @@ def _llm_rubric(value: Any, threshold: float | None, ctx: Context) -> Verdict:
     return Verdict(score, ok, f"judge {score:.2f}" + (f": {why}" if why else ""))
 
 
+def _pairwise(value: Any, threshold: float | None, ctx: Context) -> Verdict:
+    """A result alone cannot be compared with another arm's: the batch leaves it pending, and the run's
+    pairwise step (services/pairwise.py) writes the judge's verdict once every arm's outputs are in."""
+    return Verdict(0.0, True, _PAIRWISE_PENDING, skipped=True)
+
+
 # --- registry ---------------------------------------------------------------------------------------------
 
 
@@ -712,6 +720,7 @@ SCORERS: dict[str, Scorer] = _scorers(
         check_value=_check_text,
         value_hint="the rubric text",
     ),
+    Scorer("pairwise", 1, _pairwise, threshold_range=_UNIT),
 )
 
 _THRESHOLD_MEANING = {
@@ -797,6 +806,10 @@ def validate_assertion(assertion: dict) -> str | None:
     scorer = SCORERS.get(name)
     if scorer is None:
         return f"unknown assertion type {kind.strip()!r}; use one of: {_known()}"
+    if name == "pairwise":
+        problem = _check_pairwise(assertion)
+        if problem:
+            return problem
     value = assertion.get("value")
     if value is None:
         if scorer.value_required:

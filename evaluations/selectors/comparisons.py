@@ -206,7 +206,24 @@ def compare(arm_ids: list[int]) -> dict:
     for arm, d in zip(arms[1:], data[1:], strict=True):
         score, passed = _paired_stats(base_scores, d.scores(), base_passes, d.passes())
         stats.append({"arm": arm, "score": score, "pass": passed})
-    return {"arms": arms, "stats": stats, "rows": Rows(keys, data), "shared_cases": len(keys)}
+    return {
+        "arms": arms,
+        "stats": stats,
+        "rows": Rows(keys, data),
+        "shared_cases": len(keys),
+        "pairwise": pairwise_rates(arms),
+    }
+
+
+def pairwise_rates(arms: list[Arm]) -> list[dict]:
+    """The arms' pairwise win rates, each against its reference (the teacher, the baseline or another
+    arm), as their run's scoring summarised them: rate, 95% CI, verdict (parity, wins, loses)."""
+    return [
+        {"arm": arm, "against": against} | figures
+        for arm in arms
+        for against, figures in sorted(((arm.summary or {}).get("pairwise") or {}).items())
+        if isinstance(figures, dict)
+    ]
 
 
 def _paired_stats(base_scores: dict, scores: dict, base_passes: dict, passes: dict) -> tuple[dict, dict]:

@@ -22,6 +22,7 @@ from evaluations.models import (
     Case,
     Endpoint,
     EndpointKind,
+    FineTuneJob,
     Provider,
     Result,
     Run,
@@ -71,7 +72,7 @@ class SuiteDecision:
 def decision_runs(suite: Suite):
     """Finished runs of the suite a decision can be based on, newest first."""
     return (
-        Run.objects.filter(suite_version__suite=suite, status=RunStatus.SUCCEEDED)
+        Run.objects.filter(suite_version__suite=suite, status=RunStatus.SUCCEEDED, split=Split.TEST)
         .select_related("suite_version")
         .order_by("-finished_at", "-id")
     )
@@ -132,6 +133,14 @@ def arm_evidence(run: Run, pairs: list[tuple[Arm, dict]]) -> list[ArmEvidence]:
     names = dict(
         Endpoint.objects.filter(pk__in={a.endpoint.base_endpoint_id for a in arms}).values_list("pk", "name")
     )
+    # Fine-tuned endpoints made by a job: what its training data cost, and its teacher's arm here.
+    arm_of = {(a.endpoint_id, a.strategy_id): str(a.pk) for a in arms}
+    jobs = {
+        endpoint_id: (data_cost, arm_of.get((teacher, strategy)))
+        for endpoint_id, data_cost, teacher, strategy in FineTuneJob.objects.filter(
+            endpoint_id__in=[a.endpoint_id for a in arms if a.endpoint.kind == EndpointKind.FINE_TUNED]
+        ).values_list("endpoint_id", "data_cost", "teacher_endpoint_id", "teacher_strategy_id")
+    }
     out = []
     for arm, summary in pairs:
         summary = summary or {}
@@ -180,6 +189,8 @@ def arm_evidence(run: Run, pairs: list[tuple[Arm, dict]]) -> list[ArmEvidence]:
                 ),
                 training_cost=None if endpoint.training_cost is None else float(endpoint.training_cost),
                 setup_cost=_setup_cost(arm),
+                data_cost=float(jobs.get(endpoint.pk, (None, None))[0] or 0.0),
+                distilled_from=jobs.get(endpoint.pk, (None, None))[1],
                 scores={k: sum(v) / len(v) for k, v in by_case[arm.pk].items()},
             )
         )

@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from evaluations import retrieval, strategies
+from evaluations.analysis import pairwise
 from evaluations.analysis.summary import Row, summarise
 from evaluations.models import Arm, Batch, Result, Run, Scoring, expected_as_list
 
@@ -23,6 +24,7 @@ def arm_summaries(run: Run) -> dict[int, dict]:
     version = run.suite_version
     suite = version.suite
     rows: dict[int, list[Row]] = {arm_id: [] for arm_id in run.arms.values_list("id", flat=True)}
+    pairwise_rows: dict[int, list] = {arm_id: [] for arm_id in rows}  # (case, scores) with a pairwise check
     fields = (
         "arm_id", "case_id", "score", "passed", "error", "cost", "prompt_tokens", "completion_tokens",
         "latency_ms", "scores", "case__expected", "scored_at", "sample", "answer", "compute_seconds",
@@ -45,6 +47,8 @@ def arm_summaries(run: Run) -> dict[int, dict]:
             answer,
             compute_seconds,
         ) = r
+        if scores and any(isinstance(c, dict) and "pairwise" in c for c in scores.get("assertions") or ()):
+            pairwise_rows[arm_id].append((case_id, scores))
         predicted = (scores or {}).get("predicted")
         acceptable = [e.strip() for e in expected_as_list(expected) if e.strip()]
         # With several acceptable labels, a prediction among them is the case's label (as scored).
@@ -79,6 +83,10 @@ def arm_summaries(run: Run) -> dict[int, dict]:
     }
     for arm_id, metrics in _retrieval_summaries(run).items():
         summaries[arm_id]["retrieval"] = metrics
+    for arm_id, judged in pairwise_rows.items():
+        rates = pairwise.summarise(judged) if judged else {}  # win rate, CI, parity (analysis/pairwise.py)
+        if rates:
+            summaries[arm_id]["pairwise"] = rates
     return summaries
 
 

@@ -69,6 +69,11 @@ def baseline_set(*, suite: Suite, run: Run | None, user=None, override: bool = F
             raise BaselineError(f"run #{run.pk} is not a run of suite {suite.name!r}")
         if run.status != RunStatus.SUCCEEDED:
             raise BaselineError(f"run #{run.pk} is {run.status}; only a finished run can be the baseline")
+        if run.split != "test":
+            raise BaselineError(
+                f"run #{run.pk} is a labelling run (it answered the train split); the baseline is a run "
+                "of the test split"
+            )
     # The suite's row lock serialises baseline changes: an override checks the baseline it replaces.
     locked = Suite.objects.select_for_update().filter(pk=suite.pk)
     before = locked.values_list("baseline_run_id", flat=True).first()
@@ -132,6 +137,8 @@ def run_compare_with_baseline(*, run: Run) -> list[Finding]:
     suite = run.suite_version.suite
     baseline = suite.baseline_run
     if baseline is None or baseline.pk == run.pk or baseline.status != RunStatus.SUCCEEDED:
+        return []
+    if run.split != "test":  # a labelling run answers other cases than the baseline
         return []
     current_arms = list(run.arms.select_related("endpoint", "strategy"))
     base_arms = {(a.endpoint_id, a.strategy_id): a for a in baseline.arms.all()}

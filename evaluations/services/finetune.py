@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import shutil
-import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +27,6 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from evaluations import strategies
 from evaluations.analysis.costs import compute_cost
 from evaluations.models import (
     Endpoint,
@@ -45,6 +43,13 @@ from evaluations.models import (
 from evaluations.providers.base import ProviderError
 from evaluations.providers.finetune_api import FINAL_STATUSES, FineTuneApiError, FineTuneClient
 from evaluations.selectors.strategies import optimized_strategy
+from evaluations.selectors.training_data import (
+    Row,
+    TrainingSet,
+    TrainingSourceError,
+    normalised_input,
+    training_set,
+)
 from evaluations.services import queue
 from evaluations.services.audit import audit_record
 from evaluations.services.endpoints import base_url_check, endpoint_api_key, endpoint_create
@@ -76,62 +81,28 @@ BACKENDS = tuple(FineTuneBackend.values)
 POLL_MAX_SECONDS = 300.0
 MAX_EVENTS = 500  # the newest events kept on the job (a long job logs thousands of steps)
 MAX_CHECKPOINTS = 2000
+TRAINING_FILE = "training.jsonl"  # a local job's examples, as chat JSONL beside its adapter
 
 
 class FineTuneError(ValueError):
     pass
 
 
-def _train_rows(version: SuiteVersion) -> list[tuple[str, object, list[dict], str]]:
-    """(key, input, messages, answer) of each train case with an expected output, in order."""
-    ctx = strategies.RenderContext(task_type=version.task_type, labels=tuple(version.labels))
-    rows = []
-    cases = version.cases.filter(split=Split.TRAIN).order_by("position")
-    for key, case_input, expected in cases.values_list("key", "input", "expected"):
-        answer = expected[0] if isinstance(expected, list) and expected else expected
-        if isinstance(answer, dict | list):  # a JSON suite's expected object
-            answer = json.dumps(answer, ensure_ascii=False, sort_keys=True)
-        if answer is None or not str(answer).strip():
-            continue
-        rows.append((key, case_input, strategies.render("plain", case_input, ctx), str(answer)))
-    return rows
+def _train_rows(version: SuiteVersion, source: str | None = None) -> list[Row]:
+    """The examples of the job's training source (default: the train split), in order."""
+    try:
+        return training_set(version, source).rows
+    except TrainingSourceError as exc:
+        raise FineTuneError(str(exc)) from None
 
 
-def finetune_examples(version: SuiteVersion) -> list[tuple[list[dict], str]]:
-    """(messages, answer) pairs from the train split: the input as the `plain` strategy sends it
-    (what the fine-tuned endpoint is evaluated with), the first acceptable expected output."""
-    return [(messages, answer) for _, _, messages, answer in _train_rows(version)]
+def finetune_examples(version: SuiteVersion, source: str | None = None) -> list[tuple[list[dict], str]]:
+    """(messages, answer) pairs of the training source: the input as the `plain` strategy sends it
+    (what the fine-tuned endpoint is evaluated with), the source's target answer."""
+    return [(row.messages, row.answer) for row in _train_rows(version, source)]
 
 
 # -- the leakage guard -------------------------------------------------------------------------------
-
-
-def _content_text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return "" if content is None else json.dumps(content, ensure_ascii=False, sort_keys=True)
-
-
-def normalised_input(case_input: object) -> str:
-    """A case's input as the guard compares it: the messages' texts (a string input as it is),
-    Unicode NFKC, case-folded, invisible format characters (zero-width spaces, soft hyphens) dropped,
-    every run of whitespace one space."""
-    if isinstance(case_input, list):
-        text = "\n".join(
-            f"{m.get('role', '')}: {_content_text(m.get('content'))}" if isinstance(m, dict) else str(m)
-            for m in case_input
-        )
-        # A one-message user conversation is the same input as that message's text.
-        if len(case_input) == 1 and isinstance(case_input[0], dict) and case_input[0].get("role") == "user":
-            text = _content_text(case_input[0].get("content"))
-    elif isinstance(case_input, dict):
-        text = json.dumps(case_input, ensure_ascii=False, sort_keys=True)
-    else:
-        text = "" if case_input is None else str(case_input)
-    text = "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
-    return " ".join(text.casefold().split())
 
 
 def finetune_leaks(version: SuiteVersion, train_rows=None) -> list[tuple[str, str]]:
@@ -139,8 +110,8 @@ def finetune_leaks(version: SuiteVersion, train_rows=None) -> list[tuple[str, st
     a train case the fine-tune would learn from: the model would be scored on what it was taught."""
     rows = _train_rows(version) if train_rows is None else train_rows
     trained: dict[str, str] = {}
-    for key, case_input, _, _ in rows:
-        trained.setdefault(normalised_input(case_input), key)
+    for row in rows:
+        trained.setdefault(normalised_input(row.input), row.key)
     if not trained:
         return []
     leaks = []
@@ -259,8 +230,8 @@ def hosted_split(rows: list, fraction: float) -> tuple[list, list]:
 def chat_jsonl(rows) -> bytes:
     """Chat fine-tuning JSONL: one {"messages": [...the plain prompt..., the answer]} per row."""
     lines = []
-    for _, _, messages, answer in rows:
-        record = {"messages": [*messages, {"role": "assistant", "content": answer}]}
+    for row in rows:
+        record = {"messages": [*row.messages, {"role": "assistant", "content": row.answer}]}
         lines.append(json.dumps(record, ensure_ascii=False))
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
@@ -268,8 +239,19 @@ def chat_jsonl(rows) -> bytes:
 def finetune_files(job: FineTuneJob) -> tuple[bytes, bytes]:
     """The training and validation files a hosted job uploads (validation b"" when there is none)."""
     hp = HostedHyperparameters.from_dict(job.hyperparameters)
-    train, valid = hosted_split(_train_rows(job.suite_version), hp.validation_fraction)
+    rows = _train_rows(job.suite_version, _source_spec(job))
+    _leak_check(job.suite_version, rows)  # again: reviews may have changed what the source gives
+    train, valid = hosted_split(rows, hp.validation_fraction)
     return chat_jsonl(train), chat_jsonl(valid)
+
+
+def finetune_training_file(job: FineTuneJob) -> bytes:
+    """Chat JSONL of the examples the job's source gives now (FineTuneError when it cannot be read)."""
+    return chat_jsonl(_train_rows(job.suite_version, _source_spec(job)))
+
+
+def _source_spec(job: FineTuneJob) -> str:
+    return (job.source or {}).get("spec") or "train"
 
 
 def adapter_dir(job: FineTuneJob) -> Path:
@@ -284,8 +266,13 @@ def finetune_create(
     hyperparameters: dict | None = None,
     user=None,
     backend: str = FineTuneBackend.LOCAL,
+    source: str | None = None,
 ) -> FineTuneJob:
     """Validate and queue a fine-tuning job (nothing is written when anything is wrong).
+
+    `source`: what it trains on (selectors/training_data.py): "train" (the default), a labelling
+    run's answers "run:RUN:ARM[:all]" (distillation from a teacher), "reviewed:RUN", or several
+    joined by ",". The student is evaluated on `suite_version`'s test split.
 
     backend "local": LoRA of a local base endpoint (hyperparameters: training.Hyperparameters, with
     `qlora: true` only where bitsandbytes and CUDA are); backend "openai": the base endpoint's
@@ -293,7 +280,7 @@ def finetune_create(
     if backend not in BACKENDS:
         raise FineTuneError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == FineTuneBackend.OPENAI:
-        return _create_hosted(suite_version, base_endpoint, hyperparameters, user)
+        return _create_hosted(suite_version, base_endpoint, hyperparameters, user, source)
     if base_endpoint.provider != Provider.LOCAL or base_endpoint.kind != EndpointKind.BASE:
         raise FineTuneError(
             f"endpoint {base_endpoint.name!r} is not a local base model: the local backend fine-tunes "
@@ -306,14 +293,10 @@ def finetune_create(
         raise FineTuneError(str(exc)) from None
     if hp.qlora and (reason := qlora_unavailable()):
         raise FineTuneError(reason)
-    rows = _train_rows(suite_version)
-    n = len(rows)
-    if n < MIN_EXAMPLES:
-        raise FineTuneError(
-            f"{suite_version} has {n} train case(s) with an expected output; fine-tuning needs at least "
-            f"{MIN_EXAMPLES} (upload cases with split=train)"
-        )
-    _leak_check(suite_version, rows)
+    data = _training_set(suite_version, source)
+    n = len(data.rows)
+    _too_few(suite_version, data, MIN_EXAMPLES, "fine-tuning")
+    _leak_check(suite_version, data.rows)
     job = FineTuneJob.objects.create(
         suite_version=suite_version,
         base_endpoint=base_endpoint,
@@ -321,12 +304,55 @@ def finetune_create(
         hyperparameters=hp.to_dict(),
         examples=n,
         created_by=user,
+        **_source_fields(data),
     )
     job.adapter = f"adapters/finetune-{job.pk}"
     job.save(update_fields=["adapter"])
     _audit_create(job, user, n)
     queue.enqueue("finetune", job.pk)
     return job
+
+
+def _training_set(version: SuiteVersion, source: str | None) -> TrainingSet:
+    try:
+        return training_set(version, source)
+    except TrainingSourceError as exc:
+        raise FineTuneError(str(exc)) from None
+
+
+def _too_few(version: SuiteVersion, data: TrainingSet, minimum: int, what: str) -> None:
+    n = len(data.rows)
+    if n >= minimum:
+        return
+    if data.spec == "train":
+        unlabelled = version.cases.filter(split=Split.TRAIN).count() - n
+        hint = (
+            f"; its {unlabelled} other train case(s) have none: have a teacher label them (a labelling "
+            "run, `evaluate --split train`), then train on its answers: run:RUN:ARM:all (every answer), "
+            "run:RUN:ARM (those that passed the cases' assertions) or reviewed:RUN (those a reviewer "
+            "accepted)"
+            if unlabelled > 0
+            else " (upload cases with split=train)"
+        )
+        raise FineTuneError(
+            f"{version} has {n} train case(s) with an expected output; {what} needs at least {minimum}{hint}"
+        )
+    raise FineTuneError(
+        f"the source {data.spec!r} gives {n} example(s) ("
+        + ", ".join(f"{p['spec']}: {p['examples']}" for p in data.parts)
+        + f"); {what} needs at least {minimum}: review more answers, use :all for every answer of a "
+        "labelling run, or add the train split (e.g. train," + data.spec + ")"
+    )
+
+
+def _source_fields(data: TrainingSet) -> dict:
+    teacher_endpoint, teacher_strategy = data.teacher or (None, None)
+    return {
+        "source": data.describe(),
+        "data_cost": data.data_cost,
+        "teacher_endpoint": teacher_endpoint,
+        "teacher_strategy": teacher_strategy,
+    }
 
 
 def _audit_create(job: FineTuneJob, user, n: int) -> None:
@@ -336,6 +362,8 @@ def _audit_create(job: FineTuneJob, user, n: int) -> None:
         "examples": n,
         "hyperparameters": job.hyperparameters,
     }
+    if _source_spec(job) != "train":
+        after["source"] = _source_spec(job)
     if job.backend != FineTuneBackend.LOCAL:
         after["backend"] = job.backend
     audit_record(
@@ -343,7 +371,7 @@ def _audit_create(job: FineTuneJob, user, n: int) -> None:
     )
 
 
-def _create_hosted(version: SuiteVersion, base: Endpoint, hyperparameters, user) -> FineTuneJob:
+def _create_hosted(version: SuiteVersion, base: Endpoint, hyperparameters, user, source) -> FineTuneJob:
     if base.provider != Provider.OPENAI or base.kind != EndpointKind.BASE:
         raise FineTuneError(
             f"endpoint {base.name!r} is not an OpenAI-compatible base model: the openai backend "
@@ -354,14 +382,11 @@ def _create_hosted(version: SuiteVersion, base: Endpoint, hyperparameters, user)
         base_url_check(base.base_url)
     except ValidationError as exc:
         raise FineTuneError(f"endpoint {base.name!r}: {' '.join(exc.messages)}") from None
-    rows = _train_rows(version)
+    data = _training_set(version, source)
+    rows = data.rows
     train, valid = hosted_split(rows, hp.validation_fraction)
-    if len(rows) < MIN_HOSTED_EXAMPLES:
-        raise FineTuneError(
-            f"{version} has {len(rows)} train case(s) with an expected output; the fine-tuning API "
-            f"needs at least {MIN_HOSTED_EXAMPLES} (upload cases with split=train)"
-        )
-    _leak_check(version, rows)  # the validation file is a slice of the train split: checked too
+    _too_few(version, data, MIN_HOSTED_EXAMPLES, "the fine-tuning API")
+    _leak_check(version, rows)  # the validation file is a slice of the training rows: checked too
     job = FineTuneJob.objects.create(
         suite_version=version,
         base_endpoint=base,
@@ -371,6 +396,7 @@ def _create_hosted(version: SuiteVersion, base: Endpoint, hyperparameters, user)
         validation_examples=len(valid),
         created_by=user,
         next_poll_at=timezone.now(),
+        **_source_fields(data),
     )
     _audit_create(job, user, len(rows))
     queue.enqueue("finetune_poll", job.pk, 0)
@@ -425,10 +451,19 @@ def finetune_execute(*, job_id: int) -> None:
 
     alive = FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.RUNNING)
     try:
+        rows = _train_rows(job.suite_version, _source_spec(job))
+        _leak_check(job.suite_version, rows)  # again: reviews may have changed what the source gives
+        if len(rows) < MIN_EXAMPLES:
+            raise FineTuneError(f"the source {_source_spec(job)!r} gives {len(rows)} example(s) now")
+        if len(rows) != job.examples:
+            FineTuneJob.objects.filter(pk=job_id).update(examples=len(rows))
+        # What the adapter learns from, kept beside it: the training file of a hosted job.
+        out.mkdir(parents=True, exist_ok=True)
+        (out / TRAINING_FILE).write_bytes(chat_jsonl(rows))
         with heartbeat(alive, name=f"finetune-{job_id}"):  # loading the model takes a while too
             result = train_lora(
                 base_model=job.base_endpoint.model,
-                examples=finetune_examples(job.suite_version),
+                examples=[(row.messages, row.answer) for row in rows],
                 out_dir=out,
                 hp=Hyperparameters.from_dict(job.hyperparameters),
                 progress=progress,
@@ -492,7 +527,7 @@ def _register(job_id: int, result, losses: list[float], out: Path):
     )
     run = run_create(
         suite_version=job.suite_version,
-        arms=_evaluation_arms(base, endpoint, job.suite_version),
+        arms=_evaluation_arms(base, endpoint, job.suite_version, job),
         user=job.created_by,
     )
     job.status = FineTuneStatus.SUCCEEDED
@@ -515,7 +550,7 @@ def finetune_evaluate(*, job: FineTuneJob, user=None) -> Run:
         raise FineTuneError(f"fine-tune #{job.pk} has no fine-tuned endpoint to evaluate")
     run = run_create(
         suite_version=job.suite_version,
-        arms=_evaluation_arms(job.base_endpoint, job.endpoint, job.suite_version),
+        arms=_evaluation_arms(job.base_endpoint, job.endpoint, job.suite_version, job),
         user=user,
     )
     FineTuneJob.objects.filter(pk=job.pk).update(run=run)
@@ -610,9 +645,7 @@ def _next_poll(job_id: int, attempt: int, changed: bool) -> None:
 
 def _submit(job: FineTuneJob, client: FineTuneClient) -> None:
     """Upload the files (each id stored at once) and create the job (its id stored at once)."""
-    train_file, valid_file = finetune_files(job)
-    train_rows = _train_rows(job.suite_version)
-    _leak_check(job.suite_version, train_rows)  # again: the version is immutable, but be sure
+    train_file, valid_file = finetune_files(job)  # the leakage guard again: reviews may have changed
     if not job.remote_training_file:
         _renew_lease(job)
         uploaded = client.upload_file(f"ftvp-finetune-{job.pk}-train.jsonl", train_file)
@@ -886,7 +919,7 @@ def _register_hosted(job_id: int, remote: dict):
     )
     run = run_create(
         suite_version=job.suite_version,
-        arms=_evaluation_arms(base, endpoint, job.suite_version),
+        arms=_evaluation_arms(base, endpoint, job.suite_version, job),
         user=job.created_by,
     )
     now = timezone.now()
@@ -948,8 +981,10 @@ def finetunes_recover(*, startup: bool = False) -> dict[str, int]:
 
 
 def _evaluation_arms(
-    base: Endpoint, tuned: Endpoint, version: SuiteVersion
+    base: Endpoint, tuned: Endpoint, version: SuiteVersion, job: FineTuneJob | None = None
 ) -> list[tuple[Endpoint, Strategy]]:
+    """The base model's ladder, the optimised few-shot and retrieval where the suite has them, the
+    teacher of a distilled job (the prompting it would replace), then the fine-tuned endpoint."""
     by_name = {s.name: s for s in Strategy.objects.filter(version=1, name__in=[*LADDER_STRATEGIES, "plain"])}
     missing = [n for n in (*LADDER_STRATEGIES, "plain") if n not in by_name]
     if missing:
@@ -962,6 +997,10 @@ def _evaluation_arms(
     retrieval = rag is not None and version.chunks.exists()
     if retrieval:
         arms.append((base, rag))
+    if job is not None and job.teacher_endpoint_id and job.teacher_strategy_id:
+        teacher = (job.teacher_endpoint, job.teacher_strategy)
+        if all((e.pk, s.pk) != (teacher[0].pk, teacher[1].pk) for e, s in arms):
+            arms.append(teacher)
     arms.append((tuned, by_name["plain"]))
     if retrieval:
         arms.append((tuned, rag))

@@ -210,7 +210,8 @@ def _render(
     params = arm.strategy.params or {}
     kind = arm.strategy.kind
     if frozen is not None:
-        examples = frozen
+        # A labelling run answers train cases: a case is never its own demonstration.
+        examples = tuple(e for e in frozen if e.input != case.input)
     elif kind in strategies.NEAREST_KINDS:
         examples = (nearest or {}).get(case.pk, ())
     elif kind not in strategies.FEW_SHOT_KINDS:

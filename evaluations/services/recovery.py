@@ -14,6 +14,7 @@ from evaluations.services import queue
 from evaluations.services.run_analysis import runs_unanalysed_before
 from evaluations.services.runs import batches_resend_stale, batches_resend_unheld
 from evaluations.services.runs import stale_before as lease_stale_before
+from evaluations.services.synthetic import synthetic_recover
 
 
 def runs_recover(*, startup: bool = False, orphaned_before=None) -> dict[str, int]:
@@ -58,6 +59,9 @@ def runs_recover(*, startup: bool = False, orphaned_before=None) -> dict[str, in
     for run_id in runs_unanalysed_before(stale_before):  # analysing again is harmless
         queue.enqueue("analyse_run", run_id)
         counts["analyse"] = counts.get("analyse", 0) + 1
+    synthetic = synthetic_recover(startup=startup, stale=stale_before)  # claimed again only when lost
+    if synthetic:
+        counts["synthetic"] = synthetic
     if startup:  # a re-score whose worker died (re-scoring again is harmless)
         for scoring_id in scorings_unfinished_before(stale_before):
             queue.enqueue("rescore_run", scoring_id)

@@ -17,6 +17,7 @@ from evaluations.scoring.embeddings import (
     MiniLMEmbedder,
     SentenceTransformerEmbedder,
 )
+from evaluations.scoring.pairwise import PENDING_REASON as PAIRWISE_PENDING
 
 _embedders: dict[str, Embedder] = {}
 _embedder_lock = threading.Lock()
@@ -70,6 +71,15 @@ def _judge_for(plans):
     judge = BatchJudge(endpoint)
     judge.prepare(requests)
     return judge
+
+
+def _flag_pairwise_pending(checks: list[dict], verdicts: list, scores: dict) -> None:
+    """Mark the pairwise checks a batch cannot judge yet (the other arm's output may not exist): the
+    run's pairwise step (services/pairwise.py) finds them by ``pairwise_pending`` and judges them."""
+    for a, v, entry in zip(checks, verdicts, scores["assertions"], strict=True):
+        if assertions.base_type(a) == "pairwise" and v.skipped and v.reason == PAIRWISE_PENDING:
+            entry["pending"] = True
+            scores["pairwise_pending"] = True
 
 
 # What a case is checked with when neither the suite nor the case says: by task type.
@@ -146,6 +156,7 @@ def score_results(
             ],
             "reason": total.reason,
         }
+        _flag_pairwise_pending(checks, verdicts, r.scores)
         if task_type == TaskType.CLASSIFICATION:
             r.scores["predicted"] = scorers.extract_label(r.answer, labels)
         if total.skipped:  # nothing ftvp can run: neither a failure nor a pass

@@ -10,7 +10,7 @@ import math
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from evaluations.models import Result, Review, Suite, Verdict
+from evaluations.models import Result, Review, Run, Suite, Verdict
 from evaluations.services.audit import audit_record
 
 REVIEW_FIELDS = ("verdict", "corrected_output", "comment")
@@ -96,6 +96,55 @@ def _audit_save(review: Review, *, reviewer, before: dict | None) -> None:
         before=before or None,
         after=_review_state(review),
     )
+
+
+LABELLED = (Verdict.CORRECT, Verdict.INCORRECT, Verdict.CORRECTED)
+
+
+@transaction.atomic
+def reviews_accept_passing(*, run: Run, reviewer, arm_id: int | None = None) -> int:
+    """The shortcut of a labelling run's review: every result that passed scoring and that nobody has
+    given a verdict yet is marked correct by `reviewer` (one review each, one audit event for all).
+    Failed, errored and already-reviewed results stay as they are. Returns how many were accepted."""
+    if reviewer is None or not getattr(reviewer, "is_authenticated", False):
+        raise ValidationError({"reviewer": "a review needs a signed-in reviewer"})
+    if arm_id is not None and not run.arms.filter(pk=arm_id).exists():
+        raise ValidationError({"arm": f"run #{run.pk} has no arm #{arm_id}"})
+    if run.status != "succeeded":
+        raise ValidationError(
+            {"run": f"run #{run.pk} is {run.status}: its answers are accepted once it has succeeded "
+             "(until then scores may still change)"}
+        )  # fmt: skip
+    Run.objects.select_for_update().filter(pk=run.pk).first()  # one accept-all at a time per run
+    results = Result.objects.filter(arm__run=run, passed=True, error="").exclude(
+        reviews__verdict__in=LABELLED
+    )
+    if arm_id is not None:
+        results = results.filter(arm_id=arm_id)
+    ids = list(results.values_list("pk", flat=True).distinct())
+    # The reviewer's own comment-only reviews of those results get the verdict, keeping the comment.
+    mine = Review.objects.filter(result_id__in=ids, reviewer=reviewer)
+    commented = set(mine.values_list("result_id", flat=True))
+    mine.filter(verdict=Verdict.COMMENT).update(verdict=Verdict.CORRECT)
+    Review.objects.bulk_create(
+        [
+            Review(result_id=pk, run=run, reviewer=reviewer, verdict=Verdict.CORRECT)
+            for pk in ids
+            if pk not in commented
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,  # a review the reviewer saved meanwhile stays as it is
+    )
+    accepted = mine.filter(verdict=Verdict.CORRECT).count()
+    if accepted:
+        audit_record(
+            actor=reviewer,
+            action="review.accept_passing",
+            obj=run,
+            suite_id=run.suite_version.suite_id,
+            after={"accepted": accepted, **({"arm": arm_id} if arm_id is not None else {})},
+        )
+    return accepted
 
 
 @transaction.atomic

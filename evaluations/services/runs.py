@@ -36,6 +36,7 @@ from evaluations.selectors.runs import current_scoring, run_delete_refusal
 from evaluations.services import queue
 from evaluations.services.audit import audit_record
 from evaluations.services.leases import heartbeat
+from evaluations.services.pairwise import PairwiseBusy, pairwise_score_run
 from evaluations.services.scorings import (
     save_scores,
     scoring_apply,
@@ -65,8 +66,13 @@ def run_create(
     user=None,
     use_cache: bool = True,
     schedule=None,
+    split: str = Split.TEST,
 ) -> Run:
     """Create a run, its arms and their batches in one transaction; start it once committed.
+
+    `split` "train" makes a labelling run: the arms answer the train cases (a teacher's answers, for
+    review and then distillation, docs/finetuning.md); it is never a decision's, a trend's or a
+    baseline's evidence.
 
     A run a `schedule` fires is the system's act: its "run.create" event has no actor and names the
     schedule (`user`, the schedule's creator, is still the run's `created_by`)."""
@@ -79,11 +85,19 @@ def run_create(
         if (endpoint.pk, strategy.pk) in seen:
             raise RunError(f"arm {endpoint.name}:{strategy} is listed twice")
         seen.add((endpoint.pk, strategy.pk))
-    case_ids = list(
-        suite_version.cases.filter(split=Split.TEST).order_by("position").values_list("id", flat=True)
-    )
+    if split not in Split.values:
+        raise RunError(f"split {split!r}: use one of {', '.join(Split.values)}")
+    case_ids = list(suite_version.cases.filter(split=split).order_by("position").values_list("id", flat=True))
     if not case_ids:
-        raise RunError(f"{suite_version} has no test cases")
+        raise RunError(
+            f"{suite_version} has no {split} cases"
+            + (" to label (upload cases with split=train)" if split == Split.TRAIN else "")
+        )
+    if split == Split.TRAIN and schedule is not None:
+        raise RunError("a schedule runs the test split; a labelling run is started by hand")
+    generating = [f"{e.name}:{s}" for e, s in arms if s.kind == "synthesize"]
+    if generating:  # the synthetic-examples prompt writes training data; it answers no case
+        raise RunError(f"{', '.join(generating)}: a synthesize strategy is not a run's arm")
     retrieving = [f"{e.name}:{s}" for e, s in arms if s.kind in strategies.RAG_KINDS]
     if retrieving and not suite_version.chunks.exists():
         raise RunError(
@@ -101,6 +115,7 @@ def run_create(
             trigger=trigger,
             repeats=repeats,
             use_cache=use_cache,
+            split=split,
             created_by=user,
             schedule=schedule,
             expected_results=len(case_ids) * len(arms) * repeats,
@@ -128,6 +143,7 @@ def run_create(
                 "arms": [f"{e.name} · {s}" for e, s in arms],
                 "repeats": repeats,
                 "use_cache": use_cache,
+                **({"split": split} if split != Split.TEST else {}),
                 **({"schedule": schedule.pk, "schedule_name": schedule.name} if schedule is not None else {}),
             },
         )
@@ -329,6 +345,12 @@ def run_finalize(*, run_id: int) -> bool:
     if run is None or run.status != RunStatus.RUNNING:
         return False
     if Batch.objects.filter(run_id=run_id, scored_at__isnull=True).exists():
+        return False
+    # Every arm's outputs are in: the pairwise checks the batches left pending are judged now,
+    # before the summaries (resumable: only what is still pending is judged).
+    try:
+        pairwise_score_run(scoring=current_scoring(run_id))
+    except PairwiseBusy:  # another worker is judging them, and finalizes the run when done
         return False
     with transaction.atomic():
         finished = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(

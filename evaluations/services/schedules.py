@@ -96,6 +96,10 @@ def _clean_arms(arms: Sequence[tuple[Endpoint, Strategy]]) -> list[tuple[Endpoin
     for endpoint, strategy in arms:
         if (endpoint.pk, strategy.pk) in seen:
             raise ScheduleError("arms", f"arm {endpoint.name} · {strategy} is listed twice; list it once")
+        if strategy.kind == "synthesize":  # the synthetic-examples prompt answers no case
+            raise ScheduleError(
+                "arms", f"arm {endpoint.name} · {strategy}: a synthesize strategy is not a run's arm"
+            )
         seen.add((endpoint.pk, strategy.pk))
     return arms
 

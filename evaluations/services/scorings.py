@@ -18,6 +18,7 @@ from evaluations.scoring import assertions
 from evaluations.selectors.runs import arm_summaries, run_rescoring
 from evaluations.services import queue
 from evaluations.services.audit import audit_record
+from evaluations.services.pairwise import PairwiseBusy, pairwise_score_run
 from evaluations.services.result_scores import TASK_DEFAULTS, get_embedder, score_results
 from evaluations.services.signoffs import approvals_void
 
@@ -164,4 +165,8 @@ def scoring_execute(*, scoring_id: int) -> None:
         scoring_apply(scoring=scoring, results=chunk)
         save_scores(chunk)
         last_id = chunk[-1].pk
+    try:
+        pairwise_score_run(scoring=scoring)  # every output is in: the pairwise checks, judged again
+    except PairwiseBusy:  # the same re-score running twice: the one judging finishes it
+        return
     scoring_finish(scoring=scoring)

@@ -71,6 +71,12 @@ def signoff_request(*, run: Run, user, note: str = "") -> SignOff:
             )
         if run.signed_off_at is not None:
             raise SignOffError("run", f"run #{run.pk} is signed off already")
+        if run.split != "test":
+            raise SignOffError(
+                "run",
+                f"run #{run.pk} is a labelling run (it answered the train split): a sign-off approves a "
+                "test run as the baseline; review its answers in its review queue instead",
+            )
         pending = run.signoffs.filter(status=SignOffStatus.PENDING).first()
         if pending is not None:
             raise SignOffError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
@@ -13,7 +13,15 @@ from evaluations import roles
 from evaluations.access import role_required
 from evaluations.forms import FineTuneForm
 from evaluations.models import FineTuneJob, Suite
-from evaluations.services.finetune import FineTuneError, finetune_cancel, finetune_create, finetune_examples
+from evaluations.services.finetune import (
+    TRAINING_FILE,
+    FineTuneError,
+    adapter_dir,
+    finetune_cancel,
+    finetune_create,
+    finetune_examples,
+)
+from evaluations.services.finetune import finetune_training_file as training_file_bytes
 from evaluations.views.pages import _page
 
 
@@ -22,6 +30,8 @@ def finetune_list(request: HttpRequest) -> HttpResponse:
     initial = {}
     if request.GET.get("suite_version", "").isdigit():
         initial["suite_version"] = int(request.GET["suite_version"])
+    if request.GET.get("source"):
+        initial["source"] = request.GET["source"][:500]
     form = FineTuneForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -31,6 +41,7 @@ def finetune_list(request: HttpRequest) -> HttpResponse:
                 hyperparameters=form.hyperparameters(),
                 user=request.user,
                 backend=form.cleaned_data["backend"],
+                source=form.cleaned_data["source"],
             )
         except FineTuneError as exc:
             form.add_error(None, str(exc))
@@ -48,13 +59,18 @@ def finetune_list(request: HttpRequest) -> HttpResponse:
 
 def _job(pk: int) -> FineTuneJob:
     return get_object_or_404(
-        FineTuneJob.objects.select_related("suite_version__suite", "base_endpoint", "endpoint", "run"), pk=pk
+        FineTuneJob.objects.select_related(
+            "suite_version__suite", "base_endpoint", "endpoint", "run", "teacher_endpoint", "teacher_strategy"
+        ),
+        pk=pk,
     )
 
 
 def _context(job: FineTuneJob) -> dict:
     return {
         "job": job,
+        "source": job.source or {"spec": "train"},
+        "trained_file": bool(job.adapter) and (adapter_dir(job) / TRAINING_FILE).is_file(),
         "chart": {"losses": job.losses, "total_steps": job.total_steps},
         "events": list(reversed((job.events or [])[-20:])),  # a hosted job's provider events, newest first
     }
@@ -81,6 +97,29 @@ def finetune_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.warning(request, f"Fine-tune #{job.pk} had already finished.")
     return redirect("evaluations:finetune-detail", pk=job.pk)
+
+
+@role_required(roles.READ)
+@require_safe
+def finetune_training_file(request: HttpRequest, pk: int) -> HttpResponse:
+    """The job's training examples as chat JSONL: for a local job that started training, the file its
+    adapter learnt from; else the examples its source gives now (a hosted job's training and
+    validation files together)."""
+    job = _job(pk)
+    path = adapter_dir(job) / TRAINING_FILE if job.adapter else None
+    filename = f"finetune-{job.pk}-training.jsonl"
+    if job.backend == "local" and path is not None and path.is_file():
+        response = FileResponse(path.open("rb"), content_type="application/jsonl; charset=utf-8")
+    else:
+        try:
+            data = training_file_bytes(job)
+        except FineTuneError as exc:
+            return HttpResponse(
+                f"The training file cannot be made: {exc}", status=404, content_type="text/plain"
+            )
+        response = HttpResponse(data, content_type="application/jsonl; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 @role_required(roles.READ)

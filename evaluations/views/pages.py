@@ -277,6 +277,8 @@ def run_new(request: HttpRequest) -> HttpResponse:
     initial = {}
     if request.GET.get("suite_version"):
         initial["suite_version"] = request.GET["suite_version"]
+    if request.GET.get("split") in ("test", "train"):
+        initial["split"] = request.GET["split"]
     form = RunForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -285,6 +287,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 arms=form.cleaned_data["arms"],
                 repeats=form.cleaned_data["repeats"],
                 user=request.user,
+                split=form.cleaned_data.get("split") or "test",
             )
         except RunError as exc:
             form.add_error(None, str(exc))
@@ -319,6 +322,9 @@ def _run_context(run: Run) -> dict:
         "arms": arms,
         "arms_retrieval": retrieval,
         "arms_retrieval_gold": any(r.get("cases_with_gold") for _, r in retrieval),
+        "arms_pairwise": [
+            (arm, against, p) for arm, s in arms for against, p in sorted((s.get("pairwise") or {}).items())
+        ],
         "chart": chart,
         "scorings": [
             (sc, [(arm.label, sc.summaries.get(str(arm.pk), {}).get("mean_score")) for arm, _ in arms])

@@ -16,7 +16,7 @@ from evaluations.access import role_required
 from evaluations.models import Result, Run, Verdict
 from evaluations.selectors import exports
 from evaluations.selectors import reviews as selectors_reviews
-from evaluations.services.reviews import review_save, suite_threshold_apply
+from evaluations.services.reviews import review_save, reviews_accept_passing, suite_threshold_apply
 from evaluations.views.exports import _download, _stem, arm_param
 
 SHORTCUTS = [
@@ -109,6 +109,28 @@ def review_summary(request: HttpRequest, pk: int) -> HttpResponse:
     summary = selectors_reviews.run_review_summary(run)
     arms = run.arms.select_related("endpoint", "strategy").order_by("position")
     return render(request, "evaluations/_run_review.html", {"run": run, "summary": summary, "arms": arms})
+
+
+@role_required(roles.REVIEW)
+@require_POST
+def review_accept_passing(request: HttpRequest, pk: int) -> HttpResponse:
+    """Accept every result of the run that passed scoring and has no verdict yet."""
+    run = _run(pk)
+    arm = request.POST.get("arm", "").strip()
+    try:
+        if arm and not arm.isdigit():
+            raise ValidationError({"arm": f"{arm[:40]!r} is not an arm id"})
+        accepted = reviews_accept_passing(run=run, reviewer=request.user, arm_id=int(arm) if arm else None)
+    except ValidationError as exc:
+        messages.error(request, "Nothing accepted: " + " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            f"{accepted} passing answer{'s' if accepted != 1 else ''} accepted as correct."
+            if accepted
+            else "No passing answer was left without a verdict.",
+        )
+    return redirect("evaluations:run-detail", pk=run.pk)
 
 
 @role_required(roles.EDIT_SUITE)

@@ -8,6 +8,7 @@ import hashlib
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from evaluations.analysis import verdict as V
 from evaluations.analysis.selection import (
@@ -441,3 +442,28 @@ def test_an_optimised_few_shot_search_is_a_one_time_cost_of_its_arm():
     (row,) = V.cost_table([searched], profile)
     assert row["setup_cost"] == 2.5 and row["training_cost"] is None
     assert V.cost_table([plain], profile)[0]["setup_cost"] is None
+
+
+def test_a_distilled_student_breaks_even_against_its_teacher_with_the_labelling_in_its_training_cost():
+    profile = V.Profile(quality_target=0.8, monthly_volume=10_000, horizon_months=12)
+    # The small base model prompted (cheap, short of the target) and the big teacher (dear, meets it).
+    small = arm("small · few-shot", "few-shot", scores(0.5, 1), prompt_tokens=300)
+    teacher = arm("big · cot", "cot", scores(0.92, 2), prompt_tokens=900)
+    teacher = replace(teacher, prices=V.Prices(price_in=10, price_out=30))
+    student = replace(
+        tuned("small-ft1 · plain", "plain", scores(0.9, 3), training_cost=1.0),
+        data_cost=4.0,
+        distilled_from=teacher.key,
+    )
+    d = V.decide([small, teacher, student], profile)
+    be = d.break_even
+    assert be["prompting_arm"] == "big · cot" and be["fine_tuned_arm"] == "small-ft1 · plain"
+    assert be["distilled"] is True and be["data_cost"] == 4.0
+    assert be["training_cost"] == pytest.approx(5.0)  # training 1.0 + labelling 4.0
+    assert be["prompting_cost_per_request"] == pytest.approx(V.cost_per_request(teacher))
+    assert any("was distilled from big · cot" in line for line in d.evidence)
+    (row,) = [r for r in d.costs if r["arm"] == "small-ft1 · plain"]
+    assert row["training_cost"] == pytest.approx(5.0) and row["data_cost"] == 4.0
+    # The same student without its teacher's key is compared with the prompting the verdict picks.
+    plain_student = replace(student, distilled_from=None)
+    assert V.decide([small, teacher, plain_student], profile).break_even["distilled"] is False

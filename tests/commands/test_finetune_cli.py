@@ -86,11 +86,13 @@ def test_wait_json_trains_evaluates_and_exits_0(version, local, workers, tmp_pat
     job = FineTuneJob.objects.get()
     assert job.status == FineTuneStatus.SUCCEEDED
     assert job.hyperparameters["epochs"] == 3 and job.hyperparameters["learning_rate"] == 0.01
+    source = payload.pop("source")
     assert payload == {
         "job_id": job.pk, "status": "succeeded", "backend": "local", "endpoint": f"smol-ft{job.pk}",
-        "trained_tokens": None, "training_cost": pytest.approx(0.005), "run_id": job.run_id,
+        "trained_tokens": None, "training_cost": pytest.approx(0.005), "data_cost": 0.0, "run_id": job.run_id,
         "run_status": "succeeded", "error": "",
     }  # fmt: skip
+    assert source["spec"] == "train" and source["examples"] == job.examples and len(source["sample"]) == 3
     assert workers == [f"finetune-{job.pk}"]
     assert "no worker takes fine-tune" in err and f"evaluating smol-ft{job.pk} in run #{job.run_id}" in err
 

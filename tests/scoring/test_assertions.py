@@ -51,7 +51,7 @@ def test_the_registry_has_every_documented_type_with_a_version():
     names = {
         "equals", "contains", "icontains", "contains-any", "icontains-any", "contains-all", "icontains-all",
         "starts-with", "regex", "is-json", "json-equals", "contains-json", "json-schema", "json-field",
-        "levenshtein", "length", "cost", "latency", "similar", "exact", "label", "llm-rubric",
+        "levenshtein", "length", "cost", "latency", "similar", "exact", "label", "llm-rubric", "pairwise",
     }  # fmt: skip
     assert set(SCORERS) == names
     for name, scorer in SCORERS.items():

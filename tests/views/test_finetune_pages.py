@@ -196,7 +196,7 @@ def _fake_training(tmp_path, monkeypatch, settings):
         for step in (1, 2):
             if progress(Progress(step, 2, 1, 1.0 / step, 0.1)) is False:
                 raise TrainingCancelled("cancelled")
-        out_dir.mkdir(parents=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "adapter_config.json").write_text("{}")
         return TrainResult(steps=2, seconds=36.0, final_loss=0.5, examples=6, tokens=100, losses=[1.0, 0.5])
 
@@ -273,7 +273,7 @@ def test_a_cancel_after_the_last_step_registers_nothing(
 
     def trains_then_is_cancelled(*, out_dir, progress, **kwargs):
         assert progress(Progress(1, 1, 1, 0.5, 0.1)) is True
-        out_dir.mkdir(parents=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         finetune_cancel(job_id=job.pk)  # pressed while the adapter was being saved
         return TrainResult(steps=1, seconds=1.0, final_loss=0.5, examples=6, tokens=10, losses=[0.5])
 

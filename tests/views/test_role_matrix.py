@@ -28,7 +28,17 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from evaluations import roles
 from evaluations.access import is_api_path
-from evaluations.models import AlertChannel, AlertDelivery, Finding, FineTuneJob, Result, Schedule, SignOff
+from evaluations.models import (
+    AlertChannel,
+    AlertDelivery,
+    Finding,
+    FineTuneJob,
+    Result,
+    Schedule,
+    SignOff,
+    SyntheticGeneration,
+)
+from evaluations.services.synthetic import synthesize_strategy
 from evaluations.services.tokens import api_token_create
 from tests.factories import EndpointFactory, UserFactory
 from tests.runs import ArmSpec, finished_run, suite_version
@@ -64,6 +74,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:finetune-detail": {"GET": R},
     "evaluations:finetune-live": {"GET": R},
     "evaluations:finetune-cancel": {"POST": roles.FINETUNE},
+    "evaluations:finetune-training-file": {"GET": R},
     "evaluations:endpoint-list": {"GET": R, "POST": roles.ADD_ENDPOINT},  # and ENDPOINT_CONNECTION
     "evaluations:strategy-list": {"GET": R},
     "evaluations:strategy-detail": {"GET": R},
@@ -102,6 +113,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:run-review-result": {"GET": roles.REVIEW, "POST": roles.REVIEW},
     "evaluations:run-review-summary": {"GET": R},
     "evaluations:run-review-threshold": {"POST": ES},
+    "evaluations:run-review-accept-passing": {"POST": roles.REVIEW},
     "evaluations:run-export-reviewed": {"GET": R},
     "evaluations:run-signoff-request": {"POST": roles.REQUEST_SIGNOFF},
     "evaluations:run-delete": {"GET": roles.DELETE_RUN, "POST": roles.DELETE_RUN},
@@ -109,6 +121,14 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:signoff-decide": {"POST": roles.APPROVE},
     "evaluations:signoff-withdraw": {"POST": roles.REQUEST_SIGNOFF},
     "evaluations:audit-list": {"GET": "evaluations.view_auditevent", "POST": roles.MANAGE_USERS},
+    # --- synthetic examples: reads for everyone, the rest with the permission to upload suites
+    "evaluations:suite-synthetic": {"GET": R, "POST": U},
+    "evaluations:synthetic-detail": {"GET": R},
+    "evaluations:synthetic-prompt": {"GET": R, "POST": roles.EDIT_STRATEGY},
+    "evaluations:synthetic-review": {"POST": U},
+    "evaluations:synthetic-accept-all": {"POST": U},
+    "evaluations:synthetic-promote": {"POST": U},
+    "evaluations:synthetic-cancel": {"POST": U},
     # --- API v1
     "api-v1:suite-decision": {"GET": R},
     "api-v1:suite-knowledge": {"GET": R, "POST": U},
@@ -128,6 +148,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "api-v1:run-signoff-approve": {"POST": roles.APPROVE},
     "api-v1:run-signoff-reject": {"POST": roles.APPROVE},
     "api-v1:run-reviews": {"GET": R, "POST": roles.REVIEW},
+    "api-v1:run-reviews-accept-passing": {"POST": roles.REVIEW},
     "api-v1:run-baseline": {"POST": roles.SET_BASELINE},
     "api-v1:run-cancel": {"POST": roles.RUN},
     "api-v1:run-resume": {"POST": roles.RUN},
@@ -141,6 +162,13 @@ ROUTES: dict[str, dict[str, str]] = {
     "api-v1:finetune-list": {"GET": R, "POST": roles.FINETUNE},
     "api-v1:finetune-detail": {"GET": R},
     "api-v1:finetune-cancel": {"POST": roles.FINETUNE},
+    "api-v1:suite-synthetic": {"GET": R, "POST": U},
+    "api-v1:synthetic-list": {"GET": R},
+    "api-v1:synthetic-detail": {"GET": R},
+    "api-v1:synthetic-review": {"POST": U},
+    "api-v1:synthetic-accept-all": {"POST": U},
+    "api-v1:synthetic-promote": {"POST": U},
+    "api-v1:synthetic-cancel": {"POST": U},
     # --- the read-only API of runs
     "api:run-list": {"GET": R},
     "api:run-detail": {"GET": R},
@@ -159,6 +187,7 @@ PK_OF = {
     "endpoint": ("api-v1:endpoint-",),
     "strategy": ("api-v1:strategy-", "evaluations:strategy-"),
     "signoff": ("evaluations:signoff-decide", "evaluations:signoff-withdraw"),
+    "synthetic": ("evaluations:synthetic-", "api-v1:synthetic-"),
 }
 
 IDENTITIES = ["anonymous", "no role", *roles.ROLE_NAMES]
@@ -209,6 +238,9 @@ def world(db, task_queue):
         "result": Result.objects.filter(arm=arm).order_by("pk").first(),
         "finding": finding,
         "finetune": FineTuneJob.objects.create(suite_version=version, base_endpoint=endpoint),
+        "synthetic": SyntheticGeneration.objects.create(
+            suite_version=version, endpoint=endpoint, strategy=synthesize_strategy(), requested=3
+        ),
         "channel": channel,
         "delivery": AlertDelivery.objects.create(finding=finding, channel=channel, status="failed"),
         "schedule": Schedule.objects.create(suite=version.suite, name="nightly"),

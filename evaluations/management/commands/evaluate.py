@@ -62,6 +62,13 @@ class Command(BaseCommand):
             "--arm", action="append", required=True, help="ENDPOINT:STRATEGY; repeat for more"
         )
         parser.add_argument("--repeats", type=int, default=1, help="samples per case and arm")
+        parser.add_argument(
+            "--split",
+            choices=("test", "train"),
+            default="test",
+            help="test (default): evaluate. train: a labelling run, the arms answering the train cases "
+            "(a teacher's answers to review, then to distil with `finetune --source run:RUN:ARM`)",
+        )
         parser.add_argument("--trigger", choices=Trigger.values, default=Trigger.MANUAL)
         parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -110,12 +117,15 @@ class Command(BaseCommand):
                 repeats=opts["repeats"],
                 trigger=opts["trigger"],
                 use_cache=not opts["no_cache"],
+                split=opts["split"],
             )
         except RunError as exc:
             raise fail(str(exc)) from None
         self.stderr.write(
             f"run #{run.pk} queued: {version}, {len(arms)} arm(s), {run.expected_results} results"
         )
+        if opts["split"] == "train" and opts["fail_on_regression"]:
+            raise fail("--fail-on-regression compares test runs with the baseline; a labelling run has none")
         if (opts["fail_on_regression"] or opts["min_pass_rate"] is not None) and not opts["wait"]:
             raise fail("--fail-on-regression and --min-pass-rate need --wait")
         if opts["wait"]:
@@ -292,6 +302,7 @@ class Command(BaseCommand):
     def _report(self, run: Run, *, as_json: bool, regressions=()) -> None:
         arms = [
             {
+                "arm_id": arm.pk,
                 "endpoint": arm.endpoint.name,
                 "strategy": str(arm.strategy),
                 **{k: s.get(k) for k in ARM_FIELDS},
@@ -315,6 +326,7 @@ class Command(BaseCommand):
                 "status": run.status,
                 "suite": run.suite_version.suite.name,
                 "suite_version": run.suite_version.number,
+                "split": run.split,
                 "arms": arms,
                 "regressions": found,
             }
@@ -329,6 +341,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {a['endpoint']}:{a['strategy']}  score {mean}{ci_text}  pass {passed}  "
                 f"errors {a['errors']}  cost ${a['cost_total'] or 0:.6f}"
+            )
+        if run.split == "train" and run.status == RunStatus.SUCCEEDED:
+            self.stdout.write(
+                "  a labelling run: review its answers (the run's review page), then distil one arm "
+                f"with `manage.py finetune --source run:{run.pk}:ARM` (ARM: "
+                + ", ".join(f"{a['arm_id']} for {a['endpoint']}:{a['strategy']}" for a in arms)
+                + ")"
             )
             r = a.get("retrieval") or {}
             if r.get("recall_at_k") is not None:

@@ -48,6 +48,14 @@ class Command(BaseCommand):
         parser.add_argument("--suite-version", type=int, default=None, help="suite version (default: latest)")
         parser.add_argument("--base", required=True, help="name of the base-model endpoint to fine-tune")
         parser.add_argument("--backend", choices=BACKENDS, default="local")
+        parser.add_argument(
+            "--source",
+            default="train",
+            help="what it trains on: train (the train split, default) | run:RUN:ARM[:all] (a labelling "
+            "run's passing answers, or all of them: distillation from that teacher) | reviewed:RUN (what "
+            "reviewers accepted or corrected) | several joined by ',' (a union, duplicates removed). "
+            "ARM is the arm's id or its endpoint's name",
+        )
         parser.add_argument("--epochs", type=int, default=None)
         parser.add_argument("--batch-size", type=int, default=None)
         parser.add_argument("--learning-rate", type=float, default=None, help="local backend")
@@ -84,12 +92,19 @@ class Command(BaseCommand):
             hyperparameters[name] = opts[dest]
         try:
             job = finetune_create(
-                suite_version=version, base_endpoint=base, hyperparameters=hyperparameters, backend=backend
+                suite_version=version,
+                base_endpoint=base,
+                hyperparameters=hyperparameters,
+                backend=backend,
+                source=opts["source"],
             )
         except FineTuneError as exc:
             raise fail(str(exc)) from None
+        source = job.source or {}
+        teacher = f", teacher {source['teacher']}" if source.get("teacher") else ""
         self.stderr.write(
-            f"fine-tune #{job.pk} queued ({backend}): {base.name} on {version}, {job.examples} examples"
+            f"fine-tune #{job.pk} queued ({backend}): {base.name} on {version}, {job.examples} examples "
+            f"from {source.get('spec', 'train')}{teacher}"
         )
         run = None
         if opts["wait"]:
@@ -243,6 +258,8 @@ class Command(BaseCommand):
             "endpoint": endpoint,
             "trained_tokens": job.trained_tokens,
             "training_cost": job.training_cost,
+            "data_cost": job.data_cost,
+            "source": job.source,
             "run_id": job.run_id,
             "run_status": run.status if run is not None else None,
             "error": job.error,
@@ -253,7 +270,8 @@ class Command(BaseCommand):
         self.stdout.write(f"fine-tune #{job.pk} {job.status} ({payload['backend']})")
         if endpoint:
             cost = "—" if job.training_cost is None else f"${job.training_cost:.4f}"
-            self.stdout.write(f"  endpoint {endpoint}, training cost {cost}")
+            data = f" + training data ${job.data_cost:.4f}" if job.data_cost else ""
+            self.stdout.write(f"  endpoint {endpoint}, training cost {cost}{data}")
         if job.run_id:
             self.stdout.write(f"  evaluation run #{job.run_id}{' ' + run.status if run else ''}")
         if job.error:
