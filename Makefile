@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # package index serves the CUDA build of torch==2.13.0 by default.
 TORCH_PIP_ARGS ?=
 
-.PHONY: install chromium nginx demo test test-unit lint format bench bench-demo clean
+.PHONY: install chromium nginx demo proxy test test-unit lint format bench bench-demo clean
 
 install: $(STAMP)
 
@@ -26,6 +26,13 @@ $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 
 demo: install
 	$(PY) manage.py rundemo
+
+# The capture proxy (docs/capture.md) on its own: an ASGI process, uvicorn (`make demo` starts one too).
+# PROXY_ADDR=host:port; in production see docker-compose.yml's proxy service.
+PROXY_ADDR ?= 127.0.0.1:8001
+proxy: install
+	$(PY) -m uvicorn ftvp_site.proxy_asgi:application --host $(firstword $(subst :, ,$(PROXY_ADDR))) \
+	    --port $(lastword $(subst :, ,$(PROXY_ADDR))) --no-access-log --timeout-graceful-shutdown 30
 
 test: install chromium nginx
 	$(PY) -m pytest

@@ -42,6 +42,7 @@ BENCHMARKS = [
     ("trends page", "trends_page.py", [], False),
     ("import 100k", "import_100k.py", [], False),
     ("dashboard load", "dashboard_load.py", [], True),
+    ("capture proxy", "proxy_overhead.py", [], False),
 ]
 
 

@@ -15,6 +15,7 @@ from evaluations.models import (
     EndpointKind,
     Provider,
     Severity,
+    ShadowCompare,
     Strategy,
     Suite,
     SuiteVersion,
@@ -320,6 +321,15 @@ class DecisionProfileForm(SafeForm):
     monthly_budget = forms.DecimalField(
         min_value=0, decimal_places=2, required=False, help_text="USD a month; optional."
     )
+    traffic_endpoint = forms.ModelChoiceField(
+        queryset=Endpoint.objects.order_by("name"),
+        required=False,
+        help_text="Measure the volume and the production prompt's tokens on this endpoint's captured "
+        "traffic (the last 30 days) instead of the figure above.",
+    )
+    traffic_tag = forms.CharField(
+        max_length=100, required=False, help_text="Only its calls with this tag; empty: all of them."
+    )
 
 
 class EndpointCostForm(SafeForm):
@@ -612,3 +622,88 @@ class SyntheticPromptForm(SafeForm):
     )
     per_call = forms.IntegerField(min_value=1, max_value=20, help_text="Pairs asked for in one call.")
     description = forms.CharField(required=False, max_length=2000, help_text="What changed, for the list.")
+
+
+class ShadowForm(SafeForm):
+    """Shadow evaluation: mirror a share of an endpoint's captured calls to a candidate."""
+
+    name = forms.CharField(max_length=100)
+    live_endpoint = forms.ModelChoiceField(
+        queryset=Endpoint.objects.order_by("name"), help_text="Whose captured calls are mirrored."
+    )
+    candidate = forms.ModelChoiceField(
+        queryset=Endpoint.objects.order_by("name"), help_text="The endpoint they are sent to as well."
+    )
+    share = forms.FloatField(
+        min_value=0.001, max_value=1, initial=0.1, help_text="The share of calls, (0, 1]."
+    )
+    strategy = forms.ModelChoiceField(
+        queryset=Strategy.objects.filter(kind__in=["plain", "system", "cot", "structured"]).order_by("name"),
+        required=False,
+        help_text="How the candidate is prompted; empty: the live requests as they are.",
+    )
+    compare = forms.ChoiceField(choices=ShadowCompare.choices, initial=ShadowCompare.ASSERTIONS)
+    suite = forms.ModelChoiceField(
+        queryset=Suite.objects.order_by("name"),
+        required=False,
+        help_text="Whose assertions and threshold compare the pairs (empty: embedding similarity).",
+    )
+
+
+class CaptureTokenForm(SafeForm):
+    """A capture token for an application (docs/traffic.md); the token is shown once."""
+
+    name = forms.CharField(max_length=100, help_text="The application, e.g. support-bot.")
+    endpoints = forms.ModelMultipleChoiceField(
+        queryset=Endpoint.objects.order_by("name"), help_text="The endpoints it may call through the proxy."
+    )
+    rate_per_minute = forms.IntegerField(
+        min_value=0,
+        max_value=1_000_000,
+        initial=600,
+        help_text="Calls a minute (per proxy process); 0: no limit.",
+    )
+    tags = forms.CharField(
+        max_length=500, required=False, help_text="Comma-separated tags every call it makes is recorded with."
+    )
+    expires_in_days = forms.TypedChoiceField(
+        choices=[("", "never"), ("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year")],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        label="Expires",
+    )
+
+    def clean_tags(self) -> list[str]:
+        return [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
+
+
+class TrafficToSuiteForm(SafeForm):
+    """Sample captured chat calls into a suite's next version (services/traffic_suite.py)."""
+
+    suite = forms.ModelChoiceField(
+        queryset=Suite.objects.order_by("name"), required=False, help_text="An existing suite, or:"
+    )
+    suite_name = forms.CharField(
+        max_length=200, required=False, label="New suite", help_text="a new suite's name."
+    )
+    endpoint = forms.CharField(max_length=100, required=False, help_text="Only calls to this endpoint.")
+    tag = forms.CharField(max_length=100, required=False, help_text="Only calls with this tag.")
+    date_from = forms.DateField(required=False, help_text="YYYY-MM-DD")
+    date_to = forms.DateField(required=False, help_text="YYYY-MM-DD")
+    sample_size = forms.IntegerField(min_value=1, max_value=10_000, initial=100, help_text="Distinct inputs.")
+    seed = forms.CharField(max_length=100, initial="0", help_text="The same seed, the same sample.")
+    test_share = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        initial=0.2,
+        help_text="Share of inputs in the test split (by a hash of the input).",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("suite") and not (cleaned.get("suite_name") or "").strip():
+            self.add_error("suite_name", "Pick a suite or name a new one.")
+        if cleaned.get("date_from") and cleaned.get("date_to") and cleaned["date_from"] > cleaned["date_to"]:
+            self.add_error("date_from", "After the end date.")
+        return cleaned

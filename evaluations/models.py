@@ -59,6 +59,14 @@ class Suite(models.Model):
     )
     training_epochs = models.PositiveIntegerField(default=3, help_text="Epochs, for that estimate.")
     urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.SOON)
+    traffic_endpoint = models.ForeignKey(
+        "Endpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Measure the monthly volume and the prompt's tokens from this endpoint's captured "
+        "traffic (the capture proxy) instead of the figures typed in.",
+    )  # fmt: skip
+    traffic_tag = models.CharField(
+        max_length=100, blank=True, help_text="Only the traffic calls with this tag (empty: all of them)."
+    )
     baseline_run = models.ForeignKey(
         "Run",
         null=True,
@@ -361,6 +369,9 @@ class Trigger(models.TextChoices):
     SCHEDULE = "schedule", "Schedule"
     API = "api", "API"
     CI = "ci", "CI"
+    # Captured traffic's answers as a run (nothing generated): reviewed, then expected outputs or
+    # training data; never a decision's, a trend's or a baseline's evidence.
+    CAPTURE = "capture", "Captured traffic"
 
 
 class Run(models.Model):
@@ -424,6 +435,12 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+def run_is_evidence(run: Run) -> bool:
+    """An evaluation of the test split: what decisions, trends, baselines and sign-offs are about (a
+    labelling run answers the train split; a captured run holds production's answers)."""
+    return run.split == Split.TEST and run.trigger != Trigger.CAPTURE
 
 
 class Arm(models.Model):
@@ -1202,3 +1219,142 @@ class SyntheticCandidate(models.Model):
 
     def __str__(self) -> str:
         return f"candidate {self.position} of generation #{self.generation_id}"
+
+
+class CaptureToken(models.Model):
+    """An application's key to the capture proxy (docs/capture.md): it may call the endpoints it is
+    scoped to, through ftvp, which forwards with the endpoint's own key and records the call. Only the
+    token's SHA-256 is stored; the token is shown once, at creation."""
+
+    name = models.CharField(max_length=100, help_text="The application, e.g. 'support-bot'.")
+    prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    endpoints = models.ManyToManyField(Endpoint, related_name="capture_tokens", help_text="What it may call.")
+    rate_per_minute = models.PositiveIntegerField(
+        default=600, help_text="Calls a minute it may make (per proxy process); 0: no limit."
+    )
+    tags = models.JSONField(default=list, blank=True, help_text="Tags every call it makes is recorded with.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class TrafficKind(models.TextChoices):
+    CHAT = "chat", "chat/completions"
+    EMBEDDINGS = "embeddings", "embeddings"
+
+
+class TrafficCall(models.Model):
+    """One call captured by the proxy: what was asked, what came back, its tokens, latency, cost and
+    tags, redacted before it is stored (the spool drain writes it; `call_id` makes that idempotent)."""
+
+    call_id = models.CharField(max_length=40, unique=True, help_text="The proxy's id of the call.")
+    token = models.ForeignKey(
+        CaptureToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    application = models.CharField(max_length=100, blank=True, help_text="The token's name when called.")
+    endpoint = models.ForeignKey(
+        Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    endpoint_name = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=10, choices=TrafficKind.choices, default=TrafficKind.CHAT)
+    model = models.CharField(max_length=200, blank=True, help_text="The model the request named.")
+    stream = models.BooleanField(default=False)
+    request = models.JSONField(default=dict, blank=True, help_text="The request body, redacted.")
+    response = models.JSONField(
+        default=dict, blank=True, help_text="The response (a stream: assembled), redacted."
+    )
+    status = models.PositiveSmallIntegerField(default=200, help_text="The HTTP status returned.")
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True, help_text="From the request to the last byte.")
+    cost = models.FloatField(null=True, blank=True, help_text="USD at the endpoint's prices when called.")
+    tags = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(db_index=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["endpoint", "started_at"], name="traffic_by_endpoint_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} call {self.call_id} to {self.endpoint_name}"
+
+
+class ShadowCompare(models.TextChoices):
+    ASSERTIONS = "assertions", "The suite's assertions, the live answer as the expected one"
+    PAIRWISE = "pairwise", "The pairwise judge"
+
+
+class ShadowConfig(models.Model):
+    """Shadow evaluation: a sampled share of the live calls to an endpoint is sent again, in the
+    background, to a candidate endpoint; each pair is compared (docs/capture.md). The live response
+    is never delayed nor changed."""
+
+    name = models.CharField(max_length=100, unique=True)
+    live_endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="shadowed_by")
+    candidate = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="shadows")
+    strategy = models.ForeignKey(
+        Strategy, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="How the candidate is prompted; empty: the live request's messages as they are.",
+    )  # fmt: skip
+    share = models.FloatField(default=0.1, help_text="The share of live calls mirrored, 0 to 1.")
+    compare = models.CharField(max_length=10, choices=ShadowCompare.choices, default=ShadowCompare.ASSERTIONS)
+    suite = models.ForeignKey(
+        Suite, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Whose assertions and pass threshold compare the pairs (default: similarity).",
+    )  # fmt: skip
+    enabled = models.BooleanField(default=True)
+    watermark = models.PositiveBigIntegerField(
+        default=0, help_text="The last traffic call (id) the sweep looked at: each call is looked at once."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(share__gte=0) & Q(share__lte=1), name="shadow_share_0_1")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ShadowPair(models.Model):
+    """A live call and the candidate's answer to the same request, compared."""
+
+    config = models.ForeignKey(ShadowConfig, on_delete=models.CASCADE, related_name="pairs")
+    call = models.ForeignKey(TrafficCall, on_delete=models.CASCADE, related_name="shadow_pairs")
+    output = models.TextField(blank=True, help_text="The candidate's answer, redacted.")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    agreement = models.FloatField(
+        null=True, blank=True, help_text="0..1: how well it agrees with the live answer."
+    )
+    agreed = models.BooleanField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["config", "call"], name="shadow_pair_once")]
+
+    def __str__(self) -> str:
+        return f"{self.config} on call {self.call_id}"

@@ -6,11 +6,13 @@ from evaluations.views import decisions, findings, finetune, pages
 from evaluations.views import exports as export_views
 from evaluations.views import reviews as review_views
 from evaluations.views import schedules as schedule_views
+from evaluations.views import shadow as shadow_views
 from evaluations.views import signoffs as signoff_views
 from evaluations.views import strategies as strategy_views
 from evaluations.views import synthetic as synthetic_views
 from evaluations.views import team as team_views
 from evaluations.views import tokens as token_views
+from evaluations.views import traffic as traffic_views
 from evaluations.views import trends as trends_views
 
 app_name = "evaluations"
@@ -33,6 +35,9 @@ urlpatterns = [
     path(
         "suites/<int:pk>/export/finetune.jsonl", finetune.suite_finetune_export, name="suite-finetune-export"
     ),
+    path("shadows/", shadow_views.shadow_list, name="shadow-list"),
+    path("shadows/<int:pk>/", shadow_views.shadow_detail, name="shadow-detail"),
+    path("shadows/<int:pk>/enabled/", shadow_views.shadow_enable, name="shadow-enable"),
     path("finetunes/", finetune.finetune_list, name="finetune-list"),
     path("finetunes/<int:pk>/", finetune.finetune_detail, name="finetune-detail"),
     path("finetunes/<int:pk>/live/", finetune.finetune_live, name="finetune-live"),
@@ -68,6 +73,15 @@ urlpatterns = [
     path("team/<int:pk>/active/", team_views.team_active, name="team-active"),
     path("tokens/", token_views.token_list, name="token-list"),
     path("tokens/<int:pk>/revoke/", token_views.token_revoke, name="token-revoke"),
+    path("capture-tokens/", traffic_views.capture_token_list, name="capture-token-list"),
+    path(
+        "capture-tokens/<int:pk>/revoke/",
+        traffic_views.capture_token_revoke_view,
+        name="capture-token-revoke",
+    ),
+    path("traffic/", traffic_views.traffic_page, name="traffic"),
+    path("traffic/calls/<int:pk>/", traffic_views.traffic_call_detail, name="traffic-call"),
+    path("traffic/to-suite/", traffic_views.traffic_to_suite_view, name="traffic-to-suite"),
     path("suites/<int:pk>/schedules/new/", schedule_views.schedule_new, name="schedule-new"),
     path("schedules/<int:pk>/edit/", schedule_views.schedule_edit, name="schedule-edit"),
     path("schedules/<int:pk>/toggle/", schedule_views.schedule_toggle, name="schedule-toggle"),
@@ -75,6 +89,11 @@ urlpatterns = [
     path("runs/<int:pk>/review/", review_views.review_next, name="run-review"),
     path("runs/<int:pk>/review/summary/", review_views.review_summary, name="run-review-summary"),
     path("runs/<int:pk>/review/threshold/", review_views.review_threshold_apply, name="run-review-threshold"),
+    path(
+        "runs/<int:pk>/review/apply-captured/",
+        review_views.captured_answers_apply_view,
+        name="run-captured-apply",
+    ),
     path(
         "runs/<int:pk>/review/accept-passing/",
         review_views.review_accept_passing,

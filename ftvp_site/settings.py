@@ -357,6 +357,7 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.run_batch": {"queue": "llm"},
     "workers.tasks.optimize_fewshot": {"queue": "llm"},  # the few-shot search calls the model
     "workers.tasks.synthesize": {"queue": "llm"},  # synthetic examples: the model writes them
+    "workers.tasks.shadow_sweep": {"queue": "llm"},  # shadow evaluation: the candidate is called
     "workers.tasks.finetune": {"queue": "training"},
     "workers.tasks.finetune_poll": {"queue": "scoring"},  # hosted fine-tuning: a few short HTTP calls
     "workers.tasks.scheduled_run": {"queue": "scoring"},  # sent by beat; only creates the run
@@ -389,6 +390,22 @@ FTVP_HTTP_RETRIES = env_int("FTVP_HTTP_RETRIES", 4, minimum=0)
 # Score trends: the Mann-Kendall test looks at this many latest runs of an arm's series (at least
 # 6: fewer can never reach the test's significance level of 0.01).
 FTVP_TREND_RUNS = env_int("FTVP_TREND_RUNS", 14, minimum=6)
+
+# --- the capture proxy (docs/capture.md) --------------------------------------------------------------
+# JSON keys dropped from captured requests and responses (at any depth) before anything is stored.
+FTVP_CAPTURE_DROP_FIELDS = env_list("FTVP_CAPTURE_DROP_FIELDS", [])
+# Patterns masked in captured text before anything is stored (email, card, or none); configured
+# secrets always are.
+FTVP_CAPTURE_MASK = [m for m in env_list("FTVP_CAPTURE_MASK", ["email", "card"]) if m != "none"]
+for _mask in FTVP_CAPTURE_MASK:
+    if _mask not in ("email", "card"):
+        raise ImproperlyConfigured(f"FTVP_CAPTURE_MASK: {_mask!r} is not a known pattern (email, card)")
+# How long the proxy trusts what it read about a token or an endpoint: a revocation takes this long.
+FTVP_CAPTURE_CACHE_SECONDS = env_int("FTVP_CAPTURE_CACHE_SECONDS", 5, minimum=0)
+# Captured calls older than this many days are deleted by the drain (0: kept for ever).
+FTVP_TRAFFIC_RETENTION_DAYS = env_int("FTVP_TRAFFIC_RETENTION_DAYS", 90, minimum=0)
+# The proxy's durable spool (recorded calls waiting for the database): a local disk of the proxy's host.
+FTVP_SPOOL_DIR = Path(os.environ.get("FTVP_SPOOL_DIR") or DATA_DIR / "spool")
 
 # --- alerts (e-mail and webhooks for findings) -----------------------------------------------------
 # The web app's absolute URL, for the links in alerts (workers have no request to build them from).

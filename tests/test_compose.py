@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-APP_SERVICES = ("migrate", "web", "worker", "trainer", "beat")
+APP_SERVICES = ("migrate", "web", "proxy", "worker", "trainer", "beat")
 ALL_SERVICES = ("postgres", "redis", *APP_SERVICES)
 # Long enough for settings (>= 32 characters); obviously not a real key.
 TEST_SECRET_KEY = "test-only-" + "x" * 40
@@ -86,7 +86,7 @@ def option(command: list[str], flag: str) -> str:
 # --- structure -----------------------------------------------------------------------------------------
 
 
-def test_it_defines_the_seven_services(services: dict[str, Any]) -> None:
+def test_it_defines_the_eight_services(services: dict[str, Any]) -> None:
     assert set(services) == set(ALL_SERVICES)
 
 
@@ -142,12 +142,22 @@ def test_web_serves_the_wsgi_app_with_gunicorn_on_port_8000(resolved: dict[str, 
     assert [str(port).split(":")[-1] for port in web["ports"]] == ["8000"]
 
 
+def test_the_capture_proxy_is_an_asgi_process_of_its_own_on_port_8001(resolved: dict[str, Any]) -> None:
+    proxy = resolved["services"]["proxy"]
+    command = proxy["command"]
+    assert command[:2] == ["uvicorn", "ftvp_site.proxy_asgi:application"]
+    assert option(command, "--port") == "8001"
+    assert [str(port).split(":")[-1] for port in proxy["ports"]] == ["8001"]
+    assert "/proxy/health" in " ".join(proxy["healthcheck"]["test"])
+    assert proxy["stop_signal"] == "SIGTERM"  # the lifespan's shutdown flushes and drains the spool
+
+
 def test_migrate_is_a_one_shot_that_the_others_wait_for(services: dict[str, Any]) -> None:
     migrate = services["migrate"]
     assert migrate["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("web", "worker", "trainer", "beat"):
+    for name in ("web", "proxy", "worker", "trainer", "beat"):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["redis"]["condition"] == "service_healthy", name
@@ -161,7 +171,7 @@ def test_backends_and_web_have_healthchecks(services: dict[str, Any]) -> None:
 
 
 def test_long_running_services_restart_and_the_worker_gets_time_to_finish(services: dict[str, Any]) -> None:
-    for name in ("postgres", "redis", "web", "worker", "trainer", "beat"):
+    for name in ("postgres", "redis", "web", "proxy", "worker", "trainer", "beat"):
         assert services[name]["restart"] in {"always", "unless-stopped"}, name
     grace = re.fullmatch(r"(\d+)([ms])", services["worker"]["stop_grace_period"])
     assert grace

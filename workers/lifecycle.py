@@ -65,6 +65,7 @@ def _sweep(*, startup: bool, orphaned_before=None) -> None:
     from evaluations.services.alerts import alerts_recover
     from evaluations.services.finetune import finetunes_recover
     from evaluations.services.recovery import runs_recover
+    from evaluations.services.shadow import shadows_dispatch
 
     counts = runs_recover(startup=startup, orphaned_before=orphaned_before)
     if any(counts.values()):
@@ -74,6 +75,8 @@ def _sweep(*, startup: bool, orphaned_before=None) -> None:
         log.info("fine-tuning recovery: %s", jobs)
     if alerts := alerts_recover():
         log.info("alert recovery re-enqueued %d delivery(ies)", alerts)
+    if shadows := shadows_dispatch():  # live calls recorded since: their shadows
+        log.debug("shadow evaluation: %d configuration(s) with new calls", shadows)
 
 
 def _loop(*, swept: bool) -> None:

@@ -6,6 +6,7 @@ from celery import shared_task
 
 from evaluations.services import alerts, fewshot_optimize, generation, run_analysis, runs, schedules, scorings
 from evaluations.services import finetune as finetunes
+from evaluations.services import shadow as shadows
 from evaluations.services import synthetic as synthetics
 
 
@@ -84,3 +85,9 @@ def optimize_fewshot(
 def synthesize(generation_id: int) -> None:
     """A synthetic-examples generation (docs/finetuning.md): claimed once, however often delivered."""
     synthetics.synthetic_execute(generation_id=generation_id)
+
+
+@shared_task(name="workers.tasks.shadow_sweep", acks_late=True)
+def shadow_sweep(config_id: int) -> None:
+    """Shadow evaluation (docs/capture.md): the configuration's next live calls sent to its candidate."""
+    shadows.shadow_sweep(config_id=config_id)

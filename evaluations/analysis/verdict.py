@@ -177,6 +177,13 @@ class Profile:
     # The suite version has knowledge documents: a retrieval (RAG) arm can be run. Without them a
     # rag run is refused, so retrieval is not a rung left to try, only one the suite cannot measure.
     knowledge: bool = True
+    # Measured on captured traffic (the capture proxy) instead of typed in: the monthly volume, and the
+    # production prompt's tokens on that endpoint (the prompting cost a fine-tune would save).
+    measured_endpoint: str | None = None
+    measured_calls: int = 0
+    measured_days: float = 0.0
+    measured_prompt_tokens: float | None = None
+    measured_completion_tokens: float | None = None
 
 
 @dataclass
@@ -1250,6 +1257,21 @@ def _add_break_even(d: Decision, prompting, tuned, profile: Profile, ref: ArmEvi
     teacher = [a for a in prompting if ft.distilled_from is not None and a.key == ft.distilled_from]
     ref = teacher[0] if teacher else (ref or _cheapest_meeting(prompting, profile) or _best(prompting))
     c_p, c_f = cost_per_request(ref), cost_per_request(ft)
+    measured_prompt = (
+        profile.measured_endpoint is not None
+        and ref.endpoint == profile.measured_endpoint
+        and profile.measured_prompt_tokens is not None
+    )
+    if measured_prompt:  # what production's own requests cost on this endpoint, not the suite's cases
+        c_p = cost_per_request(
+            replace(
+                ref,
+                prompt_tokens=profile.measured_prompt_tokens,
+                completion_tokens=profile.measured_completion_tokens
+                if profile.measured_completion_tokens is not None
+                else ref.completion_tokens,
+            )
+        )
     train, source = training_cost(ft, profile)
     info: dict = {
         "prompting_arm": ref.label,
@@ -1261,6 +1283,7 @@ def _add_break_even(d: Decision, prompting, tuned, profile: Profile, ref: ArmEvi
         "training_cost_source": source,
         "distilled": bool(teacher),
         "data_cost": ft.data_cost or None,
+        "prompting_cost_measured": measured_prompt,
     }
     if ref.prompt_tokens is not None and ft.prompt_tokens is not None:
         saved = ref.prompt_tokens - ft.prompt_tokens
@@ -1297,6 +1320,12 @@ def _add_break_even(d: Decision, prompting, tuned, profile: Profile, ref: ArmEvi
         retrains_per_year=profile.retrains_per_year,
     )
     d.curves = curves.to_dict()
+    if measured_prompt:
+        d.evidence.append(
+            f"{ref.label}'s cost per request ({_usd(c_p)}) is taken at the tokens production sends it: "
+            f"{profile.measured_prompt_tokens:,.0f} prompt tokens a request on average over "
+            f"{profile.measured_calls:,} captured calls in {profile.measured_days:,.1f} days"
+        )
     if teacher:
         d.evidence.append(
             f"{ft.label} was distilled from {ref.label}: the teacher's cost per request "

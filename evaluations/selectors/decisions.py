@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Avg, Count, Min
+from django.utils import timezone
 
 from evaluations.analysis.verdict import (
     FINE_TUNED,
@@ -30,8 +34,10 @@ from evaluations.models import (
     Split,
     Suite,
     SuiteVersion,
+    Trigger,
 )
 from evaluations.selectors.runs import run_arms_with_summaries
+from evaluations.selectors.traffic import TrafficFilter, traffic_calls
 
 # Without a measurement, about four characters make a token (English text, GPT-style tokenizers).
 DEFAULT_TOKENS_PER_CHAR = 0.25
@@ -73,6 +79,7 @@ def decision_runs(suite: Suite):
     """Finished runs of the suite a decision can be based on, newest first."""
     return (
         Run.objects.filter(suite_version__suite=suite, status=RunStatus.SUCCEEDED, split=Split.TEST)
+        .exclude(trigger=Trigger.CAPTURE)  # captured answers, not an evaluation
         .select_related("suite_version")
         .order_by("-finished_at", "-id")
     )
@@ -98,12 +105,56 @@ def suite_decision(suite: Suite, *, run_id: int | None = None) -> SuiteDecision:
     return SuiteDecision(suite, run, decision, arms, train_examples, ratio, measured)
 
 
+TRAFFIC_WINDOW_DAYS = 30
+DAYS_PER_MONTH = 30.4375
+MIN_SPAN_DAYS = 1.0  # a volume is not extrapolated from less than a day of traffic
+
+
+def measured_traffic(suite: Suite, *, now=None) -> dict | None:
+    """The suite's production figures measured on its endpoint's captured traffic (the last 30 days,
+    or since the first call when that is later, at least a day): calls, the span, the monthly volume
+    at that rate, the mean prompt and completion tokens of a request. None without a traffic
+    endpoint or without a call in the window."""
+    if suite.traffic_endpoint_id is None:
+        return None
+    now = now or timezone.now()
+    since = now - timedelta(days=TRAFFIC_WINDOW_DAYS)
+    calls = traffic_calls(
+        TrafficFilter(endpoint=suite.traffic_endpoint.name, tag=suite.traffic_tag or None, kind="chat")
+    ).filter(started_at__gte=since, started_at__lte=now, status__lt=400)
+    figures = calls.aggregate(
+        n=Count("id"),
+        first=Min("started_at"),
+        prompt=Avg("prompt_tokens"),
+        completion=Avg("completion_tokens"),
+    )
+    if not figures["n"]:
+        return None
+    span = max(MIN_SPAN_DAYS, (now - max(figures["first"], since)).total_seconds() / 86400)
+    return {
+        "endpoint": suite.traffic_endpoint.name,
+        "tag": suite.traffic_tag,
+        "calls": figures["n"],
+        "days": round(span, 2),
+        "window_days": TRAFFIC_WINDOW_DAYS,
+        "monthly_volume": figures["n"] / span * DAYS_PER_MONTH,
+        "prompt_tokens": figures["prompt"],
+        "completion_tokens": figures["completion"],
+    }
+
+
 def suite_profile(
     suite: Suite, *, version: SuiteVersion | None, train_examples: int, tokens_per_char: float
 ) -> Profile:
+    measured = measured_traffic(suite)
     return Profile(
         quality_target=suite.quality_target,
-        monthly_volume=float(suite.monthly_volume),
+        monthly_volume=measured["monthly_volume"] if measured else float(suite.monthly_volume),
+        measured_endpoint=measured["endpoint"] if measured else None,
+        measured_calls=measured["calls"] if measured else 0,
+        measured_days=measured["days"] if measured else 0.0,
+        measured_prompt_tokens=measured["prompt_tokens"] if measured else None,
+        measured_completion_tokens=measured["completion_tokens"] if measured else None,
         horizon_months=float(suite.horizon_months),
         retrains_per_year=float(suite.retrains_per_year),
         examples_available=suite.examples_available

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from evaluations.analysis.compare import WORSE, compare_passes, compare_scores
-from evaluations.models import Finding, FindingKind, Result, Run, RunStatus, Severity, Suite
+from evaluations.models import Finding, FindingKind, Result, Run, RunStatus, Severity, Suite, run_is_evidence
 from evaluations.selectors.signoffs import own_work_reason
 from evaluations.services.audit import audit_record
 
@@ -69,10 +69,10 @@ def baseline_set(*, suite: Suite, run: Run | None, user=None, override: bool = F
             raise BaselineError(f"run #{run.pk} is not a run of suite {suite.name!r}")
         if run.status != RunStatus.SUCCEEDED:
             raise BaselineError(f"run #{run.pk} is {run.status}; only a finished run can be the baseline")
-        if run.split != "test":
+        if not run_is_evidence(run):
             raise BaselineError(
-                f"run #{run.pk} is a labelling run (it answered the train split); the baseline is a run "
-                "of the test split"
+                f"run #{run.pk} is a labelling run or captured traffic's answers; the baseline is an "
+                "evaluation of the test split"
             )
     # The suite's row lock serialises baseline changes: an override checks the baseline it replaces.
     locked = Suite.objects.select_for_update().filter(pk=suite.pk)
@@ -138,7 +138,7 @@ def run_compare_with_baseline(*, run: Run) -> list[Finding]:
     baseline = suite.baseline_run
     if baseline is None or baseline.pk == run.pk or baseline.status != RunStatus.SUCCEEDED:
         return []
-    if run.split != "test":  # a labelling run answers other cases than the baseline
+    if not run_is_evidence(run):  # a labelling run answers other cases; captured answers are no model's run
         return []
     current_arms = list(run.arms.select_related("endpoint", "strategy"))
     base_arms = {(a.endpoint_id, a.strategy_id): a for a in baseline.arms.all()}

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from evaluations.models import Run, RunStatus, Split
+from evaluations.models import Run, RunStatus, run_is_evidence
 from evaluations.services.alerts import findings_notify
 from evaluations.services.drift import run_drift
 from evaluations.services.findings import run_compare_with_baseline
@@ -32,7 +32,7 @@ def run_analyse(*, run_id: int) -> bool:
     run = Run.objects.select_related("suite_version__suite").filter(pk=run_id).first()
     if run is None or run.status != RunStatus.SUCCEEDED:
         return False
-    if run.split == Split.TRAIN:  # a labelling run: reviewed and trained on, never a trend or a finding
+    if not run_is_evidence(run):  # a labelling or captured run: reviewed, trained on, never a finding
         Run.objects.filter(pk=run.pk).update(analysed_at=timezone.now(), analysis_error="")
         return True
     steps = (

@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from evaluations.models import Approval, Run, RunStatus, SignOff, SignOffStatus
+from evaluations.models import Approval, Run, RunStatus, SignOff, SignOffStatus, run_is_evidence
 from evaluations.selectors.runs import run_rescoring
 from evaluations.selectors.signoffs import live_approvals, may_withdraw, self_approval_reason
 from evaluations.services.audit import audit_record
@@ -71,11 +71,11 @@ def signoff_request(*, run: Run, user, note: str = "") -> SignOff:
             )
         if run.signed_off_at is not None:
             raise SignOffError("run", f"run #{run.pk} is signed off already")
-        if run.split != "test":
+        if not run_is_evidence(run):
             raise SignOffError(
                 "run",
-                f"run #{run.pk} is a labelling run (it answered the train split): a sign-off approves a "
-                "test run as the baseline; review its answers in its review queue instead",
+                f"run #{run.pk} is a labelling run or captured traffic's answers: a sign-off approves an "
+                "evaluation as the baseline; review its answers in its review queue instead",
             )
         pending = run.signoffs.filter(status=SignOffStatus.PENDING).first()
         if pending is not None:

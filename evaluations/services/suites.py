@@ -283,6 +283,9 @@ def suite_update_settings(
     return suite
 
 
+UNCHANGED = object()  # a profile field not given: kept as it is
+
+
 def suite_update_profile(
     *,
     suite: Suite,
@@ -296,9 +299,19 @@ def suite_update_profile(
     urgency: str,
     monthly_budget=None,
     user=None,
+    traffic_endpoint=UNCHANGED,
+    traffic_tag=UNCHANGED,
 ) -> Suite:
-    """Change the suite's decision profile; the decision is computed from it on every read."""
+    """Change the suite's decision profile; the decision is computed from it on every read.
+    `traffic_endpoint` (and `traffic_tag`): measure the volume and the production prompt's tokens on
+    that endpoint's captured traffic; left as they are unless given."""
+    measured: dict = {}
+    if traffic_endpoint is not UNCHANGED:
+        measured["traffic_endpoint"] = traffic_endpoint
+    if traffic_tag is not UNCHANGED:
+        measured["traffic_tag"] = (traffic_tag or "").strip()
     fields = {
+        **measured,
         "quality_target": quality_target,
         "monthly_volume": monthly_volume,
         "horizon_months": horizon_months,

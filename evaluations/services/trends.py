@@ -9,7 +9,7 @@ import json
 from django.db.models import Avg
 from django.db.models.functions import Length
 
-from evaluations.models import Endpoint, Result, Run, RunStatus, Split, TrendPoint
+from evaluations.models import Endpoint, Result, Run, RunStatus, Split, TrendPoint, Trigger, run_is_evidence
 
 
 def endpoint_fingerprint(endpoint: Endpoint) -> str:
@@ -30,7 +30,7 @@ def series_name(endpoint: Endpoint, strategy) -> str:
 
 def trends_record(*, run: Run) -> list[TrendPoint]:
     """Store (or refresh, after a re-score) the run's trend points from its arms' summaries."""
-    if run.status != RunStatus.SUCCEEDED or run.finished_at is None or run.split == Split.TRAIN:
+    if run.status != RunStatus.SUCCEEDED or run.finished_at is None or not run_is_evidence(run):
         return []
     arms = list(run.arms.select_related("endpoint", "strategy"))
     chars = dict(
@@ -75,7 +75,7 @@ def trends_backfill(*, suite=None) -> int:
     returns how many runs were recorded. Safe to repeat: recording refreshes, never duplicates."""
     runs = Run.objects.filter(
         status=RunStatus.SUCCEEDED, finished_at__isnull=False, arms__trend__isnull=True, split=Split.TEST
-    )
+    ).exclude(trigger=Trigger.CAPTURE)
     if suite is not None:
         runs = runs.filter(suite_version__suite=suite)
     recorded = 0

@@ -84,7 +84,7 @@ def _context(suite: Suite, result: SuiteDecision) -> dict:
         calc_initial = {
             "tokens_saved": round(saved),
             "price_per_1k_tokens": round(be["saving_per_request"] * 1000 / saved, 8),
-            "requests_per_month": suite.monthly_volume,
+            "requests_per_month": round(d.profile.get("monthly_volume") or suite.monthly_volume),
             "training_cost": round(be["training_cost"], 4),
             "horizon_months": suite.horizon_months,
             "retrains_per_year": suite.retrains_per_year,

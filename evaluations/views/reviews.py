@@ -17,6 +17,7 @@ from evaluations.models import Result, Run, Verdict
 from evaluations.selectors import exports
 from evaluations.selectors import reviews as selectors_reviews
 from evaluations.services.reviews import review_save, reviews_accept_passing, suite_threshold_apply
+from evaluations.services.traffic_suite import TrafficSuiteError, captured_answers_apply
 from evaluations.views.exports import _download, _stem, arm_param
 
 SHORTCUTS = [
@@ -131,6 +132,22 @@ def review_accept_passing(request: HttpRequest, pk: int) -> HttpResponse:
             else "No passing answer was left without a verdict.",
         )
     return redirect("evaluations:run-detail", pk=run.pk)
+
+
+@role_required(roles.UPLOAD)
+@require_POST
+def captured_answers_apply_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """A captured run's reviewed answers as the expected outputs of the suite's next version."""
+    run = _run(pk)
+    try:
+        version = captured_answers_apply(version=run.suite_version, user=request.user)
+    except TrafficSuiteError as exc:
+        messages.error(request, f"Nothing applied: {exc}")
+        return redirect("evaluations:run-detail", pk=run.pk)
+    messages.success(
+        request, f"{version} made: the reviewed captured answers are its cases' expected outputs."
+    )
+    return redirect("evaluations:suite-detail", pk=version.suite_id)
 
 
 @role_required(roles.EDIT_SUITE)

@@ -539,3 +539,45 @@ def test_the_selection_rule_is_part_of_the_decision(db):
     assert sel["rule"] == "split" and sel["paired_cases"] == N
     assert sel["selection_cases"] + sel["confirmation_cases"] == N and not sel["flipped"]
     assert sel["sentence"] in result.decision.evidence
+
+
+def test_volume_and_the_production_prompt_measured_on_captured_traffic(db):
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from evaluations.models import TrafficCall
+
+    version = _suite()
+    base, tuned = endpoints(training_cost=50)
+    finished_run(
+        version,
+        [_arm(base, "zero-shot", 60, 80), _arm(base, "few-shot", 90, 600), _arm(tuned, "plain", 91, 40)],
+    )
+    suite = version.suite
+    suite.traffic_endpoint = base
+    suite.save(update_fields=["traffic_endpoint"])
+    typed = _decide(version).decision
+    assert typed.profile["monthly_volume"] == 100_000 and typed.profile["measured_endpoint"] is None
+    # 600 calls over the last 10 days, production's prompt 1,000 tokens long (the suite's: 600).
+    now = timezone.now()
+    TrafficCall.objects.bulk_create(
+        TrafficCall(call_id=uuid.uuid4().hex, endpoint=base, endpoint_name=base.name, status=200,
+                    prompt_tokens=1000, completion_tokens=5, started_at=now - timedelta(days=10 * i / 600))
+        for i in range(600)
+    )  # fmt: skip
+    TrafficCall.objects.create(  # a failed call, and one older than the window: not counted
+        call_id="failed", endpoint=base, endpoint_name=base.name, status=500, started_at=now
+    )
+    TrafficCall.objects.create(
+        call_id="old", endpoint=base, endpoint_name=base.name, status=200, started_at=now - timedelta(days=40)
+    )
+    d = _decide(version).decision
+    assert d.profile["measured_calls"] == 600 and d.profile["measured_days"] == pytest.approx(10, abs=0.05)
+    assert d.profile["monthly_volume"] == pytest.approx(600 / 10 * 30.4375, rel=0.01)
+    be = d.break_even
+    assert be["prompting_cost_measured"] is True
+    # few-shot at production's prompt: 1000 x $1 + 5 x $2 per 1M = $0.00101; plain: $0.00005.
+    assert be["prompting_cost_per_request"] == pytest.approx(0.00101)
+    assert any("at the tokens production sends it" in e for e in d.evidence)

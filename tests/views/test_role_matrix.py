@@ -25,6 +25,7 @@ from django.db import transaction
 from django.shortcuts import resolve_url
 from django.templatetags.static import static
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from evaluations import roles
 from evaluations.access import is_api_path
@@ -35,9 +36,12 @@ from evaluations.models import (
     FineTuneJob,
     Result,
     Schedule,
+    ShadowConfig,
     SignOff,
     SyntheticGeneration,
+    TrafficCall,
 )
+from evaluations.services.capture_tokens import capture_token_create
 from evaluations.services.synthetic import synthesize_strategy
 from evaluations.services.tokens import api_token_create
 from tests.factories import EndpointFactory, UserFactory
@@ -75,6 +79,9 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:finetune-live": {"GET": R},
     "evaluations:finetune-cancel": {"POST": roles.FINETUNE},
     "evaluations:finetune-training-file": {"GET": R},
+    "evaluations:shadow-list": {"GET": R, "POST": roles.RUN},
+    "evaluations:shadow-detail": {"GET": R},
+    "evaluations:shadow-enable": {"POST": roles.RUN},
     "evaluations:endpoint-list": {"GET": R, "POST": roles.ADD_ENDPOINT},  # and ENDPOINT_CONNECTION
     "evaluations:strategy-list": {"GET": R},
     "evaluations:strategy-detail": {"GET": R},
@@ -104,6 +111,12 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:team-active": {"POST": roles.MANAGE_USERS},
     "evaluations:token-list": {"GET": LOGIN, "POST": LOGIN},
     "evaluations:token-revoke": {"POST": LOGIN},
+    # --- captured traffic: reads for everyone; capture tokens spend an endpoint's key (admin)
+    "evaluations:capture-token-list": {"GET": roles.ENDPOINT_CONNECTION, "POST": roles.ENDPOINT_CONNECTION},
+    "evaluations:capture-token-revoke": {"POST": roles.ENDPOINT_CONNECTION},
+    "evaluations:traffic": {"GET": R},
+    "evaluations:traffic-call": {"GET": R},
+    "evaluations:traffic-to-suite": {"POST": U},
     "evaluations:schedule-new": {"GET": roles.SCHEDULE, "POST": roles.SCHEDULE},
     "evaluations:schedule-edit": {"GET": roles.SCHEDULE, "POST": roles.SCHEDULE},
     "evaluations:schedule-toggle": {"POST": roles.SCHEDULE},
@@ -114,6 +127,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "evaluations:run-review-summary": {"GET": R},
     "evaluations:run-review-threshold": {"POST": ES},
     "evaluations:run-review-accept-passing": {"POST": roles.REVIEW},
+    "evaluations:run-captured-apply": {"POST": U},
     "evaluations:run-export-reviewed": {"GET": R},
     "evaluations:run-signoff-request": {"POST": roles.REQUEST_SIGNOFF},
     "evaluations:run-delete": {"GET": roles.DELETE_RUN, "POST": roles.DELETE_RUN},
@@ -149,6 +163,9 @@ ROUTES: dict[str, dict[str, str]] = {
     "api-v1:run-signoff-reject": {"POST": roles.APPROVE},
     "api-v1:run-reviews": {"GET": R, "POST": roles.REVIEW},
     "api-v1:run-reviews-accept-passing": {"POST": roles.REVIEW},
+    "api-v1:shadow-list": {"GET": R, "POST": roles.RUN},
+    "api-v1:shadow-detail": {"GET": R},
+    "api-v1:shadow-enabled": {"POST": roles.RUN},
     "api-v1:run-baseline": {"POST": roles.SET_BASELINE},
     "api-v1:run-cancel": {"POST": roles.RUN},
     "api-v1:run-resume": {"POST": roles.RUN},
@@ -169,6 +186,13 @@ ROUTES: dict[str, dict[str, str]] = {
     "api-v1:synthetic-accept-all": {"POST": U},
     "api-v1:synthetic-promote": {"POST": U},
     "api-v1:synthetic-cancel": {"POST": U},
+    "api-v1:capture-token-list": {"GET": roles.ENDPOINT_CONNECTION, "POST": roles.ENDPOINT_CONNECTION},
+    "api-v1:capture-token-revoke": {"POST": roles.ENDPOINT_CONNECTION},
+    "api-v1:traffic-list": {"GET": R},
+    "api-v1:traffic-detail": {"GET": R},
+    "api-v1:traffic-summary": {"GET": R},
+    "api-v1:traffic-apply-reviews": {"POST": U},
+    "api-v1:traffic-to-suite": {"POST": U},
     # --- the read-only API of runs
     "api:run-list": {"GET": R},
     "api:run-detail": {"GET": R},
@@ -188,6 +212,9 @@ PK_OF = {
     "strategy": ("api-v1:strategy-", "evaluations:strategy-"),
     "signoff": ("evaluations:signoff-decide", "evaluations:signoff-withdraw"),
     "synthetic": ("evaluations:synthetic-", "api-v1:synthetic-"),
+    "capture_token": ("evaluations:capture-token-", "api-v1:capture-token-"),
+    "traffic": ("evaluations:traffic-call", "api-v1:traffic-detail"),
+    "shadow": ("evaluations:shadow-", "api-v1:shadow-"),
 }
 
 IDENTITIES = ["anonymous", "no role", *roles.ROLE_NAMES]
@@ -240,6 +267,13 @@ def world(db, task_queue):
         "finetune": FineTuneJob.objects.create(suite_version=version, base_endpoint=endpoint),
         "synthetic": SyntheticGeneration.objects.create(
             suite_version=version, endpoint=endpoint, strategy=synthesize_strategy(), requested=3
+        ),
+        "shadow": ShadowConfig.objects.create(
+            name="matrix-shadow", live_endpoint=endpoint, candidate=EndpointFactory(name="matrix-candidate")
+        ),
+        "capture_token": capture_token_create(name="matrix-app", endpoints=[endpoint])[0],
+        "traffic": TrafficCall.objects.create(
+            call_id="matrix-call", endpoint=endpoint, endpoint_name=endpoint.name, started_at=timezone.now()
         ),
         "channel": channel,
         "delivery": AlertDelivery.objects.create(finding=finding, channel=channel, status="failed"),

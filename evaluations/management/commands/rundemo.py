@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import socketserver
+import subprocess
 import sys
 import threading
 import time
@@ -41,6 +42,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--addr", default=os.environ.get("FTVP_DEMO_ADDR", "127.0.0.1:8000"))
+        parser.add_argument(
+            "--proxy-addr",
+            default=os.environ.get("FTVP_DEMO_PROXY_ADDR", "127.0.0.1:8001"),
+            help="where the capture proxy listens while the dashboard is served (docs/capture.md)",
+        )
         parser.add_argument("--setup-only", action="store_true", help="prepare the data, then exit")
         parser.add_argument("--no-serve", action="store_true", help="tell the story, then exit (benchmarks)")
         parser.add_argument(
@@ -67,7 +73,7 @@ class Command(BaseCommand):
         # Beat runs inside this worker (the installation's only beat): suites' schedules fire while
         # the demo runs.
         worker = embedded.start_worker(name="demo", log_path=log_path, beat=True)
-        server = None
+        server = proxy = None
         # SIGTERM (e.g. from a process manager) ends the demo like Ctrl-C: the worker is stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
@@ -77,6 +83,7 @@ class Command(BaseCommand):
             if not opts["no_serve"]:
                 server = self._serve(opts["addr"])
                 self._say(f"    dashboard {url} (user demo, password {password}): watch it happen")
+                proxy = self._proxy(opts["proxy_addr"])
             self._say("4/5 fine-tuning and evaluating")
             try:
                 _, run = demo_story(say=self._say, size=size)
@@ -101,6 +108,9 @@ class Command(BaseCommand):
         finally:
             if server is not None:
                 server.shutdown()
+            if proxy is not None:  # SIGTERM: the proxy flushes and drains its spool
+                proxy.terminate()
+                proxy.wait(60)
             embedded.stop_worker(worker)
 
     def _say(self, line: str) -> None:
@@ -118,6 +128,21 @@ class Command(BaseCommand):
         server.set_app(get_internal_wsgi_application())
         threading.Thread(target=server.serve_forever, name="demo-web", daemon=True).start()
         return server
+
+    def _proxy(self, addr: str) -> subprocess.Popen:
+        """The capture proxy (uvicorn, an ASGI process of its own), as `make proxy` starts it."""
+        host, _, port = addr.rpartition(":")
+        log_path = settings.DATA_DIR / "logs" / "demo-proxy.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - the child process owns it
+        command = [
+            sys.executable, "-m", "uvicorn", "ftvp_site.proxy_asgi:application",
+            "--host", host or "127.0.0.1", "--port", port, "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        proc = subprocess.Popen(command, cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT)
+        self._say(
+            f"    capture proxy http://{addr}/proxy/<endpoint-name>/v1 (docs/capture.md; log in {log_path})"
+        )
+        return proc
 
     def _demo_user(self) -> str:
         password = os.environ.get("FTVP_DEMO_PASSWORD") or secrets.token_urlsafe(9)
