@@ -1263,6 +1263,11 @@ def _add_break_even(d: Decision, prompting, tuned, profile: Profile, ref: ArmEvi
         and profile.measured_prompt_tokens is not None
     )
     if measured_prompt:  # what production's own requests cost on this endpoint, not the suite's cases
+        # Production's inputs are longer (or shorter) than the suite's by as many tokens for the
+        # fine-tuned model too (it gets the input without the prompt's instructions).
+        if ft.prompt_tokens is not None and ref.prompt_tokens is not None:
+            extra = profile.measured_prompt_tokens - ref.prompt_tokens
+            c_f = cost_per_request(replace(ft, prompt_tokens=max(0.0, ft.prompt_tokens + extra)))
         c_p = cost_per_request(
             replace(
                 ref,

@@ -38,11 +38,11 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from evaluations.models import Provider
+from evaluations.models import Endpoint, Provider
 from evaluations.selectors.capture import TokenInfo, capture_endpoint_by_name, capture_token_by_hash
 from evaluations.services.endpoints import endpoint_api_key
 from evaluations.services.spool import BATCH as SPOOL_BATCH
-from evaluations.services.spool import SpoolWriter, spool_connect, spool_count
+from evaluations.services.spool import SpoolWriter, lookup_load, lookup_save, spool_connect, spool_count
 from evaluations.services.tokens import token_hash
 from evaluations.services.traffic import CaptureRedaction, traffic_build, traffic_drain, traffic_prune
 
@@ -200,35 +200,57 @@ class Proxy:
     # --- lookups (cached) -----------------------------------------------------------------------
 
     def _load_token(self, key_hash: str) -> TokenInfo | None:
+        """The token from the database (remembered beside the spool), or, while the database is down,
+        the last answer remembered there: a restarted proxy keeps serving the tokens it knew."""
         try:
-            return capture_token_by_hash(key_hash)
+            token = capture_token_by_hash(key_hash)
+        except Exception:
+            remembered = lookup_load("token", key_hash)
+            if remembered is None:
+                raise
+            log.warning("capture proxy: database unavailable; using the token as last known")
+            return _token_from(remembered)
         finally:
             connections.close_all()
+        _remember("token", key_hash, None if token is None else _token_to(token))
+        return token
 
     def _load_endpoint(self, name: str) -> Target | None:
+        """The endpoint from the database (its row, never its key, remembered beside the spool), or,
+        while the database is down, the last row remembered there, its key read from the environment."""
         try:
             endpoint = capture_endpoint_by_name(name)
-            if endpoint is None:
-                return None
-            key, key_error = None, ""
-            if endpoint.provider != Provider.LOCAL:
-                try:
-                    key = endpoint_api_key(endpoint)
-                except Exception as exc:
-                    key_error = str(exc)
-            if key:
-                self._keys.add(key)
-            return Target(
-                id=endpoint.id,
-                name=endpoint.name,
-                local=endpoint.provider == Provider.LOCAL,
-                url=(endpoint.base_url or "").rstrip("/"),
-                timeout=float(endpoint.timeout_seconds or 60),
-                key=key,
-                key_error=key_error,
-            )
+        except Exception:
+            remembered = lookup_load("endpoint", name)
+            if remembered is None:
+                raise
+            log.warning("capture proxy: database unavailable; using endpoint %s as last known", name)
+            endpoint = Endpoint(**remembered)
+        else:
+            fields = ("id", "name", "provider", "base_url", "timeout_seconds", "api_key_env")
+            row = None if endpoint is None else {f: getattr(endpoint, f) for f in fields}
+            _remember("endpoint", name, row)
         finally:
             connections.close_all()
+        if endpoint is None:
+            return None
+        key, key_error = None, ""
+        if endpoint.provider != Provider.LOCAL:
+            try:
+                key = endpoint_api_key(endpoint)
+            except Exception as exc:
+                key_error = str(exc)
+        if key:
+            self._keys.add(key)
+        return Target(
+            id=endpoint.id,
+            name=endpoint.name,
+            local=endpoint.provider == Provider.LOCAL,
+            url=(endpoint.base_url or "").rstrip("/"),
+            timeout=float(endpoint.timeout_seconds or 60),
+            key=key,
+            key_error=key_error,
+        )
 
     async def _cached(self, cache: dict, key: str, load):
         now = time.monotonic()
@@ -473,3 +495,35 @@ class _Refused(Exception):
 
 
 application = Proxy()
+
+
+def _remember(kind: str, key: str, value: dict | None) -> None:
+    try:
+        lookup_save(kind, key, value)
+    except Exception:  # a spool that cannot be written is the writer's to report; the call goes on
+        log.warning("capture proxy: could not remember a %s lookup", kind, exc_info=True)
+
+
+def _token_to(token: TokenInfo) -> dict:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "endpoint_ids": sorted(token.endpoint_ids),
+        "rate_per_minute": token.rate_per_minute,
+        "tags": list(token.tags),
+        "revoked": token.revoked,
+        "expires_at": None if token.expires_at is None else token.expires_at.isoformat(),
+    }
+
+
+def _token_from(value: dict) -> TokenInfo:
+    expires = value.get("expires_at")
+    return TokenInfo(
+        id=value["id"],
+        name=value["name"],
+        endpoint_ids=frozenset(value["endpoint_ids"]),
+        rate_per_minute=value["rate_per_minute"],
+        tags=tuple(value["tags"]),
+        revoked=value["revoked"],
+        expires_at=None if expires is None else datetime.fromisoformat(expires),
+    )

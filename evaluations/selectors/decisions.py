@@ -121,7 +121,7 @@ def measured_traffic(suite: Suite, *, now=None) -> dict | None:
     since = now - timedelta(days=TRAFFIC_WINDOW_DAYS)
     calls = traffic_calls(
         TrafficFilter(endpoint=suite.traffic_endpoint.name, tag=suite.traffic_tag or None, kind="chat")
-    ).filter(started_at__gte=since, started_at__lte=now, status__lt=400)
+    ).filter(started_at__gte=since, started_at__lte=now, status__lt=400, error="")
     figures = calls.aggregate(
         n=Count("id"),
         first=Min("started_at"),

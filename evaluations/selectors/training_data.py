@@ -35,6 +35,7 @@ from evaluations.models import (
     Strategy,
     SuiteVersion,
     SyntheticGeneration,
+    Trigger,
 )
 
 KINDS = ("train", "run", "reviewed")
@@ -235,7 +236,10 @@ def _arm_of(run: Run, name: str, spec: str) -> Arm:
 
 
 def _arm_cost(arm_ids: list[int]) -> float:
-    return float(Result.objects.filter(arm_id__in=arm_ids).aggregate(c=Sum("cost"))["c"] or 0.0)
+    """What the arms' calls cost: a teacher's labelling. Captured production answers cost the
+    training data nothing more (production paid for them anyway)."""
+    results = Result.objects.filter(arm_id__in=arm_ids).exclude(arm__run__trigger=Trigger.CAPTURE)
+    return float(results.aggregate(c=Sum("cost"))["c"] or 0.0)
 
 
 def run_rows(version: SuiteVersion, part: SourcePart) -> tuple[list[Row], Arm, float]:

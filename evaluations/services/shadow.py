@@ -18,8 +18,10 @@ import hashlib
 import json
 import logging
 from dataclasses import replace
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from evaluations import strategies
 from evaluations.analysis.costs import token_cost
@@ -45,11 +47,14 @@ from evaluations.services.endpoints import endpoint_provider
 from evaluations.services.judge import judge_endpoint
 from evaluations.services.pairwise import PairJudge, input_text
 from evaluations.services.result_scores import DBVectorStore, get_embedder
-from evaluations.services.secrets import redactor
+from evaluations.services.traffic import CaptureRedaction
 
 log = logging.getLogger(__name__)
 
 CLAIM = 200  # calls a task looks at, at most
+# Calls are claimed once recorded this long ago: ids are given at insert, not at commit, so a call
+# still being committed by another drain could otherwise fall behind the watermark unseen.
+SETTLE_SECONDS = 30
 DEFAULT_CHECKS = [{"type": "similar"}]
 PAIRWISE = {"type": "pairwise", "against": "live"}
 
@@ -139,7 +144,7 @@ def shadows_dispatch() -> int:
     for config_id, live, watermark in ShadowConfig.objects.filter(enabled=True).values_list(
         "pk", "live_endpoint_id", "watermark"
     ):
-        if TrafficCall.objects.filter(endpoint_id=live, pk__gt=watermark).exists():
+        if _settled().filter(endpoint_id=live, pk__gt=watermark).exists():
             queue.enqueue("shadow_sweep", config_id)
             sent += 1
     return sent
@@ -149,6 +154,10 @@ def sampled(config_id: int, call_id: str, share: float) -> bool:
     """Whether the call is in the configuration's sample: a hash of both against the share."""
     digest = hashlib.sha256(f"{config_id}:{call_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def _settled():
+    return TrafficCall.objects.filter(recorded_at__lt=timezone.now() - timedelta(seconds=SETTLE_SECONDS))
 
 
 def shadow_sweep(*, config_id: int, limit: int = CLAIM) -> int:
@@ -161,7 +170,8 @@ def shadow_sweep(*, config_id: int, limit: int = CLAIM) -> int:
     if config is None:
         return 0
     calls = list(
-        TrafficCall.objects.filter(endpoint_id=config.live_endpoint_id, pk__gt=config.watermark)
+        _settled()
+        .filter(endpoint_id=config.live_endpoint_id, pk__gt=config.watermark)
         .order_by("pk")
         .only("pk", "call_id", "kind", "status", "request", "response", "latency_ms", "cost",
               "prompt_tokens", "completion_tokens")[:limit]
@@ -217,17 +227,26 @@ def _params(config: ShadowConfig, call: TrafficCall) -> GenerationParams:
 
 def _shadow(config: ShadowConfig, calls: list[TrafficCall]) -> list[ShadowPair]:
     candidate = config.candidate
-    redact = redactor()
+    redact = CaptureRedaction.configured().text  # as the live calls were: patterns masked, secrets too
     by_params: dict[str, tuple[GenerationParams, list[TrafficCall]]] = {}
     for call in calls:
         params = _params(config, call)
         key = json.dumps(dataclasses.asdict(params), sort_keys=True, default=str)
         by_params.setdefault(key, (params, []))[1].append(call)
     pairs: list[ShadowPair] = []
-    provider = endpoint_provider(candidate)
+    try:
+        provider = endpoint_provider(candidate)
+    except Exception as exc:  # e.g. its key variable is not set: every pair says why
+        why = redact(f"the candidate cannot be called: {exc}")[:2000]
+        return [ShadowPair(config=config, call=c, error=why) for c in calls]
     try:
         for params, group in by_params.values():
-            completions = provider.complete_many([_prompt(config, c) for c in group], params)
+            try:
+                completions = provider.complete_many([_prompt(config, c) for c in group], params)
+            except Exception as exc:  # a prompt the strategy cannot render, a provider failure
+                why = redact(f"{type(exc).__name__}: {exc}")[:2000]
+                pairs.extend(ShadowPair(config=config, call=c, error=why) for c in group)
+                continue
             for call, completion in zip(group, completions, strict=True):
                 text = completion.text
                 if config.strategy is not None and config.strategy.kind != "plain":
@@ -250,10 +269,16 @@ def _shadow(config: ShadowConfig, calls: list[TrafficCall]) -> list[ShadowPair]:
         close = getattr(provider, "close", None)
         if close is not None:
             close()
-    if config.compare == ShadowCompare.PAIRWISE:
-        _judge(pairs)
-    else:
-        _agree(config, pairs)
+    try:  # the candidate's answers are paid for: kept even when the comparison fails
+        if config.compare == ShadowCompare.PAIRWISE:
+            _judge(pairs)
+        else:
+            _agree(config, pairs)
+    except Exception as exc:
+        log.exception("shadow %s: the comparison failed", config.name)
+        for pair in pairs:
+            if pair.agreement is None:
+                pair.details = {"error": redact(f"not compared: {type(exc).__name__}: {exc}")[:500]}
     return pairs
 
 

@@ -15,7 +15,9 @@ spool is for); a power cut may lose the last commits.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -27,6 +29,8 @@ from django.conf import settings
 
 SPOOL_FILE = "capture.sqlite3"
 BATCH = 500
+
+log = logging.getLogger(__name__)
 
 
 def spool_path() -> Path:
@@ -50,6 +54,10 @@ def spool_connect(path: Path | None = None, *, wait: float = 30.0) -> sqlite3.Co
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS calls (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "call_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS lookups (kind TEXT NOT NULL, key TEXT NOT NULL, "
+                "value TEXT NOT NULL, PRIMARY KEY (kind, key))"
             )
             return conn
         except sqlite3.OperationalError:
@@ -106,6 +114,7 @@ class SpoolWriter:
         self.path = path or spool_path()
         self.prepare = prepare  # turns what was handed over into the record (in this thread)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.failing = ""  # the last write error while it lasts (empty: writing)
         self._thread = threading.Thread(target=self._run, name="ftvp-spool-writer", daemon=True)
         self._thread.start()
 
@@ -115,6 +124,25 @@ class SpoolWriter:
     def close(self, timeout: float = 30.0) -> None:
         self._queue.put(self._STOP)
         self._thread.join(timeout)
+
+    def _write(self, conn: sqlite3.Connection, batch: list[dict]) -> sqlite3.Connection:
+        """Commit the batch, however long it takes: a locked file, a full disk or a broken connection
+        is retried with a growing pause (the batch kept), so the thread never dies and drops calls."""
+        pause = 0.05
+        while True:
+            try:
+                spool_put(conn, batch)
+                self.failing = ""
+                return conn
+            except (sqlite3.Error, OSError) as exc:
+                self.failing = f"{type(exc).__name__}: {exc}"
+                log.warning("capture spool: a write failed (%s); retrying in %.1fs", self.failing, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+                    with contextlib.suppress(sqlite3.Error):  # a broken connection: open the file again
+                        conn.close()
+                    conn = spool_connect(self.path, wait=3600.0)
 
     def _run(self) -> None:
         conn = spool_connect(self.path, wait=3600.0)
@@ -135,14 +163,37 @@ class SpoolWriter:
                         batch.append(item)
                 if self.prepare is not None:
                     batch = [self.prepare(item) for item in batch]
-                for attempt in range(100):
-                    try:
-                        spool_put(conn, batch)
-                        break
-                    except sqlite3.OperationalError:  # locked past the busy timeout: try again
-                        if attempt == 99:
-                            raise
+                conn = self._write(conn, batch)
                 if stop:
                     return
         finally:
             conn.close()
+
+
+# The proxy's last-known lookups (a token by its hash, an endpoint by name: never a key), kept beside
+# the spool so that a proxy restarted while the database is down still knows who may call what.
+
+
+def lookup_save(kind: str, key: str, value: dict | None, *, path: Path | None = None) -> None:
+    """Remember (or, for None: forget) the database's latest answer to a lookup."""
+    conn = spool_connect(path)
+    try:
+        if value is None:
+            conn.execute("DELETE FROM lookups WHERE kind = ? AND key = ?", (kind, key))
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO lookups (kind, key, value) VALUES (?, ?, ?)",
+                (kind, key, json.dumps(value, sort_keys=True)),
+            )
+    finally:
+        conn.close()
+
+
+def lookup_load(kind: str, key: str, *, path: Path | None = None) -> dict | None:
+    """The last answer remembered for a lookup; None when there is none."""
+    conn = spool_connect(path)
+    try:
+        row = conn.execute("SELECT value FROM lookups WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+    finally:
+        conn.close()
+    return json.loads(row[0]) if row else None

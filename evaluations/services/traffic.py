@@ -91,6 +91,9 @@ class CaptureRedaction:
     def __call__(self, value):
         if isinstance(value, str):
             return self.text(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 13 <= len(str(abs(value))) <= 19:
+            masked = self.text(str(value))  # a card number sent as a JSON number
+            return value if masked == str(value) else masked
         if isinstance(value, dict):
             return {k: self(v) for k, v in value.items() if k not in self.drop}
         if isinstance(value, list):

@@ -1,5 +1,6 @@
-"""The capture proxy under uvicorn for the end-to-end test, with the database made to fail for the
-drain while the file named by FTVP_TEST_DB_DOWN exists (the proxy itself is the real one).
+"""The capture proxy under uvicorn for the end-to-end test, with the database made to fail while the
+file named by FTVP_TEST_DB_DOWN exists: the drain's inserts and the token and endpoint lookups alike,
+as a stopped database would (the proxy itself is the real one).
 
     python tests/proxy/serve.py PORT
 """
@@ -32,6 +33,21 @@ def _flaky_record(*, records):
 
 
 traffic.traffic_record = _flaky_record
+
+from evaluations.proxy import app as proxy_app  # noqa: E402
+
+
+def _flaky(read):
+    def lookup(*args, **kwargs):
+        if os.path.exists(os.environ["FTVP_TEST_DB_DOWN"]):
+            raise OperationalError("the database is stopped (test)")
+        return read(*args, **kwargs)
+
+    return lookup
+
+
+proxy_app.capture_token_by_hash = _flaky(proxy_app.capture_token_by_hash)
+proxy_app.capture_endpoint_by_name = _flaky(proxy_app.capture_endpoint_by_name)
 
 if __name__ == "__main__":
     from ftvp_site.proxy_asgi import application

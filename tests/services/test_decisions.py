@@ -580,4 +580,6 @@ def test_volume_and_the_production_prompt_measured_on_captured_traffic(db):
     assert be["prompting_cost_measured"] is True
     # few-shot at production's prompt: 1000 x $1 + 5 x $2 per 1M = $0.00101; plain: $0.00005.
     assert be["prompting_cost_per_request"] == pytest.approx(0.00101)
+    # the student gets production's longer inputs too: 40 + (1000 - 600) prompt tokens
+    assert be["fine_tuned_cost_per_request"] == pytest.approx(0.00045)
     assert any("at the tokens production sends it" in e for e in d.evidence)

@@ -42,6 +42,12 @@ def record(live, n: int, *, kind: str = "chat", status: int = 200, stream: bool 
     )  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def settled_at_once(monkeypatch):
+    """Calls are claimed as soon as recorded (in production, 30 s later: see SETTLE_SECONDS)."""
+    monkeypatch.setattr("evaluations.services.shadow.SETTLE_SECONDS", 0)
+
+
 @pytest.fixture
 def endpoints(db, fake_openai):
     fake_openai.responder = candidate_model
@@ -134,3 +140,22 @@ def test_the_live_answer_of_a_call() -> None:
     assert live_answer({"choices": [{"message": {"content": "hi"}}]}) == "hi"
     assert live_answer({"content": "streamed"}) == "streamed"
     assert live_answer({"data": []}) is None and live_answer(None) is None
+
+
+def test_a_call_recorded_a_moment_ago_waits_and_a_failing_candidate_keeps_the_reason(
+    endpoints, task_queue, monkeypatch
+):
+    live, candidate = endpoints
+    monkeypatch.setattr("evaluations.services.shadow.SETTLE_SECONDS", 30)
+    config = shadow_config_create(name="later", live_endpoint=live, candidate=candidate, share=1.0)
+    record(live, 1)
+    assert shadows_dispatch() == 0 and shadow_sweep(config_id=config.pk) == 0  # not settled yet
+    monkeypatch.setattr("evaluations.services.shadow.SETTLE_SECONDS", 0)
+
+    def broken(endpoint):
+        raise RuntimeError("OPENAI_KEY is not set")
+
+    monkeypatch.setattr("evaluations.services.shadow.endpoint_provider", broken)
+    assert shadow_sweep(config_id=config.pk) == 1
+    pair = ShadowPair.objects.get()
+    assert pair.error == "the candidate cannot be called: OPENAI_KEY is not set" and pair.agreement is None

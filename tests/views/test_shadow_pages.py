@@ -15,6 +15,11 @@ from tests.factories import EndpointFactory, SuiteFactory, UserFactory
 from tests.services.test_shadow import candidate_model, record
 
 
+@pytest.fixture(autouse=True)
+def settled_at_once(monkeypatch):
+    monkeypatch.setattr("evaluations.services.shadow.SETTLE_SECONDS", 0)
+
+
 @pytest.fixture
 def endpoints(db, fake_openai):
     fake_openai.responder = candidate_model
